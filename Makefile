@@ -1,0 +1,35 @@
+# Parley: `make run` starts the demo, `make test` runs every test.
+GO ?= go
+export CHROMIUM_PATH ?= /usr/bin/chromium
+
+.PHONY: build run test test-short generate check-generate fuzz bench clean
+
+build: ## bin/parley
+	$(GO) build -o bin/parley ./cmd/parley
+
+run: build ## Parley on 127.0.0.1:8080 and the demo shop on localhost:8081
+	./bin/parley demo --db .data/demo.db
+
+generate: ## regenerate templ components
+	$(GO) tool templ generate
+
+check-generate: ## fails if the committed *_templ.go files are stale
+	$(GO) tool templ generate
+	git diff --exit-code -- '*_templ.go'
+
+test: build ## unit, HTTP, browser (headless Chromium) and fuzz-seed tests
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-short: ## everything but the browser tests
+	$(GO) test -count=1 -short ./...
+
+fuzz: ## run each fuzzer for a while (seeds alone run in make test)
+	$(GO) test ./internal/chat -run '^$$' -fuzz FuzzDecodeClientFrame -fuzztime 30s
+	$(GO) test ./internal/identity -run '^$$' -fuzz FuzzCanonicalOrigin -fuzztime 30s
+
+bench: ## Go benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin .data

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/parley-chat/parley/internal/demoshop"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+const demoAppName = "Demo shop"
+
+// demoCmd runs Parley and the demo shop side by side on two origins, with
+// the demo app created on first start.
+func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", stderr)
+	dbPath := fs.String("db", ".data/demo.db", "SQLite database `path`")
+	addr := fs.String("addr", "127.0.0.1:8080", "Parley's listen address")
+	shopAddr := fs.String("shop-addr", "localhost:8081", "the demo shop's listen address")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*dbPath), 0o700); err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, *dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	parleyURL := "http://" + *addr
+	shopURL := "http://" + *shopAddr
+	app, apiKey, err := demoApp(ctx, db, shopURL)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	parleyLn, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	shopLn, err := net.Listen("tcp", *shopAddr)
+	if err != nil {
+		return err
+	}
+	shop := &demoshop.Shop{ParleyURL: parleyURL, AppID: app.ID, IdentitySecret: app.IdentitySecret, APIKey: apiKey}
+	shopSrv := &http.Server{Handler: shop.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go shopSrv.Serve(shopLn)
+	defer shopSrv.Close()
+
+	fmt.Fprintf(stdout, `
+Parley demo
+  Parley:      %s   (app %s, identity enforced)
+  Demo shop:   %s   ← open this, log in as Alice or Bob, click the chat button
+  Agent view:  %s/agent   ← answer through Parley's server API
+
+  API key for this run (rotated at every start):
+    curl -H 'Authorization: Bearer %s' %s/api/v1/conversations
+
+Ctrl-C stops both.
+`, parleyURL, app.ID, shopURL, shopURL, apiKey, parleyURL)
+	err = serve(ctx, serveConfig{DBPath: *dbPath, Addr: *addr, PublicURL: parleyURL}, db, parleyLn, log)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// demoApp finds the demo app or creates it. Its API key is stored only as a
+// hash, so the demo rotates it to have one it can show and use.
+func demoApp(ctx context.Context, db *store.DB, shopURL string) (*store.App, string, error) {
+	app, err := db.AppByName(ctx, demoAppName)
+	if errors.Is(err, store.ErrNotFound) {
+		created, err := db.CreateApp(ctx, store.NewApp{Name: demoAppName, Origins: []string{shopURL}, IdentityMode: store.ModeEnforced})
+		if err != nil {
+			return nil, "", err
+		}
+		return &created.App, created.APIKey, nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	key, err := db.RotateAPIKey(ctx, app.ID)
+	return app, key, err
+}

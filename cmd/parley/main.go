@@ -1,0 +1,247 @@
+// Command parley is the Parley chat widget host: the server, and the CLI
+// that creates apps and computes user hashes.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/identity"
+	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/web"
+)
+
+const usage = `parley — a self-hosted chat widget host
+
+Usage:
+  parley serve --db PATH --addr HOST:PORT --public-url URL
+  parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor] [--json]
+  parley hash --secret SECRET (--user-id ID | --email EMAIL)
+  parley demo [--db PATH]
+
+serve reads PARLEY_DB, PARLEY_ADDR and PARLEY_PUBLIC_URL when the flags are not given.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "parley:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// usageError marks mistakes in how parley was invoked (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	if errors.As(err, new(usageError)) {
+		return 2
+	}
+	return 1
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"missing command"}
+	}
+	switch args[0] {
+	case "serve":
+		return serveCmd(ctx, args[1:], stderr)
+	case "apps":
+		if len(args) < 2 || args[1] != "create" {
+			return usageError{"usage: parley apps create --db PATH --name NAME --origin ORIGIN …"}
+		}
+		return appsCreateCmd(ctx, args[2:], stdout, stderr)
+	case "hash":
+		return hashCmd(args[1:], stdout, stderr)
+	case "demo":
+		return demoCmd(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+// multiFlag collects a repeatable flag such as --origin.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func appsCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("apps create", stderr)
+	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
+	name := fs.String("name", "", "app name")
+	var origins multiFlag
+	fs.Var(&origins, "origin", "allowed parent-page origin, e.g. https://shop.example.com (repeatable)")
+	mode := fs.String("identity", store.ModeEnforced, "identity mode: enforced or monitor")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dbPath == "" || *name == "" || len(origins) == 0 {
+		return usageError{"apps create needs --db, --name and at least one --origin"}
+	}
+	// Validate before touching the database, so a typo creates no file.
+	if _, err := store.CanonicalOrigins(origins); err != nil {
+		return usageError{err.Error()}
+	}
+	db, err := store.Open(ctx, *dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	created, err := db.CreateApp(ctx, store.NewApp{Name: *name, Origins: origins, IdentityMode: *mode})
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return usageError{ie.Msg}
+	}
+	if err != nil {
+		return err
+	}
+	a := created.App
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]any{
+			"app_id": a.ID, "name": a.Name, "origins": a.Origins, "identity_mode": a.IdentityMode,
+			"identity_secret": a.IdentitySecret, "api_key": created.APIKey,
+		})
+	}
+	fmt.Fprintf(stdout, "app_id:          %s\nname:            %s\norigins:         %s\nidentity_mode:   %s\nidentity_secret: %s\napi_key:         %s\n\n"+
+		"Keep identity_secret and api_key on your server only. The api_key is not shown again.\n",
+		a.ID, a.Name, strings.Join(a.Origins, " "), a.IdentityMode, a.IdentitySecret, created.APIKey)
+	return nil
+}
+
+func hashCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("hash", stderr)
+	secret := fs.String("secret", "", "the app's identity secret")
+	userID := fs.String("user-id", "", "user id to sign")
+	email := fs.String("email", "", "email to sign when there is no user id")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	subject := *userID
+	if subject == "" {
+		subject = *email
+	}
+	if *secret == "" || subject == "" {
+		return usageError{"hash needs --secret and --user-id (or --email)"}
+	}
+	fmt.Fprintln(stdout, identity.UserHash(*secret, subject))
+	return nil
+}
+
+// serveConfig is what serveCmd and demoCmd need to start the server.
+type serveConfig struct {
+	DBPath, Addr, PublicURL string
+}
+
+func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	var cfg serveConfig
+	fs.StringVar(&cfg.DBPath, "db", os.Getenv("PARLEY_DB"), "SQLite database `path` (PARLEY_DB)")
+	fs.StringVar(&cfg.Addr, "addr", envOr("PARLEY_ADDR", "127.0.0.1:8080"), "listen address (PARLEY_ADDR)")
+	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("PARLEY_PUBLIC_URL"), "Parley's origin as browsers see it (PARLEY_PUBLIC_URL)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if cfg.DBPath == "" {
+		return usageError{"serve needs --db or PARLEY_DB"}
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + cfg.Addr
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	db, err := store.Open(ctx, cfg.DBPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, db, ln, log)
+}
+
+// serve runs Parley on ln until ctx ends, then shuts down gracefully:
+// in-flight requests finish and widget sockets get a going-away close.
+func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, log *slog.Logger) error {
+	hub := chat.NewHub(db, log)
+	handler, err := web.New(web.Config{PublicURL: cfg.PublicURL, SessionTTL: 12 * time.Hour}, db, hub, log)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	go sweepSessions(ctx, db, log)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("parley listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Shutdown does not track hijacked websocket connections; the hub does.
+	return errors.Join(srv.Shutdown(shutdownCtx), hub.Shutdown(shutdownCtx))
+}
+
+func sweepSessions(ctx context.Context, db *store.DB, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := db.DeleteExpiredSessions(ctx); err != nil {
+				log.Error("sweeping sessions", "err", err)
+			}
+		}
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

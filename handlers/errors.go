@@ -1,0 +1,110 @@
+// Package handlers holds Parley's HTTP handlers. Each is a struct that
+// receives its dependencies; the narrow interfaces they need are declared
+// beside them.
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+)
+
+// APIError is the one error shape every JSON endpoint answers with:
+// {"error":{"code":"…","message":"…"}}.
+type APIError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+
+func apiError(status int, code, message string) *APIError {
+	return &APIError{Status: status, Code: code, Message: message}
+}
+
+// ErrorHandler renders every error as JSON under /api/ and as plain text
+// elsewhere. Unexpected errors are logged and answered with a generic 500
+// that reveals nothing.
+func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		apiErr := toAPIError(err)
+		if apiErr.Status >= 500 {
+			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		}
+		var werr error
+		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			c.Response().Header().Set("Cache-Control", "no-store")
+			werr = c.JSON(apiErr.Status, map[string]*APIError{"error": apiErr})
+		} else {
+			werr = c.String(apiErr.Status, apiErr.Message+"\n")
+		}
+		if werr != nil {
+			log.Warn("writing error response", "err", werr)
+		}
+	}
+}
+
+func toAPIError(err error) *APIError {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		msg := http.StatusText(he.Code)
+		if s, ok := he.Message.(string); ok && he.Code < 500 {
+			msg = s
+		}
+		return apiError(he.Code, strings.ReplaceAll(strings.ToLower(http.StatusText(he.Code)), " ", "_"), msg)
+	}
+	return apiError(http.StatusInternalServerError, "internal", "internal server error")
+}
+
+// decodeJSON reads a JSON object of at most limit bytes into dst,
+// refusing other content types, unknown fields and trailing data.
+func decodeJSON(c echo.Context, limit int64, dst any) error {
+	ct, _, _ := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
+	if ct != "application/json" {
+		return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
+	}
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return apiError(http.StatusBadRequest, "body_too_large", fmt.Sprintf("request body is limited to %d bytes", limit))
+		}
+		return apiError(http.StatusBadRequest, "invalid_json", "request body is not a valid JSON object of the expected shape: "+shortJSONError(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return apiError(http.StatusBadRequest, "body_too_large", fmt.Sprintf("request body is limited to %d bytes", limit))
+		}
+		return apiError(http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+func shortJSONError(err error) string {
+	msg := err.Error()
+	if err == io.EOF {
+		msg = "empty body"
+	}
+	if len(msg) > 120 {
+		msg = msg[:120]
+	}
+	return msg
+}

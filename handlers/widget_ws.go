@@ -1,0 +1,52 @@
+package handlers
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+
+	"github.com/gorilla/websocket"
+	"github.com/labstack/echo/v4"
+
+	"github.com/parley-chat/parley/internal/chat"
+)
+
+// WidgetSocket serves GET /api/widget/ws. The socket is authenticated by
+// the session token in its first frame, not by a cookie or the URL, and
+// only Parley's own frame (by Origin) may open it.
+type WidgetSocket struct {
+	Hub      *chat.Hub
+	upgrader websocket.Upgrader
+}
+
+// NewWidgetSocket returns the handler; publicOrigin is the only Origin
+// a browser may open the socket from.
+func NewWidgetSocket(hub *chat.Hub, publicOrigin string) *WidgetSocket {
+	return &WidgetSocket{Hub: hub, upgrader: websocket.Upgrader{
+		ReadBufferSize:  1024,
+		WriteBufferSize: 1024,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin: func(r *http.Request) bool {
+			return r.Header.Get("Origin") == publicOrigin
+		},
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			code, msg := "bad_request", "expected a websocket upgrade"
+			if status == http.StatusForbidden {
+				code, msg = "origin_not_allowed", "the widget socket can only be opened by Parley's chat frame"
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(status)
+			json.NewEncoder(w).Encode(map[string]*APIError{"error": {Code: code, Message: msg}})
+		},
+	}}
+}
+
+func (h *WidgetSocket) Serve(c echo.Context) error {
+	conn, err := h.upgrader.Upgrade(c.Response(), c.Request(), nil)
+	if err != nil {
+		return nil // the upgrader has already answered
+	}
+	h.Hub.Serve(c.Request().Context(), conn)
+	return nil
+}

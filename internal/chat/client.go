@@ -1,0 +1,248 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// Store is what the widget socket needs from storage.
+type Store interface {
+	SessionByToken(ctx context.Context, token string) (*store.Session, error)
+	SubjectConversations(ctx context.Context, subjectID string, limit int) ([]store.Conversation, error)
+	SubjectConversation(ctx context.Context, subjectID, id string) (store.Conversation, error)
+	Messages(ctx context.Context, c store.Conversation, afterSeq int64, limit int) (store.MessagePage, error)
+	AddUserMessage(ctx context.Context, in store.UserMessage) (store.Posted, error)
+	MarkRead(ctx context.Context, subjectID, id string, seq int64) error
+	UnreadCount(ctx context.Context, subjectID string) (int64, error)
+}
+
+// Timing and flow limits of a connection.
+const (
+	authWait   = 10 * time.Second
+	writeWait  = 10 * time.Second
+	pongWait   = 60 * time.Second
+	pingPeriod = pongWait * 9 / 10
+	sendQueue  = 64 // frames queued for a client before it counts as slow
+	historyMax = 200
+	frameRate  = 10 // frames per second per connection, sustained
+	frameBurst = 30
+	maxStrikes = 50 // rate-limited frames before the connection is cut
+)
+
+// Close codes beyond RFC 6455's.
+const (
+	closeGoingAway      = websocket.CloseGoingAway
+	closePolicy         = websocket.ClosePolicyViolation
+	CloseSessionInvalid = 4001 // create a new session, then reconnect
+)
+
+// Client is one authenticated widget connection.
+type Client struct {
+	hub     *Hub
+	conn    *websocket.Conn
+	session *store.Session
+	log     *slog.Logger
+
+	send      chan []byte
+	done      chan struct{}
+	closeOnce sync.Once
+	closeCode int
+	closeText string
+}
+
+// Serve runs a widget connection until it ends: it waits for the auth
+// frame, then reads frames on the calling goroutine while a second
+// goroutine writes. It returns when the connection is closed.
+func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn) {
+	h.running.Add(1)
+	defer h.running.Done()
+	defer conn.Close()
+	conn.SetReadLimit(MaxFrameBytes)
+	sess, ok := h.authenticate(ctx, conn)
+	if !ok {
+		return
+	}
+	c := &Client{hub: h, conn: conn, session: sess, log: h.log.With("subject", sess.SubjectID),
+		send: make(chan []byte, sendQueue), done: make(chan struct{})}
+	h.register(c)
+	defer h.unregister(c)
+
+	unread, err := h.store.UnreadCount(ctx, sess.SubjectID)
+	if err != nil {
+		c.log.Error("unread count", "err", err)
+	}
+	c.queue(encode(welcomeFrame{Type: "welcome", Verified: sess.Verified(), Anonymous: sess.Kind == store.KindVisitor,
+		Unread: unread, ExpiresAt: sess.ExpiresAt}))
+
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writePump()
+	}()
+	c.readPump(ctx)
+	c.closeWith(websocket.CloseNormalClosure, "")
+	<-writerDone
+}
+
+func (h *Hub) authenticate(ctx context.Context, conn *websocket.Conn) (*store.Session, bool) {
+	conn.SetReadDeadline(time.Now().Add(authWait))
+	reject := func(code, msg string) (*store.Session, bool) {
+		conn.SetWriteDeadline(time.Now().Add(writeWait))
+		conn.WriteMessage(websocket.TextMessage, encode(errorFrame{Type: "error", Code: code, Message: msg}))
+		conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(CloseSessionInvalid, code))
+		return nil, false
+	}
+	kind, data, err := conn.ReadMessage()
+	if err != nil {
+		return nil, false
+	}
+	if kind != websocket.TextMessage {
+		return reject("bad_frame", "the first frame must be a text auth frame")
+	}
+	f, ferr := DecodeClientFrame(data)
+	if ferr != nil || f.Type != TypeAuth {
+		return reject("unauthorized", "the first frame must be {\"type\":\"auth\",\"token\":…}")
+	}
+	sess, err := h.store.SessionByToken(ctx, f.Token)
+	if errors.Is(err, store.ErrNotFound) {
+		return reject("unauthorized", "session token is invalid or expired")
+	}
+	if err != nil {
+		h.log.Error("session lookup", "err", err)
+		return reject("unavailable", "try again")
+	}
+	return sess, true
+}
+
+// queue hands a frame to the write pump. A client whose queue is full is
+// not keeping up; it is cut off rather than let it hold memory or slow
+// delivery to others.
+func (c *Client) queue(frame []byte) {
+	select {
+	case c.send <- frame:
+	case <-c.done:
+	default:
+		c.log.Warn("dropping slow client")
+		c.closeWith(websocket.CloseTryAgainLater, "too slow")
+	}
+}
+
+// closeWith ends the connection once; the write pump sends the close frame.
+func (c *Client) closeWith(code int, text string) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.closeText = code, text
+		close(c.done)
+	})
+}
+
+func (c *Client) writePump() {
+	ticker := time.NewTicker(pingPeriod)
+	defer ticker.Stop()
+	expiry := time.NewTimer(time.Until(c.session.ExpiresAt))
+	defer expiry.Stop()
+	defer c.conn.Close() // unblocks the read pump
+	for {
+		select {
+		case frame := <-c.send:
+			c.conn.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := c.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+				c.closeWith(websocket.CloseAbnormalClosure, "")
+				return
+			}
+		case <-ticker.C:
+			c.conn.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
+				c.closeWith(websocket.CloseAbnormalClosure, "")
+				return
+			}
+		case <-expiry.C:
+			c.closeWith(CloseSessionInvalid, "session expired")
+		case <-c.done:
+			c.drainAndClose()
+			return
+		}
+	}
+}
+
+// drainAndClose writes what is already queued (an error frame explaining
+// the close, say) and then the close frame.
+func (c *Client) drainAndClose() {
+	deadline := time.Now().Add(writeWait)
+	c.conn.SetWriteDeadline(deadline)
+	if c.closeCode != websocket.CloseTryAgainLater && c.closeCode != websocket.CloseAbnormalClosure {
+		for {
+			select {
+			case frame := <-c.send:
+				if c.conn.WriteMessage(websocket.TextMessage, frame) != nil {
+					return
+				}
+				continue
+			default:
+			}
+			break
+		}
+	}
+	if c.closeCode != websocket.CloseAbnormalClosure {
+		c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), deadline)
+	}
+}
+
+func (c *Client) readPump(ctx context.Context) {
+	c.conn.SetReadDeadline(time.Now().Add(pongWait))
+	c.conn.SetPongHandler(func(string) error {
+		return c.conn.SetReadDeadline(time.Now().Add(pongWait))
+	})
+	limiter := rate.NewLimiter(frameRate, frameBurst)
+	strikes := 0
+	for {
+		kind, data, err := c.conn.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.closeWith(websocket.CloseMessageTooBig, "frame too large")
+			}
+			return
+		}
+		c.conn.SetReadDeadline(time.Now().Add(pongWait))
+		if kind != websocket.TextMessage {
+			c.queueError(&FrameError{Code: "bad_frame", Message: "only text frames are accepted"}, 0)
+			continue
+		}
+		f, ferr := DecodeClientFrame(data)
+		if !limiter.Allow() {
+			strikes++
+			if strikes > maxStrikes {
+				c.closeWith(closePolicy, "rate limit exceeded")
+				return
+			}
+			retry := &FrameError{Code: "rate_limited", Message: "too many frames; slow down"}
+			retry.ClientMsgID = f.ClientMsgID
+			c.queueError(retry, time.Second/frameRate)
+			continue
+		}
+		if ferr != nil {
+			c.queueError(ferr, 0)
+			continue
+		}
+		if err := c.handle(ctx, f); err != nil {
+			c.queueError(err, 0)
+		}
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+	}
+}
+
+func (c *Client) queueError(e *FrameError, retry time.Duration) {
+	c.queue(encode(errorFrame{Type: "error", Code: e.Code, Message: e.Message, ClientMsgID: e.ClientMsgID,
+		RetryAfterMS: retry.Milliseconds()}))
+}

@@ -1,0 +1,112 @@
+package chat
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// Hub knows every authenticated widget connection, keyed by subject, so
+// that a committed message reaches all of that subject's open widgets and
+// nobody else's.
+type Hub struct {
+	store Store
+	log   *slog.Logger
+
+	mu       sync.RWMutex
+	subjects map[string]map[*Client]struct{}
+	running  sync.WaitGroup // connections being served
+}
+
+// NewHub returns an empty hub.
+func NewHub(st Store, log *slog.Logger) *Hub {
+	return &Hub{store: st, log: log, subjects: map[string]map[*Client]struct{}{}}
+}
+
+func (h *Hub) register(c *Client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.subjects[c.session.SubjectID]
+	if set == nil {
+		set = map[*Client]struct{}{}
+		h.subjects[c.session.SubjectID] = set
+	}
+	set[c] = struct{}{}
+}
+
+func (h *Hub) unregister(c *Client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.subjects[c.session.SubjectID]
+	delete(set, c)
+	if len(set) == 0 {
+		delete(h.subjects, c.session.SubjectID)
+	}
+}
+
+// sendToSubject queues frame on every connection of the subject except skip.
+func (h *Hub) sendToSubject(subjectID string, frame []byte, skip *Client) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.subjects[subjectID] {
+		if c != skip {
+			c.queue(frame)
+		}
+	}
+}
+
+// Connections returns how many widget sockets are open for a subject.
+func (h *Hub) Connections(subjectID string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.subjects[subjectID])
+}
+
+// AgentMessage delivers a committed agent reply to the subject's open
+// widgets, followed by their new unread count.
+func (h *Hub) AgentMessage(ctx context.Context, p store.Posted) {
+	subjectID := p.Conversation.SubjectID
+	h.sendToSubject(subjectID, encode(messageFrame{Type: "message", Message: NewMessageJSON(p.Message)}), nil)
+	h.pushUnread(ctx, subjectID)
+}
+
+// AgentTyping tells the subject's open widgets that an agent is (or
+// stopped) typing in a conversation.
+func (h *Hub) AgentTyping(c store.Conversation, authorName string, typing bool) {
+	h.sendToSubject(c.SubjectID, encode(typingFrame{Type: "typing", ConversationID: c.ID, Author: store.AuthorAgent,
+		AuthorName: authorName, Typing: typing}), nil)
+}
+
+func (h *Hub) pushUnread(ctx context.Context, subjectID string) {
+	n, err := h.store.UnreadCount(ctx, subjectID)
+	if err != nil {
+		h.log.Error("unread count", "err", err)
+		return
+	}
+	h.sendToSubject(subjectID, encode(unreadFrame{Type: "unread", Count: n}), nil)
+}
+
+// Shutdown closes every connection with a going-away code and waits,
+// until ctx ends, for their handlers to finish.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.RLock()
+	for _, set := range h.subjects {
+		for c := range set {
+			c.closeWith(closeGoingAway, "server shutting down")
+		}
+	}
+	h.mu.RUnlock()
+	done := make(chan struct{})
+	go func() {
+		h.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

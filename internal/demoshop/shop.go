@@ -1,0 +1,177 @@
+// Package demoshop is the demo's stand-in for a site owner's website: a
+// page on its own origin that embeds Parley, a "backend" that computes
+// user_hash with the identity secret, and a small agent page that answers
+// through Parley's server API with the app's API key.
+package demoshop
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/a-h/templ"
+
+	"github.com/parley-chat/parley/internal/identity"
+)
+
+// User is one of the shop's demo customers.
+type User struct {
+	ID, Name, Email string
+}
+
+// Users are the people you can "log in" as.
+var Users = []User{
+	{ID: "u_alice", Name: "Alice Adams", Email: "alice@example.com"},
+	{ID: "u_bob", Name: "Bob Brown", Email: "bob@example.com"},
+}
+
+// Shop serves the demo shop. Its secrets stay on this server: the page
+// only ever receives the user_hash the backend computed.
+type Shop struct {
+	ParleyURL      string
+	AppID          string
+	IdentitySecret string
+	APIKey         string
+	client         *http.Client
+}
+
+// Handler returns the shop's routes.
+func (s *Shop) Handler() http.Handler {
+	s.client = &http.Client{Timeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.home)
+	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("POST /logout", s.logout)
+	mux.HandleFunc("GET /agent", s.agent)
+	mux.HandleFunc("POST /agent/reply", s.reply)
+	return mux
+}
+
+func (s *Shop) current(r *http.Request) *User {
+	c, err := r.Cookie("demo_user")
+	if err != nil {
+		return nil
+	}
+	for i := range Users {
+		if Users[i].ID == c.Value {
+			return &Users[i]
+		}
+	}
+	return nil
+}
+
+func (s *Shop) home(w http.ResponseWriter, r *http.Request) {
+	settings := map[string]string{"app_id": s.AppID}
+	u := s.current(r)
+	if u != nil {
+		// This is the one line a site owner's backend adds.
+		settings["user_id"], settings["name"], settings["email"] = u.ID, u.Name, u.Email
+		settings["user_hash"] = identity.UserHash(s.IdentitySecret, u.ID)
+	}
+	render(w, r, Home(HomeView{User: u, Users: Users, Settings: settings, WidgetURL: s.ParleyURL + "/widget.js"}))
+}
+
+func (s *Shop) login(w http.ResponseWriter, r *http.Request) {
+	id := r.FormValue("user")
+	for _, u := range Users {
+		if u.ID == id {
+			http.SetCookie(w, &http.Cookie{Name: "demo_user", Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		}
+	}
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Shop) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: "demo_user", Path: "/", MaxAge: -1})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// agent lists the app's conversations through Parley's server API.
+func (s *Shop) agent(w http.ResponseWriter, r *http.Request) {
+	var list struct {
+		Conversations []AgentConversation `json:"conversations"`
+	}
+	if err := s.api(http.MethodGet, "/api/v1/conversations", nil, &list); err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	for i := range list.Conversations {
+		c := &list.Conversations[i]
+		var msgs struct {
+			Messages []AgentMessage `json:"messages"`
+		}
+		if err := s.api(http.MethodGet, "/api/v1/conversations/"+c.ID+"/messages", nil, &msgs); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		c.Messages = msgs.Messages
+	}
+	render(w, r, Agent(list.Conversations))
+}
+
+func (s *Shop) reply(w http.ResponseWriter, r *http.Request) {
+	body := map[string]string{"body": r.FormValue("body"), "author_name": "Demo shop support"}
+	if err := s.api(http.MethodPost, "/api/v1/conversations/"+r.FormValue("conversation_id")+"/messages", body, nil); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	http.Redirect(w, r, "/agent", http.StatusSeeOther)
+}
+
+func (s *Shop) api(method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.ParleyURL+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("parley API: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("parley API: %s: %s", resp.Status, b)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// AgentConversation is a conversation as the server API returns it.
+type AgentConversation struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	User   struct {
+		UserID    string `json:"user_id"`
+		Name      string `json:"name"`
+		Email     string `json:"email"`
+		Verified  bool   `json:"verified"`
+		Anonymous bool   `json:"anonymous"`
+	} `json:"user"`
+	Messages []AgentMessage `json:"-"`
+}
+
+// AgentMessage is a message as the server API returns it.
+type AgentMessage struct {
+	Author     string `json:"author"`
+	AuthorName string `json:"author_name"`
+	Body       string `json:"body"`
+}
+
+func render(w http.ResponseWriter, r *http.Request, c templ.Component) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := c.Render(r.Context(), w); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}

@@ -1,0 +1,194 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/parley-chat/parley/internal/identity"
+)
+
+// Identity modes: enforced refuses an identified user without a valid
+// hash; monitor accepts them as unverified while owners roll hashes out.
+const (
+	ModeEnforced = "enforced"
+	ModeMonitor  = "monitor"
+)
+
+// App is a tenant: one site owner's site.
+type App struct {
+	ID             string
+	Name           string
+	IdentityMode   string
+	IdentitySecret string
+	Origins        []string
+	CreatedAt      time.Time
+}
+
+// AllowsOrigin reports whether origin (already canonical, as browsers send
+// it) is on the app's allowlist. Exact match only.
+func (a *App) AllowsOrigin(origin string) bool {
+	for _, o := range a.Origins {
+		if o == origin {
+			return true
+		}
+	}
+	return false
+}
+
+// NewApp is what an owner supplies to create an app.
+type NewApp struct {
+	Name         string
+	Origins      []string
+	IdentityMode string
+}
+
+// CreatedApp carries the secrets that are shown once at creation.
+type CreatedApp struct {
+	App    App
+	APIKey string
+}
+
+// CreateApp validates and stores a new app with a fresh identity secret and
+// API key. Origins are canonicalised; any bad one refuses the whole app.
+func (db *DB) CreateApp(ctx context.Context, in NewApp) (CreatedApp, error) {
+	name := strings.TrimSpace(in.Name)
+	if name == "" || len(name) > 100 {
+		return CreatedApp{}, &InputError{"app name must be 1-100 characters"}
+	}
+	mode := in.IdentityMode
+	if mode == "" {
+		mode = ModeEnforced
+	}
+	if mode != ModeEnforced && mode != ModeMonitor {
+		return CreatedApp{}, &InputError{fmt.Sprintf("identity mode must be %q or %q, not %q", ModeEnforced, ModeMonitor, mode)}
+	}
+	origins, err := CanonicalOrigins(in.Origins)
+	if err != nil {
+		return CreatedApp{}, err
+	}
+	app := App{
+		ID:             identity.NewID("app_"),
+		Name:           name,
+		IdentityMode:   mode,
+		IdentitySecret: identity.NewIdentitySecret(),
+		Origins:        origins,
+		CreatedAt:      fromMillis(db.now().UnixMilli()),
+	}
+	key := identity.NewToken("psk_")
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO apps (id, name, identity_mode, identity_secret, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			app.ID, app.Name, app.IdentityMode, app.IdentitySecret, identity.TokenHash(key), app.CreatedAt.UnixMilli())
+		if err != nil {
+			return err
+		}
+		for _, o := range origins {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO app_origins (app_id, origin) VALUES (?, ?)`, app.ID, o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return CreatedApp{}, err
+	}
+	return CreatedApp{App: app, APIKey: key}, nil
+}
+
+// CanonicalOrigins canonicalises an allowlist, reporting every bad entry
+// at once and dropping duplicates.
+func CanonicalOrigins(raw []string) ([]string, error) {
+	if len(raw) == 0 {
+		return nil, &InputError{"at least one allowed origin is required"}
+	}
+	var out, bad []string
+	seen := map[string]bool{}
+	for _, r := range raw {
+		o, err := identity.CanonicalOrigin(strings.TrimSpace(r))
+		if err != nil {
+			bad = append(bad, err.Error())
+			continue
+		}
+		if !seen[o] {
+			seen[o] = true
+			out = append(out, o)
+		}
+	}
+	if len(bad) > 0 {
+		return nil, &InputError{strings.Join(bad, "; ")}
+	}
+	return out, nil
+}
+
+// App returns the app with the given public id.
+func (db *DB) App(ctx context.Context, id string) (*App, error) {
+	return db.appWhere(ctx, `id = ?`, id)
+}
+
+// AppByAPIKey returns the app whose API key is key. The lookup is by the
+// key's SHA-256, so no secret is ever compared byte by byte in SQL.
+func (db *DB) AppByAPIKey(ctx context.Context, key string) (*App, error) {
+	if !identity.LooksLikeToken("psk_", key) {
+		return nil, ErrNotFound
+	}
+	return db.appWhere(ctx, `api_key_hash = ?`, identity.TokenHash(key))
+}
+
+// AppByName returns the oldest app with the given name (used by the demo to
+// find its app again across restarts).
+func (db *DB) AppByName(ctx context.Context, name string) (*App, error) {
+	return db.appWhere(ctx, `name = ? ORDER BY created_at LIMIT 1`, name)
+}
+
+func (db *DB) appWhere(ctx context.Context, where string, arg any) (*App, error) {
+	var a App
+	var created int64
+	err := db.read.QueryRowContext(ctx, `SELECT id, name, identity_mode, identity_secret, created_at FROM apps WHERE `+where, arg).
+		Scan(&a.ID, &a.Name, &a.IdentityMode, &a.IdentitySecret, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: app: %w", err)
+	}
+	a.CreatedAt = fromMillis(created)
+	rows, err := db.read.QueryContext(ctx, `SELECT origin FROM app_origins WHERE app_id = ? ORDER BY origin`, a.ID)
+	if err != nil {
+		return nil, fmt.Errorf("store: app origins: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			return nil, fmt.Errorf("store: app origins: %w", err)
+		}
+		a.Origins = append(a.Origins, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: app origins: %w", err)
+	}
+	return &a, nil
+}
+
+// RotateAPIKey replaces the app's API key and returns the new one. The old
+// key stops working at once.
+func (db *DB) RotateAPIKey(ctx context.Context, appID string) (string, error) {
+	key := identity.NewToken("psk_")
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE apps SET api_key_hash = ? WHERE id = ?`, identity.TokenHash(key), appID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return key, nil
+}

@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Conversation is a thread between one subject and the app's agents.
+type Conversation struct {
+	ID            string
+	AppID         string
+	SubjectID     string
+	Status        string
+	CreatedAt     time.Time
+	LastMessageAt time.Time
+	LastSeq       int64
+	UserReadSeq   int64
+	Unread        int64    // agent messages the user has not read
+	LastMessage   *Message // nil for a conversation without messages
+	Subject       *Subject // filled in by the app-wide listing
+}
+
+const conversationColumns = `c.id, c.app_id, c.subject_id, c.status, c.created_at, c.last_message_at, c.last_seq, c.user_read_seq,
+	(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.author = 'agent' AND m.seq > c.user_read_seq),
+	lm.id, lm.seq, lm.author, lm.author_name, lm.body, lm.created_at`
+
+const conversationJoins = `FROM conversations c
+	LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq`
+
+func scanConversation(sc interface{ Scan(...any) error }, extra ...any) (Conversation, error) {
+	var c Conversation
+	var created, last int64
+	var lmID, lmAuthor, lmName, lmBody sql.NullString
+	var lmSeq, lmCreated sql.NullInt64
+	dest := append([]any{&c.ID, &c.AppID, &c.SubjectID, &c.Status, &created, &last, &c.LastSeq, &c.UserReadSeq, &c.Unread,
+		&lmID, &lmSeq, &lmAuthor, &lmName, &lmBody, &lmCreated}, extra...)
+	if err := sc.Scan(dest...); err != nil {
+		return c, err
+	}
+	c.CreatedAt, c.LastMessageAt = fromMillis(created), fromMillis(last)
+	if lmID.Valid {
+		c.LastMessage = &Message{ID: lmID.String, ConversationID: c.ID, Seq: lmSeq.Int64, Author: lmAuthor.String,
+			AuthorName: lmName.String, Body: lmBody.String, CreatedAt: fromMillis(lmCreated.Int64)}
+	}
+	return c, nil
+}
+
+// SubjectConversations lists a subject's conversations, newest activity first.
+func (db *DB) SubjectConversations(ctx context.Context, subjectID string, limit int) ([]Conversation, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+conversationColumns+` `+conversationJoins+`
+		WHERE c.subject_id = ? ORDER BY c.last_message_at DESC, c.id LIMIT ?`, subjectID, clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: conversations: %w", err)
+	}
+	defer rows.Close()
+	var out []Conversation
+	for rows.Next() {
+		c, err := scanConversation(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: conversations: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rowsErr(rows)
+}
+
+// ConversationFilter narrows the app-wide listing.
+type ConversationFilter struct {
+	Status string // "", "open" or "closed"
+	Limit  int
+}
+
+// AppConversations lists an app's conversations with their subjects,
+// newest activity first.
+func (db *DB) AppConversations(ctx context.Context, appID string, f ConversationFilter) ([]Conversation, error) {
+	q := `SELECT ` + conversationColumns + `, s.kind, s.user_id, s.email, s.name, s.last_seen_at ` + conversationJoins + `
+		JOIN subjects s ON s.id = c.subject_id
+		WHERE c.app_id = ?`
+	args := []any{appID}
+	if f.Status != "" {
+		q += ` AND c.status = ?`
+		args = append(args, f.Status)
+	}
+	q += ` ORDER BY c.last_message_at DESC, c.id LIMIT ?`
+	args = append(args, clampLimit(f.Limit))
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: app conversations: %w", err)
+	}
+	defer rows.Close()
+	var out []Conversation
+	for rows.Next() {
+		var s Subject
+		var seen int64
+		c, err := scanConversation(rows, &s.Kind, &s.UserID, &s.Email, &s.Name, &seen)
+		if err != nil {
+			return nil, fmt.Errorf("store: app conversations: %w", err)
+		}
+		s.ID, s.LastSeenAt = c.SubjectID, fromMillis(seen)
+		c.Subject = &s
+		out = append(out, c)
+	}
+	return out, rowsErr(rows)
+}
+
+// SubjectConversation returns one of the subject's conversations.
+func (db *DB) SubjectConversation(ctx context.Context, subjectID, id string) (Conversation, error) {
+	return db.conversationWhere(ctx, `c.id = ? AND c.subject_id = ?`, id, subjectID)
+}
+
+// AppConversation returns one of the app's conversations.
+func (db *DB) AppConversation(ctx context.Context, appID, id string) (Conversation, error) {
+	return db.conversationWhere(ctx, `c.id = ? AND c.app_id = ?`, id, appID)
+}
+
+func (db *DB) conversationWhere(ctx context.Context, where string, args ...any) (Conversation, error) {
+	c, err := scanConversation(db.read.QueryRowContext(ctx, `SELECT `+conversationColumns+` `+conversationJoins+` WHERE `+where, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Conversation{}, ErrNotFound
+	}
+	if err != nil {
+		return Conversation{}, fmt.Errorf("store: conversation: %w", err)
+	}
+	return c, nil
+}
+
+// MarkRead records that the subject has read conversation id up to seq.
+// The mark only moves forward and never past the last message.
+func (db *DB) MarkRead(ctx context.Context, subjectID, id string, seq int64) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE conversations SET user_read_seq = max(user_read_seq, min(?, last_seq))
+			WHERE id = ? AND subject_id = ?`, seq, id, subjectID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+// UnreadCount is the number of agent messages the subject has not read.
+func (db *DB) UnreadCount(ctx context.Context, subjectID string) (int64, error) {
+	var n int64
+	err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM conversations c JOIN messages m ON m.conversation_id = c.id
+		WHERE c.subject_id = ? AND m.author = 'agent' AND m.seq > c.user_read_seq`, subjectID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: unread count: %w", err)
+	}
+	return n, nil
+}
+
+func clampLimit(n int) int {
+	if n <= 0 || n > 200 {
+		return 200
+	}
+	return n
+}
+
+func rowsErr(rows *sql.Rows) error {
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/parley/internal/identity"
+)
+
+// Message authors.
+const (
+	AuthorUser  = "user"
+	AuthorAgent = "agent"
+)
+
+// Message is one committed chat message.
+type Message struct {
+	ID             string
+	ConversationID string
+	Seq            int64
+	Author         string
+	AuthorName     string
+	ClientMsgID    string
+	Body           string
+	CreatedAt      time.Time
+}
+
+// Posted is the result of adding a message: the stored message, its
+// conversation after the write, and whether it was already there (a resend).
+type Posted struct {
+	Message      Message
+	Conversation Conversation
+	Duplicate    bool
+}
+
+// UserMessage is a message a widget user sends.
+type UserMessage struct {
+	AppID     string
+	SubjectID string
+	// ConversationID is empty to start a new conversation with this message.
+	ConversationID string
+	ClientMsgID    string
+	Body           string
+}
+
+// AddUserMessage commits a user's message. A resend with a client_msg_id the
+// subject already used returns the stored message instead of a second copy.
+// A conversation outside the subject's scope is ErrNotFound.
+func (db *DB) AddUserMessage(ctx context.Context, in UserMessage) (Posted, error) {
+	var p Posted
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var existing string
+		err := tx.QueryRowContext(ctx, `SELECT id FROM messages WHERE author_subject_id = ? AND client_msg_id = ?`, in.SubjectID, in.ClientMsgID).Scan(&existing)
+		if err == nil {
+			p.Duplicate = true
+			p.Message, err = messageByID(ctx, tx, existing)
+			if err != nil {
+				return err
+			}
+			return conversationForPost(ctx, tx, &p)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		now := db.now().UnixMilli()
+		convID := in.ConversationID
+		if convID == "" {
+			convID = identity.NewID("cnv_")
+			_, err := tx.ExecContext(ctx, `INSERT INTO conversations (id, app_id, subject_id, created_at, last_message_at) VALUES (?, ?, ?, ?, ?)`,
+				convID, in.AppID, in.SubjectID, now, now)
+			if err != nil {
+				return err
+			}
+		}
+		// Writing reopens a closed conversation, as users expect.
+		var seq int64
+		err = tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, user_read_seq = last_seq + 1, last_message_at = ?, status = 'open'
+			WHERE id = ? AND subject_id = ? AND app_id = ? RETURNING last_seq`, now, convID, in.SubjectID, in.AppID).Scan(&seq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		p.Message = Message{ID: identity.NewID("msg_"), ConversationID: convID, Seq: seq, Author: AuthorUser,
+			ClientMsgID: in.ClientMsgID, Body: in.Body, CreatedAt: fromMillis(now)}
+		_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, seq, author, author_subject_id, client_msg_id, body, created_at)
+			VALUES (?, ?, ?, 'user', ?, ?, ?, ?)`, p.Message.ID, convID, seq, in.SubjectID, in.ClientMsgID, in.Body, now)
+		if err != nil {
+			return err
+		}
+		return conversationForPost(ctx, tx, &p)
+	})
+	return p, err
+}
+
+// AddAgentMessage commits a reply from the site owner's side to one of the
+// app's conversations. A conversation of another app is ErrNotFound.
+func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string) (Posted, error) {
+	var p Posted
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		now := db.now().UnixMilli()
+		var seq int64
+		err := tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, last_message_at = ?
+			WHERE id = ? AND app_id = ? RETURNING last_seq`, now, conversationID, appID).Scan(&seq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		p.Message = Message{ID: identity.NewID("msg_"), ConversationID: conversationID, Seq: seq, Author: AuthorAgent,
+			AuthorName: authorName, Body: body, CreatedAt: fromMillis(now)}
+		_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, seq, author, author_name, body, created_at)
+			VALUES (?, ?, ?, 'agent', ?, ?, ?)`, p.Message.ID, conversationID, seq, authorName, body, now)
+		if err != nil {
+			return err
+		}
+		return conversationForPost(ctx, tx, &p)
+	})
+	return p, err
+}
+
+func conversationForPost(ctx context.Context, tx *sql.Tx, p *Posted) error {
+	c, err := scanConversation(tx.QueryRowContext(ctx, `SELECT `+conversationColumns+` `+conversationJoins+` WHERE c.id = ?`, p.Message.ConversationID))
+	p.Conversation = c
+	return err
+}
+
+func messageByID(ctx context.Context, tx *sql.Tx, id string) (Message, error) {
+	return scanMessage(tx.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE id = ?`, id))
+}
+
+const messageColumns = `id, conversation_id, seq, author, author_name, coalesce(client_msg_id, ''), body, created_at`
+
+func scanMessage(sc interface{ Scan(...any) error }) (Message, error) {
+	var m Message
+	var created int64
+	err := sc.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.Author, &m.AuthorName, &m.ClientMsgID, &m.Body, &created)
+	m.CreatedAt = fromMillis(created)
+	return m, err
+}
+
+// MessagePage is a slice of a conversation's messages in seq order.
+type MessagePage struct {
+	Messages []Message
+	HasMore  bool
+}
+
+// Messages returns the messages of conversation c after afterSeq, oldest
+// first. The caller must have fetched c through a scoped lookup
+// (SubjectConversation or AppConversation); that is what keeps one
+// subject's or app's ids from reaching another's rows.
+func (db *DB) Messages(ctx context.Context, c Conversation, afterSeq int64, limit int) (MessagePage, error) {
+	limit = clampLimit(limit)
+	rows, err := db.read.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+		c.ID, afterSeq, limit+1)
+	if err != nil {
+		return MessagePage{}, fmt.Errorf("store: messages: %w", err)
+	}
+	defer rows.Close()
+	var page MessagePage
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return MessagePage{}, fmt.Errorf("store: messages: %w", err)
+		}
+		page.Messages = append(page.Messages, m)
+	}
+	if len(page.Messages) > limit {
+		page.Messages, page.HasMore = page.Messages[:limit], true
+	}
+	return page, rowsErr(rows)
+}

@@ -1,0 +1,414 @@
+/* Parley chat frame. Runs on Parley's origin inside the iframe the loader
+   adds. Handshake and socket frames are documented in docs/protocol.md.
+   Everything users wrote is put in the page with textContent, never HTML. */
+(function () {
+  "use strict";
+  var body = document.body;
+  var APP_ID = body.getAttribute("data-app-id");
+  var ALLOWED = JSON.parse(body.getAttribute("data-origins") || "[]");
+  var $ = function (id) { return document.getElementById(id); };
+  var thread = $("thread"), list = $("list"), form = $("form"), composer = $("composer");
+  var typingEl = $("typing"), notice = $("notice"), newBtn = $("new"), listBtn = $("list-btn");
+
+  var hint = "";
+  var m = /^#origin=([^&]*)$/.exec(location.hash);
+  if (m) { try { hint = decodeURIComponent(m[1]); } catch (e) { hint = ""; } }
+
+  var nonce = randomHex(16);
+  var identity = null;    // what the host page's backend vouched for
+  var token = null;       // session token: memory only, never in a URL or storage
+  var ws = null, backoff = 0, reconnectTimer = null, stopped = false;
+  var visible = false;
+  var conv = null;        // current conversation id, null for "new conversation"
+  var lastSeq = {};       // conversation id -> highest seq shown
+  var shown = {};         // message id -> element
+  var outbox = loadOutbox(); // unacked sends, resent with the same client_msg_id
+  var typingSent = 0, typingStop = null, typingHide = null;
+
+  function randomHex(n) {
+    var b = new Uint8Array(n);
+    crypto.getRandomValues(b);
+    return Array.prototype.map.call(b, function (x) { return (x < 16 ? "0" : "") + x.toString(16); }).join("");
+  }
+
+  function fail(text) {
+    stopped = true;
+    var e = $("widget-error");
+    if (!e) {
+      e = document.createElement("div");
+      e.id = "widget-error";
+      e.className = "error";
+      e.setAttribute("role", "alert");
+      e.setAttribute("data-testid", "widget-error");
+      body.insertBefore(e, body.firstChild);
+    }
+    e.textContent = text;
+    form.hidden = true;
+  }
+
+  function say(text) {
+    notice.textContent = text;
+    notice.hidden = !text;
+  }
+
+  // Handshake. The hint is only trusted after it matches the allowlist,
+  // and then only as the single origin we talk to.
+  if (window.parent === window || ALLOWED.indexOf(hint) < 0) {
+    fail("This chat can't be shown on this page.");
+    return;
+  }
+  window.addEventListener("message", onParentMessage);
+  window.parent.postMessage({ parley: 1, type: "ready", nonce: nonce }, hint);
+  var handshakeTimer = setTimeout(function () {
+    if (!identity) fail("Could not connect to this page's chat settings.");
+  }, 10000);
+
+  function toParent(msg) {
+    msg.parley = 1;
+    window.parent.postMessage(msg, hint);
+  }
+
+  var IDENTITY_KEYS = { user_id: 1, email: 1, name: 1, user_hash: 1, visitor_token: 1 };
+
+  function validIdentity(s) {
+    if (!s || typeof s !== "object" || Array.isArray(s)) return false;
+    for (var k in s) {
+      if (!IDENTITY_KEYS[k] || typeof s[k] !== "string") return false;
+    }
+    return true;
+  }
+
+  function onParentMessage(e) {
+    if (e.source !== window.parent || e.origin !== hint) return;
+    var d = e.data;
+    if (!d || typeof d !== "object" || d.parley !== 1 || d.nonce !== nonce) return;
+    if (d.type === "identity" && validIdentity(d.settings)) {
+      clearTimeout(handshakeTimer);
+      var changed = identity && (identity.user_id !== d.settings.user_id || identity.email !== d.settings.email);
+      identity = d.settings;
+      if (changed) resetConversations();
+      startSession();
+    } else if (d.type === "visibility" && typeof d.open === "boolean") {
+      visible = d.open;
+      if (visible) { markRead(); composer.focus(); }
+    } else if (d.type === "shutdown") {
+      stopped = true;
+      outbox = [];
+      saveOutbox();
+      if (ws) ws.close(1000);
+    }
+  }
+
+  function resetConversations() {
+    outbox = [];
+    saveOutbox();
+    conv = null;
+    lastSeq = {};
+    shown = {};
+    thread.textContent = "";
+  }
+
+  function startSession() {
+    stopped = false;
+    var req = { app_id: APP_ID, parent_origin: hint };
+    for (var k in identity) if (identity[k]) req[k] = identity[k];
+    fetch("/api/widget/sessions", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(req),
+      credentials: "omit", cache: "no-store"
+    }).then(function (r) {
+      return r.json().then(function (j) { return { status: r.status, json: j }; });
+    }).then(function (res) {
+      if (res.status !== 201) {
+        var err = (res.json && res.json.error) || {};
+        if (res.status >= 500 || res.status === 429) return retryLater();
+        fail(err.code === "identity_hash_invalid" || err.code === "identity_hash_missing"
+          ? "We couldn't verify who you are, so this chat is unavailable."
+          : "Chat is unavailable: " + (err.message || "error " + res.status));
+        return;
+      }
+      token = res.json.token;
+      if (res.json.visitor_token) identity.visitor_token = res.json.visitor_token;
+      toParent({ type: "session", visitor_token: res.json.visitor_token || null, verified: !!res.json.verified });
+      connect();
+    }).catch(retryLater);
+  }
+
+  function retryLater() {
+    say("Connecting…");
+    backoff = Math.min(backoff ? backoff * 2 : 1000, 30000);
+    clearTimeout(reconnectTimer);
+    reconnectTimer = setTimeout(function () { token ? connect() : startSession(); }, backoff * (0.5 + Math.random() / 2));
+  }
+
+  function connect() {
+    if (stopped) return;
+    if (ws) { ws.onclose = null; ws.close(); }
+    var sock = ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/api/widget/ws");
+    sock.onopen = function () { sock.send(JSON.stringify({ type: "auth", token: token })); };
+    sock.onmessage = function (e) {
+      var f;
+      try { f = JSON.parse(e.data); } catch (err) { return; }
+      onFrame(f);
+    };
+    sock.onclose = function (e) {
+      if (ws !== sock || stopped) return;
+      ws = null;
+      if (e.code === 4001) { token = null; }
+      retryLater();
+    };
+  }
+
+  function send(f) {
+    if (ws && ws.readyState === 1) ws.send(JSON.stringify(f));
+  }
+
+  function onFrame(f) {
+    switch (f.type) {
+      case "welcome":
+        backoff = 0;
+        outbox.forEach(function (o) { o.sent = false; });
+        say("");
+        toParent({ type: "unread", count: f.unread });
+        send({ type: "list" });
+        break;
+      case "conversations": onConversations(f.conversations); break;
+      case "history": onHistory(f); break;
+      case "ack": onAck(f); break;
+      case "message": onMessage(f.message); break;
+      case "unread": toParent({ type: "unread", count: f.count }); break;
+      case "typing": onTyping(f); break;
+      case "error": onError(f); break;
+    }
+  }
+
+  function onConversations(convs) {
+    renderList(convs);
+    if (!conv && convs.length && !pendingNew()) conv = convs[0].id;
+    if (conv) send({ type: "open", conversation_id: conv, after_seq: lastSeq[conv] || 0 });
+    flushOutbox();
+  }
+
+  function onHistory(f) {
+    if (f.conversation_id !== conv) return;
+    f.messages.forEach(render);
+    if (f.has_more) send({ type: "open", conversation_id: conv, after_seq: lastSeq[conv] || 0 });
+    else markRead();
+  }
+
+  function onMessage(msg) {
+    if (msg.conversation_id !== conv) {
+      if (!conv && msg.author === "user") conv = msg.conversation_id; // started in another tab
+      else { send({ type: "list" }); return; }
+    }
+    render(msg);
+    markRead();
+  }
+
+  function onAck(f) {
+    var i = outboxIndex(f.client_msg_id);
+    if (i < 0) return;
+    var item = outbox[i];
+    outbox.splice(i, 1);
+    var cid = f.message.conversation_id;
+    if (!item.conversation_id) {
+      // The first message of a new conversation created it; the messages
+      // queued behind it belong to it too.
+      outbox.forEach(function (o) { if (!o.conversation_id) o.conversation_id = cid; });
+      if (!conv) conv = cid;
+    }
+    saveOutbox();
+    var pending = shown["pending:" + f.client_msg_id];
+    if (pending) { delete shown["pending:" + f.client_msg_id]; pending.remove(); }
+    if (cid === conv) render(f.message);
+    flushOutbox();
+  }
+
+  function onError(f) {
+    if (f.client_msg_id) {
+      var i = outboxIndex(f.client_msg_id);
+      if (f.code === "rate_limited") {
+        if (i >= 0) outbox[i].sent = false;
+        say("You're sending messages quickly; retrying…");
+        setTimeout(flushOutbox, f.retry_after_ms || 1000);
+        return;
+      }
+      if (i >= 0) {
+        outbox.splice(i, 1);
+        saveOutbox();
+        var el = shown["pending:" + f.client_msg_id];
+        if (el) { el.classList.add("failed"); el.setAttribute("data-error", f.code); el.title = f.message; }
+      }
+    }
+    if (f.code === "rate_limited") {
+      say("Slow down a little: " + f.message);
+      return;
+    }
+    say(f.message || f.code);
+  }
+
+  function onTyping(f) {
+    if (f.conversation_id !== conv) return;
+    typingEl.hidden = !f.typing;
+    typingEl.textContent = (f.author_name || "Agent") + " is typing…";
+    clearTimeout(typingHide);
+    if (f.typing) typingHide = setTimeout(function () { typingEl.hidden = true; }, 6000);
+  }
+
+  function markRead() {
+    if (!visible || !conv || !lastSeq[conv]) return;
+    send({ type: "read", conversation_id: conv, seq: lastSeq[conv] });
+  }
+
+  // Rendering. Text only: textContent, never innerHTML.
+  function render(msg) {
+    if (shown[msg.id]) return;
+    var row = document.createElement("div");
+    row.className = "msg " + (msg.author === "agent" ? "agent" : "me");
+    row.setAttribute("data-testid", "message");
+    row.setAttribute("data-author", msg.author === "agent" ? "agent" : "me");
+    row.setAttribute("data-seq", String(msg.seq));
+    if (msg.author === "agent" && msg.author_name) {
+      var who = document.createElement("div");
+      who.className = "who";
+      who.textContent = msg.author_name;
+      row.appendChild(who);
+    }
+    var text = document.createElement("div");
+    text.className = "text";
+    text.textContent = msg.body;
+    row.appendChild(text);
+    shown[msg.id] = row;
+    // Committed messages stay in seq order (a catch-up may arrive after a
+    // live message); unacked ones stay at the end.
+    var before = thread.querySelector(".pending");
+    var rows = thread.querySelectorAll("[data-seq]");
+    for (var i = 0; i < rows.length; i++) {
+      if (Number(rows[i].getAttribute("data-seq")) > msg.seq) { before = rows[i]; break; }
+    }
+    thread.insertBefore(row, before);
+    if (msg.seq > (lastSeq[msg.conversation_id] || 0)) lastSeq[msg.conversation_id] = msg.seq;
+    if (msg.author === "agent") typingEl.hidden = true;
+    thread.scrollTop = thread.scrollHeight;
+  }
+
+  function renderPending(item) {
+    var row = document.createElement("div");
+    row.className = "msg me pending";
+    row.setAttribute("data-testid", "message");
+    row.setAttribute("data-author", "me");
+    row.setAttribute("data-pending", "true");
+    var text = document.createElement("div");
+    text.className = "text";
+    text.textContent = item.body;
+    row.appendChild(text);
+    shown["pending:" + item.client_msg_id] = row;
+    thread.appendChild(row);
+    thread.scrollTop = thread.scrollHeight;
+  }
+
+  function renderList(convs) {
+    list.textContent = "";
+    if (!convs.length) {
+      var empty = document.createElement("p");
+      empty.className = "empty";
+      empty.textContent = "No conversations yet.";
+      list.appendChild(empty);
+    }
+    convs.forEach(function (c) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.className = "conv" + (c.unread ? " unread" : "");
+      b.setAttribute("data-testid", "conversation");
+      b.textContent = c.last_message ? c.last_message.body.slice(0, 80) : "New conversation";
+      b.onclick = function () { switchTo(c.id); };
+      list.appendChild(b);
+    });
+  }
+
+  function switchTo(id) {
+    conv = id;
+    thread.textContent = "";
+    shown = {};
+    lastSeq[id] = 0;
+    showList(false);
+    outbox.forEach(function (o) { if (o.conversation_id === id) renderPending(o); });
+    if (id) send({ type: "open", conversation_id: id, after_seq: 0 });
+    composer.focus();
+  }
+
+  function showList(on) {
+    list.hidden = !on;
+    thread.hidden = on;
+    form.hidden = on;
+    listBtn.textContent = on ? "Back" : "Conversations";
+    if (on) send({ type: "list" });
+  }
+
+  // Outbox: kept in this frame's sessionStorage so a reload loses nothing.
+  function loadOutbox() {
+    try { return JSON.parse(sessionStorage.getItem("parley:outbox:" + APP_ID) || "[]"); } catch (e) { return []; }
+  }
+  function saveOutbox() {
+    var keep = outbox.map(function (o) { return { client_msg_id: o.client_msg_id, conversation_id: o.conversation_id, body: o.body }; });
+    try { sessionStorage.setItem("parley:outbox:" + APP_ID, JSON.stringify(keep)); } catch (e) { /* memory only */ }
+  }
+  function outboxIndex(id) {
+    for (var i = 0; i < outbox.length; i++) if (outbox[i].client_msg_id === id) return i;
+    return -1;
+  }
+  function pendingNew() {
+    return outbox.some(function (o) { return !o.conversation_id; });
+  }
+
+  // flushOutbox sends what this socket has not sent yet. Resends after a
+  // reconnect carry the same client_msg_id, so the server never stores a
+  // message twice.
+  function flushOutbox() {
+    var newConvInFlight = false;
+    outbox.forEach(function (o) {
+      if (!shown["pending:" + o.client_msg_id] && (o.conversation_id || null) === conv) renderPending(o);
+      if (!o.conversation_id) {
+        if (newConvInFlight) return; // one message creates the conversation; the rest wait for its ack
+        newConvInFlight = true;
+      }
+      if (o.sent || !ws || ws.readyState !== 1) return;
+      o.sent = true;
+      send({ type: "send", conversation_id: o.conversation_id || undefined, client_msg_id: o.client_msg_id, body: o.body });
+    });
+  }
+
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = composer.value;
+    if (!text.trim()) return;
+    if (new TextEncoder().encode(text).length > 4000) { say("That message is too long (4,000 bytes at most)."); return; }
+    var item = { client_msg_id: randomHex(12), conversation_id: conv, body: text };
+    outbox.push(item);
+    saveOutbox();
+    composer.value = "";
+    renderPending(item);
+    flushOutbox();
+    stopTyping();
+  });
+  composer.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
+  });
+
+  composer.addEventListener("input", function () {
+    if (!conv) return;
+    var now = Date.now();
+    if (now - typingSent > 3000) { typingSent = now; send({ type: "typing", conversation_id: conv, typing: true }); }
+    clearTimeout(typingStop);
+    typingStop = setTimeout(stopTyping, 4000);
+  });
+
+  function stopTyping() {
+    clearTimeout(typingStop);
+    if (typingSent && conv) send({ type: "typing", conversation_id: conv, typing: false });
+    typingSent = 0;
+  }
+
+  newBtn.addEventListener("click", function () { switchTo(null); });
+  listBtn.addEventListener("click", function () { showList(list.hidden); });
+  $("close").addEventListener("click", function () { toParent({ type: "close" }); });
+})();

@@ -1,0 +1,164 @@
+// Package web assembles Parley's HTTP server: routes, middleware and the
+// handlers with their dependencies.
+package web
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	parley "github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/handlers"
+	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// Config is what the server needs to know about where it runs.
+type Config struct {
+	// PublicURL is Parley's own origin as browsers see it, e.g.
+	// https://chat.example.com. Only this Origin may create sessions or
+	// open widget sockets.
+	PublicURL  string
+	SessionTTL time.Duration
+}
+
+// PublicOrigin returns the canonical scheme://host[:port] of a public URL.
+func PublicOrigin(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("web: public URL %q must look like https://chat.example.com", raw)
+	}
+	host := strings.ToLower(u.Host)
+	host = strings.TrimSuffix(strings.TrimSuffix(host, ":443"), ":80")
+	if (u.Scheme == "https" && strings.HasSuffix(u.Host, ":80")) || (u.Scheme == "http" && strings.HasSuffix(u.Host, ":443")) {
+		host = strings.ToLower(u.Host)
+	}
+	return u.Scheme + "://" + host, nil
+}
+
+// New returns the HTTP handler for the whole server.
+func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo, error) {
+	origin, err := PublicOrigin(cfg.PublicURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.SessionTTL <= 0 {
+		return nil, errors.New("web: session TTL must be positive")
+	}
+	static, err := fs.Sub(parley.Static, "static")
+	if err != nil {
+		return nil, fmt.Errorf("web: static files: %w", err)
+	}
+	assets, err := newAssets(static)
+	if err != nil {
+		return nil, err
+	}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = handlers.ErrorHandler(log)
+	e.Use(middleware.Recover())
+	e.Use(requestLog(log))
+	e.Use(securityHeaders)
+	e.Use(middleware.GzipWithConfig(middleware.GzipConfig{
+		Skipper: func(c echo.Context) bool { return !strings.HasPrefix(c.Request().URL.Path, "/static/") && c.Request().URL.Path != "/widget.js" },
+	}))
+
+	frame := &handlers.Frame{Apps: db, PublicOrigin: origin, ScriptURL: assets.url("frame.js"), StyleURL: assets.url("frame.css")}
+	sessions := &handlers.Sessions{Store: db, PublicOrigin: origin, TTL: cfg.SessionTTL, Log: log}
+	socket := handlers.NewWidgetSocket(hub, origin)
+	convs := &handlers.Conversations{Store: db, Delivery: hub}
+
+	e.GET("/", func(c echo.Context) error {
+		return c.String(http.StatusOK, "Parley is running. Embed /widget.js on your site; see the README.\n")
+	})
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/widget.js", assets.serve("widget.js", "public, max-age=300"))
+	e.GET("/static/:name", func(c echo.Context) error {
+		return assets.serve(c.Param("name"), "public, max-age=31536000, immutable")(c)
+	})
+	e.GET("/w/:app_id", frame.Show)
+	e.POST("/api/widget/sessions", sessions.Create)
+	e.GET("/api/widget/ws", socket.Serve)
+
+	api := e.Group("/api/v1", handlers.RequireAPIKey(db))
+	api.GET("/conversations", convs.List)
+	api.GET("/conversations/:id", convs.Show)
+	api.GET("/conversations/:id/messages", convs.Messages)
+	api.POST("/conversations/:id/messages", convs.Reply)
+	api.POST("/conversations/:id/typing", convs.Typing)
+	return e, nil
+}
+
+// securityHeaders are sent on every response. Pages that must be framed
+// (the chat frame) set their own frame-ancestors; everything else refuses
+// to be framed.
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		return next(c)
+	}
+}
+
+// requestLog logs method, path (never the query string, where a careless
+// client might put a secret) and status.
+func requestLog(log *slog.Logger) echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogMethod: true, LogURIPath: true, LogStatus: true, LogLatency: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			log.Info("http", "method", v.Method, "path", v.URIPath, "status", v.Status, "ms", v.Latency.Milliseconds())
+			return nil
+		},
+	})
+}
+
+// assets serves the embedded static files with content-hashed URLs.
+type assets struct {
+	files  fs.FS
+	hashes map[string]string
+}
+
+func newAssets(files fs.FS) (*assets, error) {
+	a := &assets{files: files, hashes: map[string]string{}}
+	entries, err := fs.ReadDir(files, ".")
+	if err != nil {
+		return nil, fmt.Errorf("web: static files: %w", err)
+	}
+	for _, e := range entries {
+		b, err := fs.ReadFile(files, e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("web: static files: %w", err)
+		}
+		sum := sha256.Sum256(b)
+		a.hashes[e.Name()] = hex.EncodeToString(sum[:6])
+	}
+	return a, nil
+}
+
+func (a *assets) url(name string) string { return "/static/" + name + "?v=" + a.hashes[name] }
+
+func (a *assets) serve(name, cacheControl string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if _, ok := a.hashes[name]; !ok {
+			return echo.NewHTTPError(http.StatusNotFound, "not found")
+		}
+		c.Response().Header().Set("Cache-Control", cacheControl)
+		c.Response().Header().Set("Access-Control-Allow-Origin", "*") // public script, no credentials
+		http.ServeFileFS(c.Response(), c.Request(), a.files, name)
+		return nil
+	}
+}
