@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/identity"
+)
+
+func runCLI(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), args, &stdout, &stderr)
+	return stdout.String(), stderr.String(), err
+}
+
+func TestAppsCreateJSON(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "parley.db")
+	out, _, err := runCLI(t, "apps", "create", "--db", db, "--name", "Shop", "--origin", "https://shop.example",
+		"--origin", "http://localhost:3000", "--identity", "monitor", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	dec := json.NewDecoder(strings.NewReader(out))
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("output is not JSON: %q", out)
+	}
+	if dec.More() {
+		t.Fatalf("more than one JSON value: %q", out)
+	}
+	for _, k := range []string{"app_id", "identity_secret", "api_key"} {
+		if s, _ := got[k].(string); s == "" {
+			t.Errorf("%s missing from %v", k, got)
+		}
+	}
+	if got["identity_mode"] != "monitor" {
+		t.Errorf("identity_mode = %v", got["identity_mode"])
+	}
+}
+
+func TestAppsCreateRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	for name, args := range map[string][]string{
+		"path in origin": {"--name", "x", "--origin", "https://a.example/path;x"},
+		"wildcard":       {"--name", "x", "--origin", "*"},
+		"no origin":      {"--name", "x"},
+		"no name":        {"--origin", "https://a.example"},
+		"bad mode":       {"--name", "x", "--origin", "https://a.example", "--identity", "off"},
+	} {
+		args = append([]string{"apps", "create", "--db", filepath.Join(dir, "p.db")}, args...)
+		_, _, err := runCLI(t, args...)
+		if err == nil || exitCode(err) != 2 {
+			t.Errorf("%s: err = %v, want a usage error (exit 2)", name, err)
+		}
+	}
+}
+
+func TestHash(t *testing.T) {
+	out, _, err := runCLI(t, "hash", "--secret", "s3cret", "--user-id", "user-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(out), identity.UserHash("s3cret", "user-1"); got != want {
+		t.Fatalf("hash = %q, want %q", got, want)
+	}
+	if _, _, err := runCLI(t, "hash", "--secret", "s"); err == nil {
+		t.Fatal("hash without a user id succeeded")
+	}
+}
+
+func TestServeStartsAndStopsGracefully(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		var out bytes.Buffer
+		done <- run(ctx, []string{"serve", "--db", filepath.Join(t.TempDir(), "p.db"), "--addr", addr, "--public-url", "http://" + addr}, &out, &out)
+	}()
+	var resp *http.Response
+	for range 100 {
+		resp, err = http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz = %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Fatalf("serve returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop after its context ended")
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	_, stderr, err := runCLI(t, "frobnicate")
+	if exitCode(err) != 2 || !strings.Contains(stderr, "Usage") {
+		t.Fatalf("err = %v, stderr = %q", err, stderr)
+	}
+}
