@@ -23,8 +23,9 @@ func RequireAPIKey(apps apiKeyFinder) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			c.Response().Header().Set("Cache-Control", "no-store")
-			key, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-			if !ok || key == "" {
+			// The scheme is case-insensitive (RFC 9110); the key is not.
+			scheme, key, ok := strings.Cut(c.Request().Header.Get("Authorization"), " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(key) == "" {
 				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
 				return apiError(http.StatusUnauthorized, "unauthorized", "send the app's API key as Authorization: Bearer <api_key>")
 			}

@@ -39,6 +39,7 @@ func (h *Frame) Show(c echo.Context) error {
 	// the owner did not list. The rest keeps the page to its own assets.
 	hdr.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
 		"connect-src 'self' "+wsOrigin(h.PublicOrigin)+"; base-uri 'none'; form-action 'none'; frame-ancestors "+strings.Join(app.Origins, " "))
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("Referrer-Policy", "no-referrer")
 	c.Response().WriteHeader(http.StatusOK)

@@ -62,9 +62,13 @@ type Client struct {
 // frame, then reads frames on the calling goroutine while a second
 // goroutine writes. It returns when the connection is closed.
 func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn) {
-	h.running.Add(1)
-	defer h.running.Done()
 	defer conn.Close()
+	if !h.admit(conn) {
+		goingAway(conn)
+		return
+	}
+	defer h.running.Done()
+	defer h.forget(conn)
 	conn.SetReadLimit(MaxFrameBytes)
 	sess, ok := h.authenticate(ctx, conn)
 	if !ok {
@@ -72,15 +76,19 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn) {
 	}
 	c := &Client{hub: h, conn: conn, session: sess, log: h.log.With("subject", sess.SubjectID),
 		send: make(chan []byte, sendQueue), done: make(chan struct{})}
-	h.register(c)
-	defer h.unregister(c)
-
+	// welcome is queued before the client is registered, so it is always
+	// the first frame, ahead of any broadcast.
 	unread, err := h.store.UnreadCount(ctx, sess.SubjectID)
 	if err != nil {
 		c.log.Error("unread count", "err", err)
 	}
 	c.queue(encode(welcomeFrame{Type: "welcome", Verified: sess.Verified(), Anonymous: sess.Kind == store.KindVisitor,
 		Unread: unread, ExpiresAt: sess.ExpiresAt}))
+	if !h.register(c) {
+		goingAway(conn)
+		return
+	}
+	defer h.unregister(c)
 
 	writerDone := make(chan struct{})
 	go func() {
@@ -211,11 +219,13 @@ func (c *Client) readPump(ctx context.Context) {
 			return
 		}
 		c.conn.SetReadDeadline(time.Now().Add(pongWait))
-		if kind != websocket.TextMessage {
-			c.queueError(&FrameError{Code: "bad_frame", Message: "only text frames are accepted"}, 0)
-			continue
+		var f ClientFrame
+		ferr := &FrameError{Code: "bad_frame", Message: "only text frames are accepted"}
+		if kind == websocket.TextMessage {
+			f, ferr = DecodeClientFrame(data)
 		}
-		f, ferr := DecodeClientFrame(data)
+		// Binary frames count against the limit like any other, or a flood
+		// of them would have the server write error frames without end.
 		if !limiter.Allow() {
 			strikes++
 			if strikes > maxStrikes {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/parley-chat/parley/internal/store"
 )
@@ -17,23 +20,56 @@ type Hub struct {
 
 	mu       sync.RWMutex
 	subjects map[string]map[*Client]struct{}
-	running  sync.WaitGroup // connections being served
+	// pending are connections still waiting for their auth frame. Shutdown
+	// ends them too; otherwise one idle socket would hold it up for authWait
+	// and then go on to register after the hub had closed the others.
+	pending map[*websocket.Conn]struct{}
+	closing bool           // set by Shutdown: no connection is admitted after it
+	running sync.WaitGroup // connections being served
 }
 
 // NewHub returns an empty hub.
 func NewHub(st Store, log *slog.Logger) *Hub {
-	return &Hub{store: st, log: log, subjects: map[string]map[*Client]struct{}{}}
+	return &Hub{store: st, log: log, subjects: map[string]map[*Client]struct{}{}, pending: map[*websocket.Conn]struct{}{}}
 }
 
-func (h *Hub) register(c *Client) {
+// admit records a new, not yet authenticated connection. It reports false
+// once the hub is shutting down. The WaitGroup is added to under the lock
+// that Shutdown takes before it waits, so no Add races the Wait.
+func (h *Hub) admit(conn *websocket.Conn) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.running.Add(1)
+	h.pending[conn] = struct{}{}
+	return true
+}
+
+// forget drops a connection from pending (a no-op once it registered).
+func (h *Hub) forget(conn *websocket.Conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.pending, conn)
+}
+
+// register moves an authenticated connection from pending to its subject.
+// It reports false if the hub began shutting down during authentication.
+func (h *Hub) register(c *Client) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.pending, c.conn)
+	if h.closing {
+		return false
+	}
 	set := h.subjects[c.session.SubjectID]
 	if set == nil {
 		set = map[*Client]struct{}{}
 		h.subjects[c.session.SubjectID] = set
 	}
 	set[c] = struct{}{}
+	return true
 }
 
 func (h *Hub) unregister(c *Client) {
@@ -91,13 +127,23 @@ func (h *Hub) pushUnread(ctx context.Context, subjectID string) {
 // Shutdown closes every connection with a going-away code and waits,
 // until ctx ends, for their handlers to finish.
 func (h *Hub) Shutdown(ctx context.Context) error {
-	h.mu.RLock()
+	h.mu.Lock()
+	h.closing = true
 	for _, set := range h.subjects {
 		for c := range set {
 			c.closeWith(closeGoingAway, "server shutting down")
 		}
 	}
-	h.mu.RUnlock()
+	pending := make([]*websocket.Conn, 0, len(h.pending))
+	for conn := range h.pending {
+		pending = append(pending, conn)
+	}
+	h.mu.Unlock()
+	// Closing a pending connection ends its wait for the auth frame.
+	for _, conn := range pending {
+		goingAway(conn)
+		conn.Close()
+	}
 	done := make(chan struct{})
 	go func() {
 		h.running.Wait()
@@ -109,4 +155,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// goingAway tells a client the server is shutting down (best effort).
+func goingAway(conn *websocket.Conn) {
+	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(time.Second))
 }
