@@ -22,7 +22,8 @@
   var conv = null;        // current conversation id, null for "new conversation"
   var lastSeq = {};       // conversation id -> highest seq shown
   var shown = {};         // message id -> element
-  var outbox = loadOutbox(); // unacked sends, resent with the same client_msg_id
+  var outbox = [];        // unacked sends, resent with the same client_msg_id
+  var restored = loadOutbox(); // an earlier frame's outbox in this tab, until the identity arrives
   var typingSent = 0, typingStop = null, typingHide = null;
 
   function randomHex(n) {
@@ -44,6 +45,14 @@
     }
     e.textContent = text;
     form.hidden = true;
+  }
+
+  // unfail undoes fail once a session works again, e.g. after the host page
+  // sent a corrected identity with Parley("update", …).
+  function unfail() {
+    var e = $("widget-error");
+    if (e) e.remove();
+    form.hidden = !list.hidden;
   }
 
   function say(text) {
@@ -87,6 +96,12 @@
       var changed = identity && (identity.user_id !== d.settings.user_id || identity.email !== d.settings.email);
       identity = d.settings;
       if (changed) resetConversations();
+      if (restored) {
+        // Resend what an earlier frame left unsent only for the same person:
+        // after a logout the next user of this tab must not send it as theirs.
+        if (restored.owner === outboxOwner()) outbox = restored.items.concat(outbox);
+        restored = null;
+      }
       startSession();
     } else if (d.type === "visibility" && typeof d.open === "boolean") {
       visible = d.open;
@@ -127,7 +142,9 @@
         return;
       }
       token = res.json.token;
+      unfail();
       if (res.json.visitor_token) identity.visitor_token = res.json.visitor_token;
+      saveOutbox(); // under the owner's key, now that a new visitor has one
       toParent({ type: "session", visitor_token: res.json.visitor_token || null, verified: !!res.json.verified });
       connect();
     }).catch(retryLater);
@@ -344,13 +361,24 @@
     if (on) send({ type: "list" });
   }
 
-  // Outbox: kept in this frame's sessionStorage so a reload loses nothing.
+  // Outbox: kept in this frame's sessionStorage so a reload loses nothing,
+  // together with whose it is: {owner, items}.
   function loadOutbox() {
-    try { return JSON.parse(sessionStorage.getItem("parley:outbox:" + APP_ID) || "[]"); } catch (e) { return []; }
+    try {
+      var v = JSON.parse(sessionStorage.getItem("parley:outbox:" + APP_ID) || "null");
+      return v && typeof v.owner === "string" && Array.isArray(v.items) ? v : null;
+    } catch (e) { return null; }
   }
   function saveOutbox() {
     var keep = outbox.map(function (o) { return { client_msg_id: o.client_msg_id, conversation_id: o.conversation_id, body: o.body }; });
-    try { sessionStorage.setItem("parley:outbox:" + APP_ID, JSON.stringify(keep)); } catch (e) { /* memory only */ }
+    var v = { owner: identity ? outboxOwner() : "", items: keep };
+    try { sessionStorage.setItem("parley:outbox:" + APP_ID, JSON.stringify(v)); } catch (e) { /* memory only */ }
+  }
+  // outboxOwner names the person the host page says is using the widget.
+  function outboxOwner() {
+    if (identity.user_id) return "user_id:" + identity.user_id;
+    if (identity.email) return "email:" + identity.email.toLowerCase();
+    return "visitor:" + (identity.visitor_token || "");
   }
   function outboxIndex(id) {
     for (var i = 0; i < outbox.length; i++) if (outbox[i].client_msg_id === id) return i;
@@ -391,6 +419,9 @@
     stopTyping();
   });
   composer.addEventListener("keydown", function (e) {
+    // Enter that confirms an IME composition (Japanese, Chinese, …) is not a
+    // send; some browsers flag it only with keyCode 229.
+    if (e.isComposing || e.keyCode === 229) return;
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
   });
 
