@@ -15,9 +15,10 @@ generate: ## regenerate templ components
 
 check-generate: ## fails if the committed *_templ.go files are stale
 	$(GO) tool templ generate
-	git diff --exit-code -- '*_templ.go'
+	@git diff --quiet -- '*_templ.go' || { git diff --stat -- '*_templ.go'; echo "generated templ files are stale: run make generate and commit"; exit 1; }
 
-test: build ## unit, HTTP, browser (headless Chromium) and fuzz-seed tests
+test: build check-generate ## unit, HTTP, browser (headless Chromium) and fuzz-seed tests
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 

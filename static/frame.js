@@ -185,14 +185,14 @@
         backoff = 0;
         outbox.forEach(function (o) { o.sent = false; });
         say("");
-        toParent({ type: "unread", count: f.unread });
+        postUnread(f.unread);
         send({ type: "list" });
         break;
       case "conversations": onConversations(f.conversations); break;
       case "history": onHistory(f); break;
       case "ack": onAck(f); break;
       case "message": onMessage(f.message); break;
-      case "unread": toParent({ type: "unread", count: f.count }); break;
+      case "unread": postUnread(f.count); break;
       case "typing": onTyping(f); break;
       case "error": onError(f); break;
     }
@@ -269,6 +269,15 @@
     typingEl.textContent = (f.author_name || "Agent") + " is typing…";
     clearTimeout(typingHide);
     if (f.typing) typingHide = setTimeout(function () { typingEl.hidden = true; }, 6000);
+  }
+
+  // While the chat is open, a reply is read as soon as it is shown, so the
+  // count goes 1 then 0 within milliseconds; holding it briefly keeps the
+  // host page's badge (or its notification sound) from flashing.
+  var unreadTimer = null;
+  function postUnread(n) {
+    clearTimeout(unreadTimer);
+    unreadTimer = setTimeout(function () { toParent({ type: "unread", count: n }); }, visible && n > 0 ? 500 : 0);
   }
 
   function markRead() {
