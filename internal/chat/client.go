@@ -181,26 +181,20 @@ func (c *Client) writePump() {
 }
 
 // drainAndClose writes what is already queued (an error frame explaining
-// the close, say) and then the close frame.
+// the close, say) and then the close frame. A slow or broken connection
+// gets neither: writing to it is what failed.
 func (c *Client) drainAndClose() {
+	if c.closeCode == websocket.CloseAbnormalClosure {
+		return
+	}
 	deadline := time.Now().Add(writeWait)
 	c.conn.SetWriteDeadline(deadline)
-	if c.closeCode != websocket.CloseTryAgainLater && c.closeCode != websocket.CloseAbnormalClosure {
-		for {
-			select {
-			case frame := <-c.send:
-				if c.conn.WriteMessage(websocket.TextMessage, frame) != nil {
-					return
-				}
-				continue
-			default:
-			}
-			break
+	for c.closeCode != websocket.CloseTryAgainLater && len(c.send) > 0 {
+		if c.conn.WriteMessage(websocket.TextMessage, <-c.send) != nil {
+			return
 		}
 	}
-	if c.closeCode != websocket.CloseAbnormalClosure {
-		c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), deadline)
-	}
+	c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), deadline)
 }
 
 func (c *Client) readPump(ctx context.Context) {
