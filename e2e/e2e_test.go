@@ -383,3 +383,52 @@ func TestUsersSeeOnlyTheirOwnChat(t *testing.T) {
 	waitMessages(t, aliceFrame, aliceMsg, chatMessage{Author: "agent", Text: "We will fix order 1234"})
 	waitMessages(t, bobFrame, bobMsg, chatMessage{Author: "agent", Text: "Kettles are in stock"})
 }
+
+// A user can start a new conversation, list them, and open an older one;
+// an agent's typing shows while it lasts; and markup in a message, from
+// either side, is shown as the text it is.
+func TestConversationsTypingAndText(t *testing.T) {
+	e := newEnv(t)
+	tab := e.newTab(t, "page")
+	navigate(t, tab, e.pageURL(e.hostURL(), "u_alice"))
+	frame, _ := e.chatFrame(t, tab, "frame")
+	waitConnected(t, frame)
+	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
+
+	first := chatMessage{Author: "me", Text: "About my order"}
+	send(t, frame, first.Text)
+	waitMessages(t, frame, first)
+	do(t, frame, chromedp.Click(chromedp.ID("new")))
+	waitMessages(t, frame)
+	markup := `<img src=x onerror="window.pwned=1"><b>bold?</b>`
+	second := chatMessage{Author: "me", Text: markup}
+	send(t, frame, markup)
+	waitMessages(t, frame, second)
+
+	convs := e.conversations(t)
+	if len(convs) != 2 {
+		t.Fatalf("%d conversations, want 2", len(convs))
+	}
+	// Newest activity first: convs[0] is the one just started.
+	e.reply(t, convs[0].ID, `<script>window.pwned=2</script>`)
+	waitMessages(t, frame, second, chatMessage{Author: "agent", Text: `<script>window.pwned=2</script>`})
+	injected := js[bool](`!!document.querySelector('#thread img, #thread b, #thread script') || !!window.pwned`)
+	if got := eventually(t, frame, "the thread", injected, func(bool) bool { return true }); got {
+		t.Fatal("message text was rendered as HTML")
+	}
+
+	// Agent typing: shown while it lasts, gone when the agent stops.
+	typing := js[string](`(el => el.hidden ? '' : el.textContent)(document.querySelector('[data-testid="typing"]'))`)
+	e.api(t, "POST", "/api/v1/conversations/"+convs[0].ID+"/typing", map[string]any{"typing": true, "author_name": "Sam"}, nil)
+	eventually(t, frame, "the typing indicator", typing, func(s string) bool { return s == "Sam is typing…" })
+	e.api(t, "POST", "/api/v1/conversations/"+convs[0].ID+"/typing", map[string]any{"typing": false}, nil)
+	eventually(t, frame, "the typing indicator to go", typing, func(s string) bool { return s == "" })
+
+	// The list shows both conversations; opening the older one shows only
+	// its own messages.
+	do(t, frame, chromedp.Click(chromedp.ID("list-btn")))
+	rows := js[int](`document.querySelectorAll('[data-testid="conversation"]').length`)
+	eventually(t, frame, "two conversations listed", rows, func(n int) bool { return n == 2 })
+	do(t, frame, chromedp.Click(chromedp.CSS(`[data-testid="conversation"]:last-child`)))
+	waitMessages(t, frame, first)
+}

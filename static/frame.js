@@ -250,10 +250,17 @@
         return;
       }
       if (i >= 0) {
-        outbox.splice(i, 1);
+        var item = outbox.splice(i, 1)[0];
         saveOutbox();
         var el = shown["pending:" + f.client_msg_id];
-        if (el) { el.classList.add("failed"); el.setAttribute("data-error", f.code); el.title = f.message; }
+        if (el) {
+          // The refused text is not lost: a click puts it back in the composer.
+          delete shown["pending:" + f.client_msg_id];
+          el.classList.add("failed");
+          el.setAttribute("data-error", f.code);
+          el.title = "Not sent: " + f.message + " (click to edit)";
+          el.onclick = function () { composer.value = item.body; el.remove(); composer.focus(); };
+        }
       }
     }
     if (f.code === "rate_limited") {

@@ -385,3 +385,10 @@ func TestDataSurvivesReopen(t *testing.T) {
 		t.Fatalf("after reopen: %+v", page.Messages)
 	}
 }
+
+func TestOpenExplainsAMissingFolder(t *testing.T) {
+	_, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "no", "such", "parley.db"))
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("err = %v, want one that says the folder does not exist", err)
+	}
+}
