@@ -21,9 +21,7 @@ import (
 func TestVerifiedUserChatSurvivesReload(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
-	navigate(t, tab, e.pageURL(e.hostURL(), "u_alice"))
-	frame, frameID := e.chatFrame(t, tab, "frame")
-	waitConnected(t, frame)
+	frame, frameID := e.openChat(t, tab, "frame", "u_alice")
 
 	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	send(t, frame, "Where is my teapot?")
@@ -51,9 +49,7 @@ func TestVerifiedUserChatSurvivesReload(t *testing.T) {
 func TestComposerEnterKey(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
-	navigate(t, tab, e.pageURL(e.hostURL(), "u_alice"))
-	frame, _ := e.chatFrame(t, tab, "frame")
-	waitConnected(t, frame)
+	frame, _ := e.openChat(t, tab, "frame", "u_alice")
 	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	composer := chromedp.Value(chromedp.CSS(composerSel))
 
@@ -85,9 +81,7 @@ func TestComposerEnterKey(t *testing.T) {
 func TestAgentReplyArrivesLive(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
-	navigate(t, tab, e.pageURL(e.hostURL(), "u_alice"))
-	frame, _ := e.chatFrame(t, tab, "frame")
-	waitConnected(t, frame)
+	frame, _ := e.openChat(t, tab, "frame", "u_alice")
 	// The host page listens as a site owner's script would.
 	do(t, tab, chromedp.Evaluate[chromedp.Void](`window.unreadCounts = []; Parley("onUnreadCountChange", n => unreadCounts.push(n))`))
 
@@ -180,9 +174,7 @@ func TestForgedUserHashIsRefused(t *testing.T) {
 func TestUnsentMessageStaysWithItsAuthor(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
-	navigate(t, tab, e.pageURL(e.hostURL(), "u_alice"))
-	frame, frameID := e.chatFrame(t, tab, "frame")
-	waitConnected(t, frame)
+	frame, frameID := e.openChat(t, tab, "frame", "u_alice")
 	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 
 	e.cutSockets()
@@ -313,9 +305,7 @@ func (e *env) frameDocuments(t *testing.T, tab context.Context) []string {
 func TestUsersSeeOnlyTheirOwnChat(t *testing.T) {
 	e := newEnv(t)
 	alice := e.newTab(t, "alice")
-	navigate(t, alice, e.pageURL(e.hostURL(), "u_alice"))
-	aliceFrame, _ := e.chatFrame(t, alice, "alice frame")
-	waitConnected(t, aliceFrame)
+	aliceFrame, _ := e.openChat(t, alice, "alice frame", "u_alice")
 	do(t, alice, chromedp.Click(chromedp.CSS(launcherSel)))
 	send(t, aliceFrame, "Alice's order 1234 is wrong")
 	aliceMsg := chatMessage{Author: "me", Text: "Alice's order 1234 is wrong"}
@@ -390,9 +380,7 @@ func TestUsersSeeOnlyTheirOwnChat(t *testing.T) {
 func TestConversationsTypingAndText(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
-	navigate(t, tab, e.pageURL(e.hostURL(), "u_alice"))
-	frame, _ := e.chatFrame(t, tab, "frame")
-	waitConnected(t, frame)
+	frame, _ := e.openChat(t, tab, "frame", "u_alice")
 	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 
 	first := chatMessage{Author: "me", Text: "About my order"}

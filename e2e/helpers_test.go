@@ -466,6 +466,16 @@ func waitMessages(t *testing.T, frame context.Context, want ...chatMessage) {
 	})
 }
 
+// openChat loads the host page in tab as userID and returns its chat
+// frame once the frame is connected.
+func (e *env) openChat(t *testing.T, tab context.Context, name, userID string) (context.Context, target.ID) {
+	t.Helper()
+	navigate(t, tab, e.pageURL(e.hostURL(), userID))
+	frame, id := e.chatFrame(t, tab, name)
+	waitConnected(t, frame)
+	return frame, id
+}
+
 // waitConnected waits until the frame has authenticated its socket and
 // received the user's conversation list, which it renders (hidden) even
 // when it is empty.
