@@ -3,7 +3,6 @@ package chat
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -29,7 +28,6 @@ type Store interface {
 const (
 	authWait   = 10 * time.Second
 	writeWait  = 10 * time.Second
-	lingerWait = time.Second // after our close frame, for the peer's
 	pongWait   = 60 * time.Second
 	pingPeriod = pongWait * 9 / 10
 	sendQueue  = 64 // frames queued for a client before it counts as slow
@@ -100,20 +98,6 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn) {
 	c.readPump(ctx)
 	c.closeWith(websocket.CloseNormalClosure, "")
 	<-writerDone
-	c.linger()
-}
-
-// linger reads (and drops) what the peer still sends for a moment after the
-// server's close frame. Closing a socket with unread input makes the kernel
-// reset the connection, and the client would then see 1006 instead of the
-// close code that says why (1008, 1009, 4001). It reads the raw connection
-// because after a protocol error the websocket reader is finished.
-func (c *Client) linger() {
-	if c.closeCode == websocket.CloseAbnormalClosure || c.closeCode == websocket.CloseTryAgainLater {
-		return
-	}
-	c.conn.SetReadDeadline(time.Now().Add(lingerWait))
-	io.Copy(io.Discard, io.LimitReader(c.conn.NetConn(), MaxFrameBytes*64))
 }
 
 func (h *Hub) authenticate(ctx context.Context, conn *websocket.Conn) (*store.Session, bool) {
@@ -156,7 +140,7 @@ func (c *Client) queue(frame []byte) {
 	default:
 		c.log.Warn("dropping slow client")
 		c.closeWith(websocket.CloseTryAgainLater, "too slow")
-		c.conn.Close() // its buffers are full: no close frame would get through
+		c.conn.Close() // its buffers are full: no close frame would get through, and a blocked write ends now
 	}
 }
 
@@ -173,37 +157,28 @@ func (c *Client) writePump() {
 	defer ticker.Stop()
 	expiry := time.NewTimer(time.Until(c.session.ExpiresAt))
 	defer expiry.Stop()
+	defer c.conn.Close() // unblocks the read pump
 	for {
 		select {
 		case frame := <-c.send:
 			c.conn.SetWriteDeadline(time.Now().Add(writeWait))
 			if err := c.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
-				c.abort()
+				c.closeWith(websocket.CloseAbnormalClosure, "")
 				return
 			}
 		case <-ticker.C:
 			c.conn.SetWriteDeadline(time.Now().Add(writeWait))
 			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
-				c.abort()
+				c.closeWith(websocket.CloseAbnormalClosure, "")
 				return
 			}
 		case <-expiry.C:
 			c.closeWith(CloseSessionInvalid, "session expired")
 		case <-c.done:
 			c.drainAndClose()
-			// The read pump may be blocked in a read: give it a moment to
-			// receive the peer's answering close frame, then time it out.
-			c.conn.SetReadDeadline(time.Now().Add(lingerWait))
 			return
 		}
 	}
-}
-
-// abort ends a connection that can no longer be written to; closing it
-// unblocks the read pump at once.
-func (c *Client) abort() {
-	c.closeWith(websocket.CloseAbnormalClosure, "")
-	c.conn.Close()
 }
 
 // drainAndClose writes what is already queued (an error frame explaining
