@@ -40,9 +40,8 @@ func PublicOrigin(raw string) (string, error) {
 		return "", fmt.Errorf("web: public URL %q must look like https://chat.example.com", raw)
 	}
 	host := strings.ToLower(u.Host)
-	host = strings.TrimSuffix(strings.TrimSuffix(host, ":443"), ":80")
-	if (u.Scheme == "https" && strings.HasSuffix(u.Host, ":80")) || (u.Scheme == "http" && strings.HasSuffix(u.Host, ":443")) {
-		host = strings.ToLower(u.Host)
+	if p := u.Port(); (u.Scheme == "https" && p == "443") || (u.Scheme == "http" && p == "80") {
+		host = strings.TrimSuffix(host, ":"+p) // browsers leave default ports out of Origin
 	}
 	return u.Scheme + "://" + host, nil
 }

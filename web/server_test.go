@@ -206,3 +206,30 @@ func TestStaticAssets(t *testing.T) {
 		}
 	}
 }
+
+func TestPublicOrigin(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://chat.example.com":      "https://chat.example.com",
+		"https://Chat.Example.com/":     "https://chat.example.com",
+		"https://chat.example.com:443":  "https://chat.example.com",
+		"https://chat.example.com:80":   "https://chat.example.com:80",
+		"http://127.0.0.1:8080":         "http://127.0.0.1:8080",
+		"http://[::1]:80":               "http://[::1]",
+		"http://chat.internal":          "http://chat.internal",
+		"chat.example.com":              "",
+		"https://chat.example.com/path": "",
+		"ftp://chat.example.com":        "",
+		"https://u:p@chat.example.com":  "",
+	} {
+		got, err := PublicOrigin(in)
+		if want == "" {
+			if err == nil {
+				t.Errorf("PublicOrigin(%q) = %q, want an error", in, got)
+			}
+			continue
+		}
+		if err != nil || got != want {
+			t.Errorf("PublicOrigin(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
