@@ -2,7 +2,7 @@
 GO ?= go
 export CHROMIUM_PATH ?= /usr/bin/chromium
 
-.PHONY: build run test test-short generate check-generate fuzz bench clean
+.PHONY: build run test test-short generate check-generate fuzz bench screenshots clean
 
 build: ## bin/parley
 	$(GO) build -o bin/parley ./cmd/parley
@@ -28,6 +28,9 @@ test-short: ## everything but the browser tests
 fuzz: ## run each fuzzer for a while (seeds alone run in make test)
 	$(GO) test ./internal/chat -run '^$$' -fuzz FuzzDecodeClientFrame -fuzztime 30s
 	$(GO) test ./internal/identity -run '^$$' -fuzz FuzzCanonicalOrigin -fuzztime 30s
+
+screenshots: ## retake the dashboard screenshots in docs/screenshots (headless Chromium)
+	PARLEY_SCREENSHOTS=1 $(GO) test ./e2e -run Dashboard -count=1
 
 bench: ## Go benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/parley-chat/parley/templates"
 )
 
 // APIError is the one error shape every JSON endpoint answers with:
@@ -30,10 +32,11 @@ func apiError(status int, code, message string) *APIError {
 	return &APIError{Status: status, Code: code, Message: message}
 }
 
-// ErrorHandler renders every error as JSON under /api/ and as plain text
+// ErrorHandler renders every error as JSON under /api/ and to the
+// dashboard's script, as a page on the dashboard, and as plain text
 // elsewhere. Unexpected errors are logged and answered with a generic 500
 // that reveals nothing.
-func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+func ErrorHandler(log *slog.Logger, pages Pages) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
@@ -43,10 +46,16 @@ func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 		}
 		var werr error
-		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+		path := c.Request().URL.Path
+		switch {
+		case strings.HasPrefix(path, "/api/") || (isDashboardPath(path) && wantsJSON(c)):
 			c.Response().Header().Set("Cache-Control", "no-store")
 			werr = c.JSON(apiErr.Status, map[string]*APIError{"error": apiErr})
-		} else {
+		case isDashboardPath(path):
+			setDashboardHeaders(c.Response().Header())
+			werr = render(c, apiErr.Status, templates.ErrorPage(templates.ErrorView{ScriptURL: pages.ScriptURL, StyleURL: pages.StyleURL,
+				Status: apiErr.Status, Message: apiErr.Message}))
+		default:
 			werr = c.String(apiErr.Status, apiErr.Message+"\n")
 		}
 		if werr != nil {

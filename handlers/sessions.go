@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -41,6 +42,7 @@ type sessionRequest struct {
 	Name         *string `json:"name"`
 	UserHash     *string `json:"user_hash"`
 	VisitorToken *string `json:"visitor_token"`
+	PageURL      *string `json:"page_url"`
 }
 
 type sessionResponse struct {
@@ -115,6 +117,13 @@ func (h *Sessions) resolve(app *store.App, req *sessionRequest) (store.NewSessio
 	if req.VisitorToken != nil {
 		in.VisitorToken = *req.VisitorToken
 	}
+	if req.PageURL != nil {
+		u, err := pageURL(*req.PageURL, req.ParentOrigin)
+		if err != nil {
+			return in, err
+		}
+		in.PageURL = u
+	}
 	// The hash covers the user_id when there is one, else the email.
 	claim, key := in.UserID, "uid:"+in.UserID
 	if req.UserID == nil {
@@ -128,7 +137,7 @@ func (h *Sessions) resolve(app *store.App, req *sessionRequest) (store.NewSessio
 		return in, nil
 	}
 	in.IdentityKey = key
-	if req.UserHash != nil && identity.VerifyUserHash(app.IdentitySecret, claim, *req.UserHash) {
+	if req.UserHash != nil && app.VerifyUserHash(claim, *req.UserHash, time.Now()) {
 		in.Kind = store.KindUser
 		return in, nil
 	}
@@ -145,14 +154,51 @@ func (h *Sessions) resolve(app *store.App, req *sessionRequest) (store.NewSessio
 	return in, nil
 }
 
+// pageMaxLen bounds the stored page URL; it is measured after the query
+// and fragment are dropped, so long tracking parameters never refuse a
+// session.
+const pageMaxLen = 1000
+
+// pageURL returns the page the chat was opened on as it is stored: an
+// absolute http(s) URL on parentOrigin, without credentials, query or
+// fragment, which may hold secrets such as reset tokens.
+func pageURL(raw, parentOrigin string) (string, error) {
+	if err := checkFieldLen("page_url", raw, sessionBodyLimit); err != nil {
+		return "", err
+	}
+	bad := func(why string) error {
+		return apiError(http.StatusBadRequest, "invalid_request", "page_url "+why)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Opaque != "" || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", bad("must be an absolute http or https URL")
+	}
+	origin, err := identity.CanonicalOrigin(u.Scheme + "://" + u.Host)
+	if err != nil || origin != parentOrigin {
+		return "", bad("must be on parent_origin " + parentOrigin)
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	if len(origin+path) > pageMaxLen {
+		return "", bad(fmt.Sprintf("is longer than %d bytes without its query", pageMaxLen))
+	}
+	return origin + path, nil
+}
+
 // checkField refuses identity fields that could not have come from a sane
 // backend: empty, over 255 bytes, invalid UTF-8 or control characters.
 func checkField(name, v string) error {
+	return checkFieldLen(name, v, 255)
+}
+
+func checkFieldLen(name, v string, maxLen int) error {
 	switch {
 	case v == "":
 		return apiError(http.StatusBadRequest, "invalid_request", name+" must not be empty (leave it out instead)")
-	case len(v) > 255:
-		return apiError(http.StatusBadRequest, "invalid_request", name+" is longer than 255 bytes")
+	case len(v) > maxLen:
+		return apiError(http.StatusBadRequest, "invalid_request", fmt.Sprintf("%s is longer than %d bytes", name, maxLen))
 	case !utf8.ValidString(v):
 		return apiError(http.StatusBadRequest, "invalid_request", name+" is not valid UTF-8")
 	}

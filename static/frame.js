@@ -16,6 +16,7 @@
 
   var nonce = randomHex(16);
   var identity = null;    // what the host page's backend vouched for
+  var page = "";          // the host page's URL (origin and path), "" when unknown
   var token = null;       // session token: memory only, never in a URL or storage
   var ws = null, backoff = 0, reconnectTimer = null, stopped = false;
   var visible = false;
@@ -91,10 +92,11 @@
     if (e.source !== window.parent || e.origin !== hint) return;
     var d = e.data;
     if (!d || typeof d !== "object" || d.parley !== 1 || d.nonce !== nonce) return;
-    if (d.type === "identity" && validIdentity(d.settings)) {
+    if (d.type === "identity" && validIdentity(d.settings) && (d.page === undefined || typeof d.page === "string")) {
       clearTimeout(handshakeTimer);
       var changed = identity && (identity.user_id !== d.settings.user_id || identity.email !== d.settings.email);
       identity = d.settings;
+      page = pageURL(d.page);
       if (changed) resetConversations();
       if (restored) {
         // Resend what an earlier frame left unsent only for the same person:
@@ -114,6 +116,17 @@
     }
   }
 
+  // pageURL keeps what agents may see of the host page: its origin and path,
+  // never a query or fragment (reset tokens live there). A URL the server
+  // would refuse (another origin, over 1000 bytes) is left out rather than
+  // cut: half a URL names a page that does not exist.
+  function pageURL(p) {
+    var u;
+    try { u = new URL(p); } catch (e) { return ""; }
+    var s = u.origin + u.pathname;
+    return u.origin === hint && new TextEncoder().encode(s).length <= 1000 ? s : "";
+  }
+
   function resetConversations() {
     outbox = [];
     saveOutbox();
@@ -123,16 +136,20 @@
     thread.textContent = "";
   }
 
-  function startSession() {
+  function startSession(withoutPage) {
     stopped = false;
     var req = { app_id: APP_ID, parent_origin: hint };
     for (var k in identity) if (identity[k]) req[k] = identity[k];
+    if (page && !withoutPage) req.page_url = page;
     fetch("/api/widget/sessions", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(req),
       credentials: "omit", cache: "no-store"
     }).then(function (r) {
       return r.json().then(function (j) { return { status: r.status, json: j }; });
     }).then(function (res) {
+      // The page is a nice-to-have for agents: if the server refuses the
+      // request with it, try once without it before telling the user.
+      if (res.status === 400 && req.page_url) return startSession(true);
       if (res.status !== 201) {
         var err = (res.json && res.json.error) || {};
         if (res.status >= 500 || res.status === 429) return retryLater();

@@ -58,7 +58,8 @@
     if (!m || m.parley !== 1 || typeof m.type !== "string") return;
     if (m.type === "ready" && typeof m.nonce === "string") {
       nonce = m.nonce;
-      post({ type: "identity", nonce: nonce, settings: identity() });
+      // Not location.href: a query or fragment can hold secrets.
+      post({ type: "identity", nonce: nonce, settings: identity(), page: location.origin + location.pathname });
       if (open) post({ type: "visibility", nonce: nonce, open: true });
     } else if (m.type === "session") {
       if (typeof m.visitor_token === "string") storage("set", m.visitor_token);
@@ -127,7 +128,7 @@
   function update(s) {
     if (!settings) return boot(s);
     for (var k in s) settings[k] = s[k];
-    if (nonce) post({ type: "identity", nonce: nonce, settings: identity() });
+    if (nonce) post({ type: "identity", nonce: nonce, settings: identity(), page: location.origin + location.pathname });
   }
 
   // shutdown forgets the user (call it on logout): the visitor token is

@@ -30,6 +30,12 @@ type Config struct {
 	// open widget sockets.
 	PublicURL  string
 	SessionTTL time.Duration
+	// Signup lets anyone with the URL create an owner account at /signup.
+	// Off by default: operators create owners with `parley owners create`.
+	Signup bool
+	// OwnerIdle and OwnerMaxAge end a dashboard sign-in after that long
+	// without a request, or that long after it began (zero: 12h and 7 days).
+	OwnerIdle, OwnerMaxAge time.Duration
 }
 
 // PublicOrigin returns the canonical scheme://host[:port] of a public URL.
@@ -64,9 +70,14 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 		return nil, err
 	}
 
+	pages := handlers.Pages{ScriptURL: assets.url("dashboard.js"), StyleURL: assets.url("dashboard.css")}
+
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = handlers.ErrorHandler(log)
+	// The client IP is the socket's peer: X-Forwarded-For is whatever the
+	// client wants it to be, and sign-in throttling is keyed by this.
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.HTTPErrorHandler = handlers.ErrorHandler(log, pages)
 	e.Use(middleware.Recover())
 	e.Use(requestLog(log))
 	e.Use(securityHeaders)
@@ -82,7 +93,7 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	convs := &handlers.Conversations{Store: db, Delivery: hub}
 
 	e.GET("/", func(c echo.Context) error {
-		return c.String(http.StatusOK, "Parley is running. Embed /widget.js on your site; see the README.\n")
+		return c.String(http.StatusOK, "Parley is running. Embed /widget.js on your site; site owners sign in at /login.\n")
 	})
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/widget.js", assets.serve("widget.js", "public, max-age=300"))
@@ -99,6 +110,8 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	api.GET("/conversations/:id/messages", convs.Messages)
 	api.POST("/conversations/:id/messages", convs.Reply)
 	api.POST("/conversations/:id/typing", convs.Typing)
+
+	dashboard(e, cfg, origin, pages, db, hub, log)
 	return e, nil
 }
 

@@ -13,10 +13,15 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/demoshop"
+	"github.com/parley-chat/parley/internal/password"
 	"github.com/parley-chat/parley/internal/store"
 )
 
-const demoAppName = "Demo shop"
+const (
+	demoAppName    = "Demo shop"
+	demoOwnerEmail = "demo@example.com"
+	demoOwnerName  = "Demo agent"
+)
 
 // demoCmd runs Parley and the demo shop side by side on two origins, with
 // the demo app created on first start.
@@ -43,6 +48,10 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	ownerPassword, err := demoOwner(ctx, db, app.ID)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	parleyLn, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -61,13 +70,16 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 Parley demo
   Parley:      %s   (app %s, identity enforced)
   Demo shop:   %s   ← open this, log in as Alice or Bob, click the chat button
+  Dashboard:   %s/login   ← sign in to watch chats arrive and answer them
+               email     %s
+               password  %s   (new at every start)
   Agent view:  %s/agent   ← answer through Parley's server API
 
   API key for this run (rotated at every start):
     curl -H 'Authorization: Bearer %s' %s/api/v1/conversations
 
 Ctrl-C stops both.
-`, parleyURL, app.ID, shopURL, shopURL, apiKey, parleyURL)
+`, parleyURL, app.ID, shopURL, parleyURL, demoOwnerEmail, ownerPassword, shopURL, apiKey, parleyURL)
 	err = serve(ctx, serveConfig{DBPath: *dbPath, Addr: *addr, PublicURL: parleyURL}, db, parleyLn, log)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -91,4 +103,26 @@ func demoApp(ctx context.Context, db *store.DB, shopURL string) (*store.App, str
 	}
 	key, err := db.RotateAPIKey(ctx, app.ID)
 	return app, key, err
+}
+
+// demoOwner makes sure the demo owner exists and belongs to the demo app,
+// and gives them a fresh password, since a stored hash cannot be shown.
+// Setting it also signs out any dashboard session from an earlier run.
+func demoOwner(ctx context.Context, db *store.DB, appID string) (string, error) {
+	pw := password.Generate()
+	hash, err := password.Hash(pw)
+	if err != nil {
+		return "", err
+	}
+	owner, _, err := db.OwnerByEmail(ctx, demoOwnerEmail)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		owner, err = db.CreateOwner(ctx, demoOwnerEmail, demoOwnerName, hash)
+	case err == nil:
+		err = db.SetOwnerPassword(ctx, owner.ID, hash)
+	}
+	if err != nil {
+		return "", err
+	}
+	return pw, db.AddMember(ctx, appID, owner.ID)
 }

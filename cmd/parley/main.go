@@ -27,18 +27,20 @@ import (
 const usage = `parley — a self-hosted chat widget host
 
 Usage:
-  parley serve --db PATH --addr HOST:PORT --public-url URL
-  parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor] [--json]
+  parley serve --db PATH --addr HOST:PORT --public-url URL [--signup]
+  parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor] [--owner EMAIL] [--json]
+  parley owners create --db PATH --email EMAIL [--name NAME] [--password-stdin] [--app APP_ID …] [--json]
   parley hash --secret SECRET (--user-id ID | --email EMAIL)
   parley demo [--db PATH]
 
-serve reads PARLEY_DB, PARLEY_ADDR and PARLEY_PUBLIC_URL when the flags are not given.
+serve reads PARLEY_DB, PARLEY_ADDR and PARLEY_PUBLIC_URL when the flags are not given;
+PARLEY_SIGNUP=1 opens sign-up like --signup.
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "parley:", err)
 		os.Exit(exitCode(err))
 	}
@@ -56,7 +58,7 @@ func exitCode(err error) int {
 	return 1
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return usageError{"missing command"}
@@ -69,6 +71,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return usageError{"usage: parley apps create --db PATH --name NAME --origin ORIGIN …"}
 		}
 		return appsCreateCmd(ctx, args[2:], stdout, stderr)
+	case "owners":
+		if len(args) < 2 || args[1] != "create" {
+			return usageError{"usage: parley owners create --db PATH --email EMAIL …"}
+		}
+		return ownersCreateCmd(ctx, args[2:], stdin, stdout, stderr)
 	case "hash":
 		return hashCmd(args[1:], stdout, stderr)
 	case "demo":
@@ -110,6 +117,7 @@ func appsCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var origins multiFlag
 	fs.Var(&origins, "origin", "allowed parent-page origin, e.g. https://shop.example.com (repeatable)")
 	mode := fs.String("identity", store.ModeEnforced, "identity mode: enforced or monitor")
+	ownerEmail := fs.String("owner", "", "`email` of an existing owner who gets the app in their dashboard")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -126,7 +134,18 @@ func appsCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer db.Close()
-	created, err := db.CreateApp(ctx, store.NewApp{Name: *name, Origins: origins, IdentityMode: *mode})
+	var ownerID string
+	if *ownerEmail != "" {
+		owner, _, err := db.OwnerByEmail(ctx, *ownerEmail)
+		if errors.Is(err, store.ErrNotFound) {
+			return usageError{fmt.Sprintf("no owner has the email %q (create one with parley owners create)", *ownerEmail)}
+		}
+		if err != nil {
+			return err
+		}
+		ownerID = owner.ID
+	}
+	created, err := db.CreateApp(ctx, store.NewApp{Name: *name, Origins: origins, IdentityMode: *mode, OwnerID: ownerID})
 	if ie := new(store.InputError); errors.As(err, &ie) {
 		return usageError{ie.Msg}
 	}
@@ -165,9 +184,18 @@ func hashCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// Dashboard sign-ins end after this long without a request, or this long
+// after they began.
+const (
+	ownerIdle   = 12 * time.Hour
+	ownerMaxAge = 7 * 24 * time.Hour
+)
+
 // serveConfig is what serveCmd and demoCmd need to start the server.
 type serveConfig struct {
 	DBPath, Addr, PublicURL string
+	// Signup opens /signup to anyone who can reach the server.
+	Signup bool
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -176,6 +204,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.DBPath, "db", os.Getenv("PARLEY_DB"), "SQLite database `path` (PARLEY_DB)")
 	fs.StringVar(&cfg.Addr, "addr", envOr("PARLEY_ADDR", "127.0.0.1:8080"), "listen address (PARLEY_ADDR)")
 	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("PARLEY_PUBLIC_URL"), "Parley's origin as browsers see it (PARLEY_PUBLIC_URL)")
+	fs.BoolVar(&cfg.Signup, "signup", os.Getenv("PARLEY_SIGNUP") == "1", "let anyone create a dashboard account at /signup (PARLEY_SIGNUP=1)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -202,7 +231,13 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 // in-flight requests finish and widget sockets get a going-away close.
 func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, log *slog.Logger) error {
 	hub := chat.NewHub(db, log)
-	handler, err := web.New(web.Config{PublicURL: cfg.PublicURL, SessionTTL: 12 * time.Hour}, db, hub, log)
+	handler, err := web.New(web.Config{
+		PublicURL:   cfg.PublicURL,
+		SessionTTL:  12 * time.Hour,
+		Signup:      cfg.Signup,
+		OwnerIdle:   ownerIdle,
+		OwnerMaxAge: ownerMaxAge,
+	}, db, hub, log)
 	if err != nil {
 		return err
 	}
@@ -234,6 +269,9 @@ func sweepSessions(ctx context.Context, db *store.DB, log *slog.Logger) {
 		case <-t.C:
 			if _, err := db.DeleteExpiredSessions(ctx); err != nil {
 				log.Error("sweeping sessions", "err", err)
+			}
+			if _, err := db.DeleteExpiredOwnerSessions(ctx, ownerIdle); err != nil {
+				log.Error("sweeping owner sessions", "err", err)
 			}
 		}
 	}

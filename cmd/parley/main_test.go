@@ -17,8 +17,13 @@ import (
 
 func runCLI(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
+	return runCLIStdin(t, "", args...)
+}
+
+func runCLIStdin(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), args, &stdout, &stderr)
+	err := run(context.Background(), args, strings.NewReader(stdin), &stdout, &stderr)
 	return stdout.String(), stderr.String(), err
 }
 
@@ -88,7 +93,7 @@ func TestServeStartsAndStopsGracefully(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		var out bytes.Buffer
-		done <- run(ctx, []string{"serve", "--db", filepath.Join(t.TempDir(), "p.db"), "--addr", addr, "--public-url", "http://" + addr}, &out, &out)
+		done <- run(ctx, []string{"serve", "--db", filepath.Join(t.TempDir(), "p.db"), "--addr", addr, "--public-url", "http://" + addr}, strings.NewReader(""), &out, &out)
 	}()
 	var resp *http.Response
 	for range 100 {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,14 +18,15 @@ import (
 	"github.com/parley-chat/parley/internal/identity"
 )
 
-// startServe runs `parley serve` in-process until the returned stop is
+// startServe runs `parley serve` (plus flags) in-process until the returned stop is
 // called; stop waits for the graceful shutdown to finish.
-func startServe(t *testing.T, db, addr string) (stop func()) {
+func startServe(t *testing.T, db, addr string, flags ...string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	args := append([]string{"serve", "--db", db, "--addr", addr, "--public-url", "http://" + addr}, flags...)
 	go func() {
-		done <- run(ctx, []string{"serve", "--db", db, "--addr", addr, "--public-url", "http://" + addr}, io.Discard, io.Discard)
+		done <- run(ctx, args, strings.NewReader(""), io.Discard, io.Discard)
 	}()
 	for range 200 {
 		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {

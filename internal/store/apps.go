@@ -20,12 +20,16 @@ const (
 
 // App is a tenant: one site owner's site.
 type App struct {
-	ID             string
-	Name           string
-	IdentityMode   string
-	IdentitySecret string
-	Origins        []string
-	CreatedAt      time.Time
+	ID           string
+	Name         string
+	IdentityMode string
+	// IdentitySecret is the current secret, the one owners are told to use.
+	IdentitySecret   string
+	IdentitySecretID string
+	// PreviousSecrets are retired secrets that still verify, newest first.
+	PreviousSecrets []IdentitySecret
+	Origins         []string
+	CreatedAt       time.Time
 }
 
 // AllowsOrigin reports whether origin (already canonical, as browsers send
@@ -44,6 +48,9 @@ type NewApp struct {
 	Name         string
 	Origins      []string
 	IdentityMode string
+	// OwnerID, when set, makes that owner the app's first member; an
+	// unknown owner refuses the app with ErrNotFound.
+	OwnerID string
 }
 
 // CreatedApp carries the secrets that are shown once at creation.
@@ -55,47 +62,107 @@ type CreatedApp struct {
 // CreateApp validates and stores a new app with a fresh identity secret and
 // API key. Origins are canonicalised; any bad one refuses the whole app.
 func (db *DB) CreateApp(ctx context.Context, in NewApp) (CreatedApp, error) {
-	name := strings.TrimSpace(in.Name)
-	if name == "" || len(name) > 100 {
-		return CreatedApp{}, &InputError{"app name must be 1-100 characters"}
+	if in.IdentityMode == "" {
+		in.IdentityMode = ModeEnforced
 	}
-	mode := in.IdentityMode
-	if mode == "" {
-		mode = ModeEnforced
-	}
-	if mode != ModeEnforced && mode != ModeMonitor {
-		return CreatedApp{}, &InputError{fmt.Sprintf("identity mode must be %q or %q, not %q", ModeEnforced, ModeMonitor, mode)}
-	}
-	origins, err := CanonicalOrigins(in.Origins)
+	s, err := checkAppSettings(AppSettings{Name: in.Name, Origins: in.Origins, IdentityMode: in.IdentityMode})
 	if err != nil {
 		return CreatedApp{}, err
 	}
+	now := db.now().UnixMilli()
 	app := App{
-		ID:             identity.NewID("app_"),
-		Name:           name,
-		IdentityMode:   mode,
-		IdentitySecret: identity.NewIdentitySecret(),
-		Origins:        origins,
-		CreatedAt:      fromMillis(db.now().UnixMilli()),
+		ID:               identity.NewID("app_"),
+		Name:             s.Name,
+		IdentityMode:     s.IdentityMode,
+		IdentitySecret:   identity.NewIdentitySecret(),
+		IdentitySecretID: identity.NewID("isk_"),
+		Origins:          s.Origins,
+		CreatedAt:        fromMillis(now),
 	}
 	key := identity.NewToken("psk_")
 	err = db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO apps (id, name, identity_mode, identity_secret, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			app.ID, app.Name, app.IdentityMode, app.IdentitySecret, identity.TokenHash(key), app.CreatedAt.UnixMilli())
+		_, err := tx.ExecContext(ctx, `INSERT INTO apps (id, name, identity_mode, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
+			app.ID, app.Name, app.IdentityMode, identity.TokenHash(key), now)
 		if err != nil {
 			return err
 		}
-		for _, o := range origins {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO app_origins (app_id, origin) VALUES (?, ?)`, app.ID, o); err != nil {
-				return err
-			}
+		_, err = tx.ExecContext(ctx, `INSERT INTO identity_secrets (id, app_id, secret, created_at) VALUES (?, ?, ?, ?)`,
+			app.IdentitySecretID, app.ID, app.IdentitySecret, now)
+		if err != nil {
+			return err
 		}
-		return nil
+		if err := insertOrigins(ctx, tx, app.ID, app.Origins); err != nil {
+			return err
+		}
+		if in.OwnerID == "" {
+			return nil
+		}
+		return addMember(ctx, tx, app.ID, in.OwnerID, now)
 	})
 	if err != nil {
 		return CreatedApp{}, err
 	}
 	return CreatedApp{App: app, APIKey: key}, nil
+}
+
+// AppSettings are the parts of an app its owners can change.
+type AppSettings struct {
+	Name         string
+	Origins      []string
+	IdentityMode string
+}
+
+// UpdateApp replaces the app's name, allowed origins and identity mode,
+// validated as CreateApp does, except that the mode has no default: a form
+// that forgot it must not silently change it.
+func (db *DB) UpdateApp(ctx context.Context, appID string, in AppSettings) (*App, error) {
+	s, err := checkAppSettings(in)
+	if err != nil {
+		return nil, err
+	}
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE apps SET name = ?, identity_mode = ? WHERE id = ?`, s.Name, s.IdentityMode, appID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM app_origins WHERE app_id = ?`, appID); err != nil {
+			return err
+		}
+		return insertOrigins(ctx, tx, appID, s.Origins)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return db.App(ctx, appID)
+}
+
+// checkAppSettings returns the settings trimmed and canonicalised, or an
+// InputError naming what is wrong.
+func checkAppSettings(in AppSettings) (AppSettings, error) {
+	name := strings.TrimSpace(in.Name)
+	if name == "" || len(name) > 100 {
+		return AppSettings{}, &InputError{"app name must be 1-100 characters"}
+	}
+	if in.IdentityMode != ModeEnforced && in.IdentityMode != ModeMonitor {
+		return AppSettings{}, &InputError{fmt.Sprintf("identity mode must be %q or %q, not %q", ModeEnforced, ModeMonitor, in.IdentityMode)}
+	}
+	origins, err := CanonicalOrigins(in.Origins)
+	if err != nil {
+		return AppSettings{}, err
+	}
+	return AppSettings{Name: name, Origins: origins, IdentityMode: in.IdentityMode}, nil
+}
+
+func insertOrigins(ctx context.Context, tx *sql.Tx, appID string, origins []string) error {
+	for _, o := range origins {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO app_origins (app_id, origin) VALUES (?, ?)`, appID, o); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CanonicalOrigins canonicalises an allowlist, reporting every bad entry
@@ -143,11 +210,11 @@ func (db *DB) AppByName(ctx context.Context, name string) (*App, error) {
 	return db.appWhere(ctx, `name = ? ORDER BY created_at LIMIT 1`, name)
 }
 
-func (db *DB) appWhere(ctx context.Context, where string, arg any) (*App, error) {
+func (db *DB) appWhere(ctx context.Context, where string, args ...any) (*App, error) {
 	var a App
 	var created int64
-	err := db.read.QueryRowContext(ctx, `SELECT id, name, identity_mode, identity_secret, created_at FROM apps WHERE `+where, arg).
-		Scan(&a.ID, &a.Name, &a.IdentityMode, &a.IdentitySecret, &created)
+	err := db.read.QueryRowContext(ctx, `SELECT id, name, identity_mode, created_at FROM apps WHERE `+where, args...).
+		Scan(&a.ID, &a.Name, &a.IdentityMode, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -169,6 +236,9 @@ func (db *DB) appWhere(ctx context.Context, where string, arg any) (*App, error)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: app origins: %w", err)
+	}
+	if err := db.loadSecrets(ctx, &a); err != nil {
+		return nil, err
 	}
 	return &a, nil
 }

@@ -19,12 +19,19 @@ type Conversation struct {
 	LastSeq       int64
 	UserReadSeq   int64
 	Unread        int64    // agent messages the user has not read
+	AgentReadSeq  int64    // how far the app's agents have read, shared by all of them
+	AgentUnread   bool     // a user message after AgentReadSeq
 	LastMessage   *Message // nil for a conversation without messages
 	Subject       *Subject // filled in by the app-wide listing
 }
 
+// agentUnread is true for a conversation c with a user message no agent
+// has read.
+const agentUnread = `EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.author = 'user' AND m.seq > c.agent_read_seq)`
+
 const conversationColumns = `c.id, c.app_id, c.subject_id, c.status, c.created_at, c.last_message_at, c.last_seq, c.user_read_seq,
 	(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.author = 'agent' AND m.seq > c.user_read_seq),
+	c.agent_read_seq, ` + agentUnread + `,
 	lm.id, lm.seq, lm.author, lm.author_name, lm.body, lm.created_at`
 
 const conversationJoins = `FROM conversations c
@@ -36,7 +43,7 @@ func scanConversation(sc interface{ Scan(...any) error }, extra ...any) (Convers
 	var lmID, lmAuthor, lmName, lmBody sql.NullString
 	var lmSeq, lmCreated sql.NullInt64
 	dest := append([]any{&c.ID, &c.AppID, &c.SubjectID, &c.Status, &created, &last, &c.LastSeq, &c.UserReadSeq, &c.Unread,
-		&lmID, &lmSeq, &lmAuthor, &lmName, &lmBody, &lmCreated}, extra...)
+		&c.AgentReadSeq, &c.AgentUnread, &lmID, &lmSeq, &lmAuthor, &lmName, &lmBody, &lmCreated}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return c, err
 	}
@@ -76,7 +83,7 @@ type ConversationFilter struct {
 // AppConversations lists an app's conversations with their subjects,
 // newest activity first.
 func (db *DB) AppConversations(ctx context.Context, appID string, f ConversationFilter) ([]Conversation, error) {
-	q := `SELECT ` + conversationColumns + `, s.kind, s.user_id, s.email, s.name, s.last_seen_at ` + conversationJoins + `
+	q := `SELECT ` + conversationColumns + `, s.kind, s.user_id, s.email, s.name, s.last_seen_at, s.last_page_url ` + conversationJoins + `
 		JOIN subjects s ON s.id = c.subject_id
 		WHERE c.app_id = ?`
 	args := []any{appID}
@@ -95,7 +102,7 @@ func (db *DB) AppConversations(ctx context.Context, appID string, f Conversation
 	for rows.Next() {
 		var s Subject
 		var seen int64
-		c, err := scanConversation(rows, &s.Kind, &s.UserID, &s.Email, &s.Name, &seen)
+		c, err := scanConversation(rows, &s.Kind, &s.UserID, &s.Email, &s.Name, &seen, &s.LastPageURL)
 		if err != nil {
 			return nil, fmt.Errorf("store: app conversations: %w", err)
 		}
@@ -133,6 +140,46 @@ func (db *DB) MarkRead(ctx context.Context, subjectID, id string, seq int64) err
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE conversations SET user_read_seq = max(user_read_seq, min(?, last_seq))
 			WHERE id = ? AND subject_id = ?`, seq, id, subjectID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+// SetConversationStatus opens or closes one of the app's conversations.
+func (db *DB) SetConversationStatus(ctx context.Context, appID, id, status string) (Conversation, error) {
+	if status != "open" && status != "closed" {
+		return Conversation{}, &InputError{fmt.Sprintf("status must be \"open\" or \"closed\", not %q", status)}
+	}
+	var c Conversation
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE conversations SET status = ? WHERE id = ? AND app_id = ?`, status, id, appID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		c, err = scanConversation(tx.QueryRowContext(ctx, `SELECT `+conversationColumns+` `+conversationJoins+` WHERE c.id = ?`, id))
+		return err
+	})
+	if err != nil {
+		return Conversation{}, err
+	}
+	return c, nil
+}
+
+// MarkAgentRead records that the app's agents have read conversation id up
+// to seq. Like MarkRead, the mark only moves forward and stops at the last
+// message.
+func (db *DB) MarkAgentRead(ctx context.Context, appID, id string, seq int64) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE conversations SET agent_read_seq = max(agent_read_seq, min(?, last_seq))
+			WHERE id = ? AND app_id = ?`, seq, id, appID)
 		if err != nil {
 			return err
 		}

@@ -98,13 +98,14 @@ func (db *DB) AddUserMessage(ctx context.Context, in UserMessage) (Posted, error
 }
 
 // AddAgentMessage commits a reply from the site owner's side to one of the
-// app's conversations. A conversation of another app is ErrNotFound.
+// app's conversations and marks it read for agents: whoever answered has
+// seen what they answered. A conversation of another app is ErrNotFound.
 func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string) (Posted, error) {
 	var p Posted
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		now := db.now().UnixMilli()
 		var seq int64
-		err := tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, last_message_at = ?
+		err := tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, agent_read_seq = last_seq + 1, last_message_at = ?
 			WHERE id = ? AND app_id = ? RETURNING last_seq`, now, conversationID, appID).Scan(&seq)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound

@@ -31,7 +31,10 @@ type NewSession struct {
 	Name         string
 	VisitorToken string // as sent back by the widget; may be empty or stale
 	ParentOrigin string
-	TTL          time.Duration
+	// PageURL is the page the chat was opened on, already stripped of
+	// query and fragment; empty keeps the subject's previous one.
+	PageURL string
+	TTL     time.Duration
 }
 
 // Session is an authenticated widget session.
@@ -50,7 +53,8 @@ type Session struct {
 func (s *Session) Verified() bool { return s.Kind == KindUser }
 
 // CreateSession finds or creates the subject and stores a new session for
-// it, returning the bearer token (stored only as a hash).
+// it, returning the bearer token (stored only as a hash). It also counts
+// the session for IdentityStats.
 func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error) {
 	if in.Kind != KindUser && in.Kind != KindUnverified && in.Kind != KindVisitor {
 		return Session{}, fmt.Errorf("store: unknown subject kind %q", in.Kind)
@@ -79,17 +83,21 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 			}
 		}
 		err := tx.QueryRowContext(ctx, `
-			INSERT INTO subjects (id, app_id, kind, lookup_key, user_id, email, name, created_at, last_seen_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			INSERT INTO subjects (id, app_id, kind, lookup_key, user_id, email, name, created_at, last_seen_at, last_page_url)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (app_id, kind, lookup_key) DO UPDATE SET
 				user_id = excluded.user_id,
 				email = CASE WHEN excluded.email != '' THEN excluded.email ELSE subjects.email END,
 				name = CASE WHEN excluded.name != '' THEN excluded.name ELSE subjects.name END,
-				last_seen_at = excluded.last_seen_at
+				last_seen_at = excluded.last_seen_at,
+				last_page_url = CASE WHEN excluded.last_page_url != '' THEN excluded.last_page_url ELSE subjects.last_page_url END
 			RETURNING id`,
-			identity.NewID("sub_"), in.AppID, in.Kind, key, in.UserID, in.Email, in.Name, now.UnixMilli(), now.UnixMilli(),
+			identity.NewID("sub_"), in.AppID, in.Kind, key, in.UserID, in.Email, in.Name, now.UnixMilli(), now.UnixMilli(), in.PageURL,
 		).Scan(&s.SubjectID)
 		if err != nil {
+			return err
+		}
+		if err := countSession(ctx, tx, in.AppID, in.Kind, now); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (token_hash, app_id, subject_id, parent_origin, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,

@@ -16,6 +16,9 @@ type Subject struct {
 	Email      string
 	Name       string
 	LastSeenAt time.Time
+	// LastPageURL is the page the subject last opened the chat on, without
+	// query or fragment; empty when unknown.
+	LastPageURL string
 }
 
 // Verified reports whether the site owner's backend vouched for this subject.
@@ -28,8 +31,8 @@ func (s Subject) Anonymous() bool { return s.Kind == KindVisitor }
 func (db *DB) Subject(ctx context.Context, appID, id string) (Subject, error) {
 	var s Subject
 	var seen int64
-	err := db.read.QueryRowContext(ctx, `SELECT id, kind, user_id, email, name, last_seen_at FROM subjects WHERE id = ? AND app_id = ?`, id, appID).
-		Scan(&s.ID, &s.Kind, &s.UserID, &s.Email, &s.Name, &seen)
+	err := db.read.QueryRowContext(ctx, `SELECT id, kind, user_id, email, name, last_seen_at, last_page_url FROM subjects WHERE id = ? AND app_id = ?`, id, appID).
+		Scan(&s.ID, &s.Kind, &s.UserID, &s.Email, &s.Name, &seen, &s.LastPageURL)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Subject{}, ErrNotFound
 	}
@@ -38,4 +41,17 @@ func (db *DB) Subject(ctx context.Context, appID, id string) (Subject, error) {
 	}
 	s.LastSeenAt = fromMillis(seen)
 	return s, nil
+}
+
+// TouchSubject records that the subject is around now (a widget socket
+// connected), for the inbox's "last seen".
+func (db *DB) TouchSubject(ctx context.Context, subjectID string) error {
+	res, err := db.write.ExecContext(ctx, `UPDATE subjects SET last_seen_at = ? WHERE id = ?`, db.now().UnixMilli(), subjectID)
+	if err != nil {
+		return fmt.Errorf("store: touch subject: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
 }

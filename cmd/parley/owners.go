@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/parley-chat/parley/internal/password"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+func ownersCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("owners create", stderr)
+	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
+	email := fs.String("email", "", "the owner's sign-in email")
+	name := fs.String("name", "", "display name shown to users with the owner's replies (default: the part of the email before @)")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin instead of generating one")
+	var apps multiFlag
+	fs.Var(&apps, "app", "`app_id` the owner becomes a member of (repeatable)")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dbPath == "" || strings.TrimSpace(*email) == "" {
+		return usageError{"owners create needs --db and --email"}
+	}
+	pw, generated := password.Generate(), true
+	if *fromStdin {
+		line, err := readPasswordLine(stdin)
+		if err != nil {
+			return err
+		}
+		pw, generated = line, false
+	}
+	// Checked before the database is touched, so a weak password leaves
+	// nothing behind.
+	if err := password.CheckPolicy(pw); err != nil {
+		return usageError{err.Error()}
+	}
+	if *name == "" {
+		*name = defaultName(*email)
+	}
+
+	db, err := store.Open(ctx, *dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	// Every app is checked before the owner exists: a typo in one --app
+	// must not leave an owner without the access the operator asked for.
+	for _, id := range apps {
+		if _, err := db.App(ctx, id); errors.Is(err, store.ErrNotFound) {
+			return usageError{fmt.Sprintf("no app has the id %q", id)}
+		} else if err != nil {
+			return err
+		}
+	}
+	hash, err := password.Hash(pw)
+	if err != nil {
+		return err
+	}
+	owner, err := db.CreateOwner(ctx, *email, *name, hash)
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return usageError{ie.Msg}
+	}
+	if err != nil {
+		return err
+	}
+	for _, id := range apps {
+		if err := db.AddMember(ctx, id, owner.ID); err != nil {
+			return fmt.Errorf("owner %s created, but adding them to app %s failed: %w", owner.Email, id, err)
+		}
+	}
+	return printOwner(stdout, stderr, owner, apps, pw, generated, *asJSON)
+}
+
+func printOwner(stdout, stderr io.Writer, o store.Owner, apps []string, pw string, generated, asJSON bool) error {
+	if apps == nil {
+		apps = []string{}
+	}
+	if asJSON {
+		out := map[string]any{"owner_id": o.ID, "email": o.Email, "name": o.Name, "apps": apps}
+		if generated {
+			out["password"] = pw
+			fmt.Fprintln(stderr, "The generated password is not shown again.")
+		}
+		return json.NewEncoder(stdout).Encode(out)
+	}
+	fmt.Fprintf(stdout, "owner_id: %s\nemail:    %s\nname:     %s\napps:     %s\n", o.ID, o.Email, o.Name, strings.Join(apps, " "))
+	if generated {
+		fmt.Fprintf(stdout, "password: %s\n\nThe password is not shown again. Give it to the owner over a private channel.\n", pw)
+	}
+	return nil
+}
+
+// readPasswordLine reads the first line of r without its line ending.
+// Anything else on the line, spaces included, is part of the password.
+func readPasswordLine(r io.Reader) (string, error) {
+	// Read a little past the policy's limit so an overlong line is
+	// refused as too long rather than cut.
+	line, err := bufio.NewReader(io.LimitReader(r, password.MaxBytes+3)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("reading the password from stdin: %w", err)
+	}
+	line = strings.TrimSuffix(line, "\n")
+	return strings.TrimSuffix(line, "\r"), nil
+}
+
+// defaultName is what replies are signed with when no --name is given.
+func defaultName(email string) string {
+	email = strings.TrimSpace(email)
+	if at := strings.LastIndexByte(email, '@'); at > 0 {
+		return email[:at]
+	}
+	return email
+}

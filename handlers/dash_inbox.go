@@ -1,0 +1,269 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/templates"
+)
+
+type inboxStore interface {
+	AppConversations(ctx context.Context, appID string, f store.ConversationFilter) ([]store.Conversation, error)
+	AppConversation(ctx context.Context, appID, id string) (store.Conversation, error)
+	Subject(ctx context.Context, appID, id string) (store.Subject, error)
+	Messages(ctx context.Context, c store.Conversation, afterSeq int64, limit int) (store.MessagePage, error)
+	AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string) (store.Posted, error)
+	SetConversationStatus(ctx context.Context, appID, id, status string) (store.Conversation, error)
+	MarkAgentRead(ctx context.Context, appID, id string, seq int64) error
+}
+
+// Inbox is where owners read and answer their app's conversations. Every
+// lookup is scoped by the app, which RequireMember has already checked.
+type Inbox struct {
+	Pages
+	Store    inboxStore
+	Delivery interface {
+		Delivery
+		ConversationChanged(c store.Conversation)
+	}
+}
+
+const (
+	inboxListSize = 100
+	threadSize    = 200
+)
+
+// Show serves GET /dashboard/apps/:app_id and …/conversations/:id. With
+// ?fragment=list it answers only the conversation list, and with
+// ?fragment=messages&after_seq=N only the messages after N: the page's
+// script fetches these when its socket says something changed.
+func (h *Inbox) Show(c echo.Context) error {
+	ctx := c.Request().Context()
+	app := dashAppFrom(c)
+	filter := c.QueryParam("status")
+	if filter != "closed" && filter != "all" {
+		filter = "open"
+	}
+	var open *store.Conversation
+	if id := c.Param("id"); id != "" {
+		conv, err := h.Store.AppConversation(ctx, app.ID, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return echo.NewHTTPError(http.StatusNotFound, "There is no such conversation in this app.")
+		}
+		if err != nil {
+			return err
+		}
+		open = &conv
+	}
+	switch c.QueryParam("fragment") {
+	case "list":
+		rows, err := h.rows(ctx, app.ID, filter, open)
+		if err != nil {
+			return err
+		}
+		return render(c, http.StatusOK, templates.ConversationList(rows))
+	case "messages":
+		if open == nil {
+			return echo.NewHTTPError(http.StatusNotFound, "no conversation")
+		}
+		return h.messagesFragment(c, *open)
+	}
+	rows, err := h.rows(ctx, app.ID, filter, open)
+	if err != nil {
+		return err
+	}
+	base := appPath(app.ID)
+	v := templates.InboxView{Shell: h.shell(c, "Inbox", "inbox"), Filter: filter, Rows: rows,
+		ListURL: c.Request().URL.Path + "?status=" + filter + "&fragment=list", WSURL: base + "/ws"}
+	if open != nil {
+		if v.Thread, err = h.thread(ctx, *open, base+"?status="+filter); err != nil {
+			return err
+		}
+		v.Shell.Title = v.Thread.Person.Label()
+	}
+	return render(c, http.StatusOK, templates.InboxPage(v))
+}
+
+func (h *Inbox) rows(ctx context.Context, appID, filter string, open *store.Conversation) ([]templates.ConversationRow, error) {
+	f := store.ConversationFilter{Limit: inboxListSize}
+	if filter != "all" {
+		f.Status = filter
+	}
+	convs, err := h.Store.AppConversations(ctx, appID, f)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]templates.ConversationRow, 0, len(convs))
+	for _, cv := range convs {
+		r := templates.ConversationRow{ID: cv.ID, URL: appPath(appID, "conversations", cv.ID) + "?status=" + filter,
+			Person: person(*cv.Subject), Status: cv.Status, LastActivity: cv.LastMessageAt, Unread: cv.AgentUnread,
+			Active: open != nil && open.ID == cv.ID}
+		if m := cv.LastMessage; m != nil {
+			r.Preview, r.PreviewByAgent = preview(m.Body), m.Author == store.AuthorAgent
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+func (h *Inbox) thread(ctx context.Context, conv store.Conversation, inboxURL string) (*templates.ThreadView, error) {
+	subj, err := h.Store.Subject(ctx, conv.AppID, conv.SubjectID)
+	if err != nil {
+		return nil, err
+	}
+	after := max(0, conv.LastSeq-threadSize)
+	page, err := h.Store.Messages(ctx, conv, after, threadSize)
+	if err != nil {
+		return nil, err
+	}
+	t := &templates.ThreadView{ID: conv.ID, Person: person(subj), Status: conv.Status, LastSeq: conv.LastSeq, HasOlder: after > 0,
+		BaseURL: appPath(conv.AppID, "conversations", conv.ID), InboxURL: inboxURL}
+	t.Messages = messageViews(page.Messages, t.Person.Label())
+	return t, nil
+}
+
+func (h *Inbox) messagesFragment(c echo.Context, conv store.Conversation) error {
+	after, err := strconv.ParseInt(c.QueryParam("after_seq"), 10, 64)
+	if err != nil || after < 0 {
+		return echo.NewHTTPError(http.StatusBadRequest, "after_seq must be a number")
+	}
+	subj, err := h.Store.Subject(c.Request().Context(), conv.AppID, conv.SubjectID)
+	if err != nil {
+		return err
+	}
+	page, err := h.Store.Messages(c.Request().Context(), conv, after, threadSize)
+	if err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, templates.ThreadMessages(messageViews(page.Messages, person(subj).Label())))
+}
+
+func person(s store.Subject) templates.Person {
+	p := templates.Person{Name: s.Name, Email: s.Email, UserID: s.UserID, LastSeen: s.LastSeenAt, PageURL: s.LastPageURL, Kind: "anonymous"}
+	switch s.Kind {
+	case store.KindUser:
+		p.Kind = "verified"
+	case store.KindUnverified:
+		p.Kind = "unverified"
+	}
+	return p
+}
+
+func messageViews(msgs []store.Message, userLabel string) []templates.MessageView {
+	out := make([]templates.MessageView, 0, len(msgs))
+	for _, m := range msgs {
+		v := templates.MessageView{Seq: m.Seq, FromAgent: m.Author == store.AuthorAgent, AuthorName: userLabel, Body: m.Body, At: m.CreatedAt}
+		if v.FromAgent {
+			v.AuthorName = m.AuthorName
+			if v.AuthorName == "" {
+				v.AuthorName = "Agent"
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func preview(body string) string {
+	r := []rune(body)
+	if len(r) > 120 {
+		return string(r[:120]) + "…"
+	}
+	return body
+}
+
+// conversation loads the conversation named in the URL, within the app.
+func (h *Inbox) conversation(c echo.Context) (store.Conversation, error) {
+	conv, err := h.Store.AppConversation(c.Request().Context(), dashAppFrom(c).ID, c.Param("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return conv, echo.NewHTTPError(http.StatusNotFound, "There is no such conversation in this app.")
+	}
+	return conv, err
+}
+
+// Reply serves POST …/conversations/:id/messages. The reply is committed,
+// then delivered to the user's open widgets and the app's other agents,
+// signed with the owner's name.
+func (h *Inbox) Reply(c echo.Context) error {
+	body := c.FormValue("body")
+	if err := chat.CheckBody(body); err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "Reply not sent: "+err.Error()+".")
+	}
+	app, owner := dashAppFrom(c), ownerFrom(c)
+	p, err := h.Store.AddAgentMessage(c.Request().Context(), app.ID, c.Param("id"), owner.Owner.Name, body)
+	if errors.Is(err, store.ErrNotFound) {
+		return echo.NewHTTPError(http.StatusNotFound, "There is no such conversation in this app.")
+	}
+	if err != nil {
+		return err
+	}
+	h.Delivery.AgentMessage(context.WithoutCancel(c.Request().Context()), p)
+	h.Delivery.AgentTyping(p.Conversation, owner.Owner.Name, false)
+	if wantsJSON(c) {
+		return c.JSON(http.StatusCreated, map[string]any{"message": chat.NewMessageJSON(p.Message)})
+	}
+	return c.Redirect(http.StatusSeeOther, appPath(app.ID, "conversations", p.Conversation.ID))
+}
+
+// SetStatus serves POST …/conversations/:id/status (status=open|closed).
+func (h *Inbox) SetStatus(c echo.Context) error {
+	app := dashAppFrom(c)
+	conv, err := h.Store.SetConversationStatus(c.Request().Context(), app.ID, c.Param("id"), c.FormValue("status"))
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return echo.NewHTTPError(http.StatusBadRequest, ie.Msg)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return echo.NewHTTPError(http.StatusNotFound, "There is no such conversation in this app.")
+	}
+	if err != nil {
+		return err
+	}
+	h.Delivery.ConversationChanged(conv)
+	if wantsJSON(c) {
+		return c.JSON(http.StatusOK, map[string]string{"status": conv.Status})
+	}
+	return c.Redirect(http.StatusSeeOther, appPath(app.ID, "conversations", conv.ID)+"?status="+url.QueryEscape(conv.Status))
+}
+
+// Typing serves POST …/conversations/:id/typing (typing=true|false): the
+// user's widget shows "<owner> is typing…".
+func (h *Inbox) Typing(c echo.Context) error {
+	typing, err := strconv.ParseBool(c.FormValue("typing"))
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "typing must be true or false")
+	}
+	conv, err := h.conversation(c)
+	if err != nil {
+		return err
+	}
+	h.Delivery.AgentTyping(conv, ownerFrom(c).Owner.Name, typing)
+	return c.NoContent(http.StatusNoContent)
+}
+
+// Read serves POST …/conversations/:id/read (seq=N): the app's agents have
+// seen the conversation up to N, which clears its unread marker.
+func (h *Inbox) Read(c echo.Context) error {
+	seq, err := strconv.ParseInt(c.FormValue("seq"), 10, 64)
+	if err != nil || seq < 0 {
+		return echo.NewHTTPError(http.StatusBadRequest, "seq must be a message number")
+	}
+	conv, err := h.conversation(c)
+	if err != nil {
+		return err
+	}
+	if conv.AgentReadSeq >= seq || conv.AgentReadSeq >= conv.LastSeq {
+		return c.NoContent(http.StatusNoContent)
+	}
+	if err := h.Store.MarkAgentRead(c.Request().Context(), conv.AppID, conv.ID, seq); err != nil {
+		return err
+	}
+	h.Delivery.ConversationChanged(conv)
+	return c.NoContent(http.StatusNoContent)
+}

@@ -1,0 +1,208 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/templates"
+)
+
+type settingsStore interface {
+	UpdateApp(ctx context.Context, appID string, s store.AppSettings) (*store.App, error)
+	IdentityStats(ctx context.Context, appID string, since time.Time) (store.IdentityStats, error)
+	RotateIdentitySecret(ctx context.Context, appID string, previousValidFor time.Duration) (store.IdentitySecret, error)
+	RevokeIdentitySecret(ctx context.Context, appID, secretID string) error
+	RotateAPIKey(ctx context.Context, appID string) (string, error)
+	Members(ctx context.Context, appID string) ([]store.Owner, error)
+	AddMemberByEmail(ctx context.Context, appID, email string) (store.Owner, error)
+	RemoveMember(ctx context.Context, appID, ownerID string) error
+}
+
+// agentAccess ends a removed member's open inbox sockets.
+type agentAccess interface {
+	EndAgentAccess(ownerID, appID string)
+}
+
+// Settings is an app's settings page: the allowlist, identity mode and
+// secret, the API key, the install snippet and the members.
+type Settings struct {
+	Pages
+	Store     settingsStore
+	Agents    agentAccess
+	PublicURL string // Parley's origin, for the snippet's script URL
+}
+
+const statsDays = 7
+
+// notices are the fixed messages a redirect back to the page may ask
+// for; nothing from the URL is ever shown as such.
+var notices = map[string]string{
+	"saved":          "Settings saved.",
+	"rotated":        "Identity secret rotated. Put the new secret on your servers; the old one works as long as you chose.",
+	"revoked":        "Secret revoked. Hashes made with it are refused from now on.",
+	"member-added":   "Member added.",
+	"member-removed": "Member removed.",
+}
+
+type settingsExtras struct {
+	NewAPIKey, Notice, FormError, MemberError string
+	Form                                      *store.AppSettings // what the owner typed, when saving failed
+}
+
+// Show serves GET /dashboard/apps/:app_id/settings.
+func (h *Settings) Show(c echo.Context) error {
+	return h.page(c, http.StatusOK, settingsExtras{Notice: notices[c.QueryParam("notice")]})
+}
+
+func (h *Settings) page(c echo.Context, status int, x settingsExtras) error {
+	ctx := c.Request().Context()
+	app := dashAppFrom(c)
+	since := time.Now().Add(-statsDays * 24 * time.Hour)
+	stats, err := h.Store.IdentityStats(ctx, app.ID, since)
+	if err != nil {
+		return err
+	}
+	members, err := h.Store.Members(ctx, app.ID)
+	if err != nil {
+		return err
+	}
+	form := store.AppSettings{Name: app.Name, Origins: app.Origins, IdentityMode: app.IdentityMode}
+	if x.Form != nil {
+		form = *x.Form
+	}
+	v := templates.SettingsView{
+		Shell: h.shell(c, "Settings", "settings"), Name: form.Name, Origins: strings.Join(form.Origins, "\n"), IdentityMode: form.IdentityMode,
+		FormError: x.FormError, Notice: x.Notice, NewAPIKey: x.NewAPIKey, MemberError: x.MemberError,
+		Stats:    templates.IdentityStats{Days: statsDays, Verified: stats.Verified, Unverified: stats.Unverified, Anonymous: stats.Anonymous},
+		Secret:   templates.SecretView{ID: app.IdentitySecretID},
+		Snippet:  Snippet(h.PublicURL, app.ID),
+		Examples: HashExamples(app),
+		BaseURL:  appPath(app.ID, "settings"),
+	}
+	for _, s := range app.PreviousSecrets {
+		v.Previous = append(v.Previous, templates.SecretView{ID: s.ID, CreatedAt: s.CreatedAt, RetiredAt: s.RetiredAt, ExpiresAt: s.ExpiresAt})
+	}
+	me := ownerFrom(c).OwnerID
+	for _, m := range members {
+		v.Members = append(v.Members, templates.MemberRow{ID: m.ID, Name: m.Name, Email: m.Email, You: m.ID == me})
+	}
+	return render(c, status, templates.SettingsPage(v))
+}
+
+func (h *Settings) back(c echo.Context, notice string) error {
+	return c.Redirect(http.StatusSeeOther, appPath(dashAppFrom(c).ID, "settings")+"?notice="+notice)
+}
+
+// Save serves POST …/settings: name, allowed origins and identity mode.
+// Origins go through the same canonicalisation as the CLI; any bad entry
+// refuses the whole form and the page says which and why.
+func (h *Settings) Save(c echo.Context) error {
+	in := store.AppSettings{Name: c.FormValue("name"), Origins: splitLines(c.FormValue("origins")), IdentityMode: c.FormValue("identity_mode")}
+	app, err := h.Store.UpdateApp(c.Request().Context(), dashAppFrom(c).ID, in)
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return h.page(c, http.StatusBadRequest, settingsExtras{FormError: ie.Msg, Form: &in})
+	}
+	if err != nil {
+		return err
+	}
+	c.Set(dashAppKey, app)
+	return h.back(c, "saved")
+}
+
+// RevealSecret serves POST …/settings/secret/reveal. The secret is not in
+// the page until asked for, so it doesn't end up in screenshots or
+// screen shares by accident; it is a POST so no cache or history keeps it.
+func (h *Settings) RevealSecret(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, map[string]string{"secret": dashAppFrom(c).IdentitySecret})
+}
+
+// RotateSecret serves POST …/settings/secret/rotate. previous_valid_for
+// is how long hashes made with the old secret keep working: a duration
+// ("24h"), "0" for until revoked, or "now".
+func (h *Settings) RotateSecret(c echo.Context) error {
+	ctx := c.Request().Context()
+	app := dashAppFrom(c)
+	choice := c.FormValue("previous_valid_for")
+	var keep time.Duration
+	if choice != "now" {
+		d, err := time.ParseDuration(choice)
+		if err != nil || d < 0 || d > 90*24*time.Hour {
+			return echo.NewHTTPError(http.StatusBadRequest, "Choose how long the old secret keeps working: up to 90 days, 0 for until revoked, or now.")
+		}
+		keep = d
+	}
+	if _, err := h.Store.RotateIdentitySecret(ctx, app.ID, keep); err != nil {
+		return err
+	}
+	if choice == "now" {
+		if err := h.Store.RevokeIdentitySecret(ctx, app.ID, app.IdentitySecretID); err != nil {
+			return err
+		}
+	}
+	return h.back(c, "rotated")
+}
+
+// RevokeSecret serves POST …/settings/secret/revoke (secret_id).
+func (h *Settings) RevokeSecret(c echo.Context) error {
+	err := h.Store.RevokeIdentitySecret(c.Request().Context(), dashAppFrom(c).ID, c.FormValue("secret_id"))
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return echo.NewHTTPError(http.StatusBadRequest, ie.Msg)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return echo.NewHTTPError(http.StatusNotFound, "There is no such secret in this app.")
+	}
+	if err != nil {
+		return err
+	}
+	return h.back(c, "revoked")
+}
+
+// RotateAPIKey serves POST …/settings/api-key/rotate. The old key stops
+// working at once; the new one is shown on this response only.
+func (h *Settings) RotateAPIKey(c echo.Context) error {
+	key, err := h.Store.RotateAPIKey(c.Request().Context(), dashAppFrom(c).ID)
+	if err != nil {
+		return err
+	}
+	return h.page(c, http.StatusOK, settingsExtras{NewAPIKey: key, Notice: "API key rotated. The old key no longer works."})
+}
+
+// AddMember serves POST …/settings/members (email of an existing owner).
+func (h *Settings) AddMember(c echo.Context) error {
+	_, err := h.Store.AddMemberByEmail(c.Request().Context(), dashAppFrom(c).ID, c.FormValue("email"))
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return h.page(c, http.StatusBadRequest, settingsExtras{MemberError: ie.Msg})
+	}
+	if err != nil {
+		return err
+	}
+	return h.back(c, "member-added")
+}
+
+// RemoveMember serves POST …/settings/members/remove (owner_id). Their
+// open inbox sockets for this app close at once.
+func (h *Settings) RemoveMember(c echo.Context) error {
+	app, ownerID := dashAppFrom(c), c.FormValue("owner_id")
+	err := h.Store.RemoveMember(c.Request().Context(), app.ID, ownerID)
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return h.page(c, http.StatusBadRequest, settingsExtras{MemberError: ie.Msg})
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return echo.NewHTTPError(http.StatusNotFound, "That owner is not a member of this app.")
+	}
+	if err != nil {
+		return err
+	}
+	h.Agents.EndAgentAccess(ownerID, app.ID)
+	if ownerID == ownerFrom(c).OwnerID {
+		return c.Redirect(http.StatusSeeOther, "/dashboard")
+	}
+	return h.back(c, "member-removed")
+}

@@ -1,0 +1,129 @@
+// Package ratelimit keeps one token bucket per key (an email, an IP, an
+// app), for throttling failed sign-ins and similar per-key limits.
+package ratelimit
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Keyed is a set of token buckets, one per key, each refilling one token
+// every `every` up to `burst`. A key that has never been seen, or whose
+// bucket has refilled completely, behaves as a fresh full bucket.
+//
+// Memory: once more than maxKeys keys exist, keys whose buckets are full
+// again are dropped, which loses nothing. Keys that are still throttled are
+// never dropped, so flooding the map with new keys cannot reset someone
+// else's limit. The cost of that choice is that the map can grow past
+// maxKeys while many keys are throttled at the same moment (up to about
+// twice their number, since sweeps are spaced out to stay cheap); that
+// number is bounded by how fast new keys arrive times how long a bucket
+// takes to refill (burst × every), which a per-IP limit in front of a
+// per-account one keeps small.
+//
+// Blocked followed by Take is not atomic: concurrent attempts can all see
+// a token before any of them takes it. Take then puts the bucket into debt
+// (each failure still costs a token), so the key stays blocked for longer.
+// Use Allow before the attempt when a hard cap matters more than not
+// charging for successes.
+//
+// A Keyed is safe for concurrent use.
+type Keyed struct {
+	every   time.Duration
+	burst   int
+	maxKeys int
+	now     func() time.Time // tests replace it
+
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+	sweepAt int // sweep when len(buckets) exceeds this
+}
+
+// NewKeyed returns buckets of burst tokens that refill one token every
+// `every`, keeping about maxKeys keys (see Keyed).
+func NewKeyed(every time.Duration, burst int, maxKeys int) *Keyed {
+	if every <= 0 || burst < 1 || maxKeys < 1 {
+		panic(fmt.Sprintf("ratelimit: NewKeyed(%v, %d, %d): every, burst and maxKeys must be positive", every, burst, maxKeys))
+	}
+	return &Keyed{
+		every:   every,
+		burst:   burst,
+		maxKeys: maxKeys,
+		now:     time.Now,
+		buckets: make(map[string]*rate.Limiter),
+		sweepAt: maxKeys,
+	}
+}
+
+// Blocked returns 0 when key has a token, otherwise how long until it has
+// one. It does not consume a token.
+func (k *Keyed) Blocked(key string) time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	b, ok := k.buckets[key]
+	if !ok {
+		return 0
+	}
+	tokens := b.TokensAt(k.now())
+	if tokens >= 1 {
+		return 0
+	}
+	// Round away the float noise of rate's token arithmetic (40s, not
+	// 40.000000001s), but never report 0 for an empty bucket.
+	return max(time.Duration(math.Round((1-tokens)*float64(k.every))), 1)
+}
+
+// Take consumes one token from key, going into debt when there is none, so
+// every failed attempt is paid for (e.g. a failed sign-in).
+func (k *Keyed) Take(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.bucket(key).ReserveN(k.now(), 1)
+}
+
+// Allow consumes one token from key and reports true, or reports false and
+// consumes nothing when the bucket is empty.
+func (k *Keyed) Allow(key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.bucket(key).AllowN(k.now(), 1)
+}
+
+// Len returns the number of keys held, for tests and metrics.
+func (k *Keyed) Len() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.buckets)
+}
+
+// bucket returns key's bucket, creating it (and sweeping when over the
+// bound) if needed. k.mu must be held.
+func (k *Keyed) bucket(key string) *rate.Limiter {
+	if b, ok := k.buckets[key]; ok {
+		return b
+	}
+	b := rate.NewLimiter(rate.Every(k.every), k.burst)
+	k.buckets[key] = b
+	if len(k.buckets) > k.sweepAt {
+		k.sweep(key)
+	}
+	return b
+}
+
+// sweep drops full buckets except keep. The next sweep waits until the map
+// has doubled from what remains, so a map full of throttled keys is not
+// rescanned on every insert (amortised O(1) per new key).
+func (k *Keyed) sweep(keep string) {
+	now := k.now()
+	full := float64(k.burst)
+	for key, b := range k.buckets {
+		if key != keep && b.TokensAt(now) >= full {
+			delete(k.buckets, key)
+		}
+	}
+	k.sweepAt = max(k.maxKeys, 2*len(k.buckets))
+}

@@ -1,0 +1,186 @@
+package ratelimit
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// clock is a manual clock for Keyed.now; tests advance it instead of sleeping.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time      { return c.t }
+func (c *clock) add(d time.Duration) { c.t = c.t.Add(d) }
+func newTest(every time.Duration, burst, maxKeys int) (*Keyed, *clock) {
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	k := NewKeyed(every, burst, maxKeys)
+	k.now = c.now
+	return k, c
+}
+
+func TestTakeBlocksAfterBurstAndRefills(t *testing.T) {
+	k, c := newTest(time.Minute, 3, 100)
+	if d := k.Blocked("a@example.com"); d != 0 {
+		t.Fatalf("unknown key: Blocked = %v, want 0", d)
+	}
+	for i := range 3 {
+		if d := k.Blocked("a@example.com"); d != 0 {
+			t.Fatalf("before failure %d: Blocked = %v, want 0", i+1, d)
+		}
+		k.Take("a@example.com")
+	}
+	if d := k.Blocked("a@example.com"); d != time.Minute {
+		t.Fatalf("after 3 failures: Blocked = %v, want 1m", d)
+	}
+	if d := k.Blocked("b@example.com"); d != 0 {
+		t.Fatalf("other key: Blocked = %v, want 0 (keys are independent)", d)
+	}
+	c.add(20 * time.Second)
+	if d := k.Blocked("a@example.com"); d != 40*time.Second {
+		t.Fatalf("20s later: Blocked = %v, want 40s", d)
+	}
+	c.add(40 * time.Second)
+	if d := k.Blocked("a@example.com"); d != 0 {
+		t.Fatalf("a minute later: Blocked = %v, want 0", d)
+	}
+	k.Take("a@example.com")
+	if d := k.Blocked("a@example.com"); d != time.Minute {
+		t.Fatalf("one token refilled and taken: Blocked = %v, want 1m", d)
+	}
+}
+
+func TestBlockedDoesNotConsume(t *testing.T) {
+	k, _ := newTest(time.Minute, 2, 100)
+	k.Take("x")
+	for range 50 {
+		if d := k.Blocked("x"); d != 0 {
+			t.Fatalf("Blocked = %v with one token left", d)
+		}
+	}
+	if !k.Allow("x") {
+		t.Fatal("the last token is gone after calls to Blocked")
+	}
+	if k.Allow("x") {
+		t.Fatal("Allow succeeded on an empty bucket")
+	}
+}
+
+// Failures that slip past Blocked concurrently still cost a token each.
+func TestTakeGoesIntoDebt(t *testing.T) {
+	k, c := newTest(time.Minute, 2, 100)
+	for range 4 {
+		k.Take("x")
+	}
+	if d := k.Blocked("x"); d != 3*time.Minute {
+		t.Fatalf("4 failures with burst 2: Blocked = %v, want 3m", d)
+	}
+	c.add(2 * time.Minute)
+	if d := k.Blocked("x"); d != time.Minute {
+		t.Fatalf("2m later: Blocked = %v, want 1m", d)
+	}
+}
+
+func TestAllow(t *testing.T) {
+	k, c := newTest(10*time.Second, 3, 100)
+	for i := range 3 {
+		if !k.Allow("ip") {
+			t.Fatalf("Allow %d refused within the burst", i+1)
+		}
+	}
+	for range 5 {
+		if k.Allow("ip") {
+			t.Fatal("Allow succeeded past the burst")
+		}
+	}
+	// Refusals consumed nothing: one refill period gives exactly one token.
+	c.add(10 * time.Second)
+	if !k.Allow("ip") {
+		t.Fatal("no token after one refill period")
+	}
+	if k.Allow("ip") {
+		t.Fatal("more than one token after one refill period")
+	}
+}
+
+func TestBoundDropsOnlyFullBuckets(t *testing.T) {
+	k, c := newTest(time.Minute, 1, 10)
+	k.Take("victim")
+	// A flood of new keys, each throttled, must not evict the victim's bucket.
+	for i := range 100 {
+		k.Take(fmt.Sprint("flood-", i))
+	}
+	if d := k.Blocked("victim"); d != time.Minute {
+		t.Fatalf("victim after a flood of keys: Blocked = %v, want 1m", d)
+	}
+	if n := k.Len(); n != 101 {
+		t.Fatalf("Len = %d, want 101: throttled keys are kept", n)
+	}
+	// Once a bucket has refilled it is equivalent to a fresh one and goes
+	// at the next sweep. New keys arrive one refill period apart, so at most
+	// one key is throttled at a time and the map must come back to maxKeys.
+	for i := range 300 {
+		c.add(time.Minute)
+		k.Take(fmt.Sprint("new-", i))
+		if n := k.Len(); n > 2*101+1 {
+			t.Fatalf("Len = %d after %d new keys; full buckets are not being dropped", n, i+1)
+		}
+	}
+	if n := k.Len(); n > 10+1 {
+		t.Fatalf("Len = %d, want at most maxKeys+1 once old buckets are full", n)
+	}
+	if _, ok := k.buckets["victim"]; ok {
+		t.Fatal("the victim's full bucket was kept")
+	}
+	if d := k.Blocked("new-299"); d != time.Minute {
+		t.Fatalf("newest key: Blocked = %v, want 1m (it was just throttled)", d)
+	}
+}
+
+func TestBlockedDoesNotCreateKeys(t *testing.T) {
+	k, _ := newTest(time.Minute, 1, 10)
+	for i := range 1000 {
+		k.Blocked(fmt.Sprint("probe-", i))
+	}
+	if n := k.Len(); n != 0 {
+		t.Fatalf("Len = %d after Blocked alone, want 0", n)
+	}
+}
+
+func TestConcurrentAllowNeverExceedsBurst(t *testing.T) {
+	k, _ := newTest(time.Hour, 25, 50) // frozen clock: no refill
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				if k.Allow("shared") {
+					allowed.Add(1)
+				}
+				k.Take(fmt.Sprint("g", g, "-", i%100)) // churn the map and the sweep
+				k.Blocked("shared")
+			}
+		})
+	}
+	wg.Wait()
+	if n := allowed.Load(); n != 25 {
+		t.Fatalf("%d Allows succeeded, want exactly the burst of 25", n)
+	}
+}
+
+func TestNewKeyedRefusesNonsense(t *testing.T) {
+	for _, tc := range []struct {
+		every        time.Duration
+		burst, limit int
+	}{{0, 1, 1}, {time.Second, 0, 1}, {time.Second, 1, 0}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewKeyed(%v, %d, %d) did not panic", tc.every, tc.burst, tc.limit)
+				}
+			}()
+			NewKeyed(tc.every, tc.burst, tc.limit)
+		}()
+	}
+}

@@ -1,0 +1,133 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/parley/internal/identity"
+)
+
+// IdentitySecret is one of an app's HMAC keys for user hashes.
+type IdentitySecret struct {
+	ID        string
+	Secret    string
+	CreatedAt time.Time
+	RetiredAt time.Time // zero for the current secret
+	ExpiresAt time.Time // zero: verifies until revoked
+}
+
+// VerifyUserHash reports whether hash vouches for claim under the current
+// secret or a previous one that has not expired by now. Owners' backends
+// switch to a new secret one deploy at a time; until every one has, their
+// hashes must keep working.
+func (a *App) VerifyUserHash(claim, hash string, now time.Time) bool {
+	if identity.VerifyUserHash(a.IdentitySecret, claim, hash) {
+		return true
+	}
+	for _, s := range a.PreviousSecrets {
+		if !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt) {
+			continue
+		}
+		if identity.VerifyUserHash(s.Secret, claim, hash) {
+			return true
+		}
+	}
+	return false
+}
+
+// loadSecrets fills the app's current secret and the previous ones that
+// still verify.
+func (db *DB) loadSecrets(ctx context.Context, a *App) error {
+	rows, err := db.read.QueryContext(ctx, `SELECT id, secret, created_at, retired_at, expires_at FROM identity_secrets
+		WHERE app_id = ? AND (retired_at IS NULL OR expires_at IS NULL OR expires_at > ?)
+		ORDER BY created_at DESC, rowid DESC`, a.ID, db.now().UnixMilli())
+	if err != nil {
+		return fmt.Errorf("store: identity secrets: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s IdentitySecret
+		var created int64
+		var retired, expires sql.NullInt64
+		if err := rows.Scan(&s.ID, &s.Secret, &created, &retired, &expires); err != nil {
+			return fmt.Errorf("store: identity secrets: %w", err)
+		}
+		s.CreatedAt = fromMillis(created)
+		if expires.Valid {
+			s.ExpiresAt = fromMillis(expires.Int64)
+		}
+		if !retired.Valid {
+			a.IdentitySecret, a.IdentitySecretID = s.Secret, s.ID
+			continue
+		}
+		s.RetiredAt = fromMillis(retired.Int64)
+		a.PreviousSecrets = append(a.PreviousSecrets, s)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: identity secrets: %w", err)
+	}
+	if a.IdentitySecretID == "" {
+		return fmt.Errorf("store: app %s has no current identity secret", a.ID)
+	}
+	return nil
+}
+
+// RotateIdentitySecret makes a fresh secret current and returns it. The
+// previous one keeps verifying for previousValidFor, or until revoked when
+// that is 0. Secrets that have already expired are deleted on the way.
+func (db *DB) RotateIdentitySecret(ctx context.Context, appID string, previousValidFor time.Duration) (IdentitySecret, error) {
+	if previousValidFor < 0 {
+		return IdentitySecret{}, &InputError{"the previous secret's validity must not be negative"}
+	}
+	now := db.now().UnixMilli()
+	var expires any // NULL: until revoked
+	if previousValidFor > 0 {
+		expires = now + previousValidFor.Milliseconds()
+	}
+	s := IdentitySecret{ID: identity.NewID("isk_"), Secret: identity.NewIdentitySecret(), CreatedAt: fromMillis(now)}
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE identity_secrets SET retired_at = ?, expires_at = ? WHERE app_id = ? AND retired_at IS NULL`,
+			now, expires, appID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound // every app has a current secret
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM identity_secrets WHERE app_id = ? AND expires_at <= ?`, appID, now)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO identity_secrets (id, app_id, secret, created_at) VALUES (?, ?, ?, ?)`,
+			s.ID, appID, s.Secret, now)
+		return err
+	})
+	if err != nil {
+		return IdentitySecret{}, err
+	}
+	return s, nil
+}
+
+// RevokeIdentitySecret deletes one of the app's previous secrets, so hashes
+// made with it stop verifying at once. The current secret can only be
+// replaced by rotating; a secret of another app is ErrNotFound.
+func (db *DB) RevokeIdentitySecret(ctx context.Context, appID, secretID string) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		var retired sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT retired_at FROM identity_secrets WHERE id = ? AND app_id = ?`, secretID, appID).Scan(&retired)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if !retired.Valid {
+			return &InputError{"the current identity secret cannot be revoked; rotate it first"}
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM identity_secrets WHERE id = ?`, secretID)
+		return err
+	})
+}

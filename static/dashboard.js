@@ -1,0 +1,241 @@
+/* Parley dashboard: the live inbox (over the agent socket), replies
+   without a reload, typing, and the copy and reveal buttons. Whatever users
+   wrote reaches this script only as HTML the server rendered and escaped;
+   the script never builds markup from data. */
+(function () {
+  "use strict";
+  function $(id) { return document.getElementById(id); }
+
+  function post(url, data) {
+    return fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams(data || {})
+    });
+  }
+
+  function errorMessage(res) {
+    return res.json().then(function (j) { return j.error.message; }, function () { return "The server answered " + res.status + "."; });
+  }
+
+  // HTML from our own server, parsed inertly (a <template> runs nothing).
+  function fragment(html) {
+    var t = document.createElement("template");
+    t.innerHTML = html;
+    return t.content;
+  }
+
+  function fetchHTML(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } }).then(function (res) {
+      if (!res.ok) throw new Error("HTTP " + res.status);
+      return res.text();
+    });
+  }
+
+  function copy(button) {
+    var text = $(button.dataset.copy).textContent;
+    var done = function () {
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    };
+    if (navigator.clipboard) {
+      navigator.clipboard.writeText(text).then(done, function () {});
+      return;
+    }
+    var range = document.createRange();
+    range.selectNodeContents($(button.dataset.copy));
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    if (document.execCommand("copy")) done();
+  }
+
+  function reveal(button) {
+    post(button.dataset.reveal).then(function (res) {
+      if (!res.ok) return errorMessage(res).then(function (m) { throw new Error(m); });
+      return res.json();
+    }).then(function (j) {
+      var target = $(button.dataset.target);
+      target.textContent = j.secret;
+      button.hidden = true;
+      var copyButton = button.parentNode.querySelector("[data-copy='" + target.id + "']");
+      if (copyButton) copyButton.hidden = false;
+    }).catch(function (e) { alert("Could not reveal the secret: " + e.message); });
+  }
+
+  document.addEventListener("click", function (ev) {
+    var b = ev.target.closest("button");
+    if (!b) return;
+    if (b.dataset.copy) copy(b);
+    if (b.dataset.reveal) reveal(b);
+  });
+
+  var inbox = $("inbox");
+  if (inbox) live(inbox);
+
+  function live(inbox) {
+    var thread = $("thread");
+    var convID = thread ? thread.dataset.conversationId : "";
+    var base = thread ? thread.dataset.baseUrl : "";
+    var lastSeq = thread ? Number(thread.dataset.lastSeq) : 0;
+    var status = $("live");
+
+    // Each refresh runs one at a time; a request during one runs once after.
+    function serial(fn) {
+      var busy = false, again = false;
+      return function run() {
+        if (busy) { again = true; return; }
+        busy = true;
+        fn().catch(function () {}).then(function () {
+          busy = false;
+          if (again) { again = false; run(); }
+        });
+      };
+    }
+
+    var refreshList = serial(function () {
+      return fetchHTML(inbox.dataset.listUrl).then(function (html) {
+        $("conversations").replaceChildren(fragment(html));
+      });
+    });
+
+    var syncThread = serial(function () {
+      return fetchHTML(base + "?fragment=messages&after_seq=" + lastSeq).then(function (html) {
+        var list = $("messages");
+        Array.prototype.forEach.call(fragment(html).children, function (li) {
+          var seq = Number(li.dataset.seq);
+          if (seq <= lastSeq) return;
+          lastSeq = seq;
+          list.appendChild(li);
+        });
+        list.lastElementChild && list.lastElementChild.scrollIntoView({ block: "end" });
+        markRead();
+      });
+    });
+
+    var readSeq = 0;
+    function markRead() {
+      if (!convID || document.visibilityState !== "visible" || lastSeq <= readSeq) return;
+      readSeq = lastSeq;
+      post(base + "/read", { seq: lastSeq });
+    }
+    document.addEventListener("visibilitychange", markRead);
+
+    var typingEl = $("user-typing"), typingTimer;
+    function showTyping(on) {
+      clearTimeout(typingTimer);
+      typingEl.hidden = !on;
+      if (on) typingTimer = setTimeout(function () { typingEl.hidden = true; }, 6000);
+    }
+
+    function showStatus(s) {
+      var label = $("status-label");
+      if (!label || label.textContent === s) return;
+      label.textContent = s;
+      label.className = "status " + s;
+      var form = label.parentNode;
+      form.querySelector("input[name=status]").value = s === "closed" ? "open" : "closed";
+      form.querySelector("button").textContent = s === "closed" ? "Reopen" : "Close";
+    }
+
+    function handle(f) {
+      switch (f.type) {
+        case "welcome":
+          setLive("live", "Live");
+          retry = 500;
+          refreshList();
+          if (convID) syncThread();
+          break;
+        case "message":
+          refreshList();
+          if (f.conversation_id === convID) {
+            if (f.message && f.message.author === "user") showTyping(false);
+            syncThread();
+          }
+          break;
+        case "typing":
+          if (f.conversation_id === convID && typingEl) showTyping(f.typing);
+          break;
+        case "conversation":
+          refreshList();
+          if (f.conversation_id === convID) showStatus(f.status);
+          break;
+      }
+    }
+
+    function setLive(state, text) {
+      status.dataset.state = state;
+      status.textContent = text;
+    }
+
+    var retry = 500;
+    function connect() {
+      var ws = new WebSocket(location.origin.replace(/^http/, "ws") + inbox.dataset.wsUrl);
+      ws.onmessage = function (ev) {
+        var f;
+        try { f = JSON.parse(ev.data); } catch (e) { return; }
+        handle(f);
+      };
+      ws.onclose = function (ev) {
+        if (ev.code === 4001) {
+          setLive("ended", "Your session has ended. Reload the page to sign in again.");
+          return;
+        }
+        setLive("down", "Reconnecting…");
+        setTimeout(connect, retry);
+        retry = Math.min(retry * 2, 15000);
+      };
+    }
+    connect();
+
+    if (!thread) return;
+    markRead();
+    var list = $("messages");
+    list.lastElementChild && list.lastElementChild.scrollIntoView({ block: "end" });
+    replyBox(base, syncThread);
+  }
+
+  function replyBox(base, onSent) {
+    var form = $("reply"), box = form.querySelector("textarea"), send = form.querySelector("button"), err = $("reply-error");
+    var typingSent = 0, idleTimer;
+
+    function typing(on) {
+      post(base + "/typing", { typing: on });
+      typingSent = on ? Date.now() : 0;
+    }
+    box.addEventListener("input", function () {
+      clearTimeout(idleTimer);
+      if (!box.value) { if (typingSent) typing(false); return; }
+      if (Date.now() - typingSent > 3000) typing(true);
+      idleTimer = setTimeout(function () { if (typingSent) typing(false); }, 5000);
+    });
+    box.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      if (!box.value.trim() || send.disabled) return;
+      send.disabled = true;
+      clearTimeout(idleTimer);
+      typingSent = 0;
+      post(form.action, { body: box.value }).then(function (res) {
+        if (res.ok) {
+          box.value = "";
+          err.hidden = true;
+          // The socket brings the reply too; this covers a dropped socket.
+          onSent();
+          return;
+        }
+        return errorMessage(res).then(function (m) { throw new Error(m); });
+      }).catch(function (e) {
+        err.textContent = "Not sent: " + (e.message || "the server could not be reached") + " Your reply is still in the box.";
+        err.hidden = false;
+      }).then(function () {
+        send.disabled = false;
+        box.focus();
+      });
+    });
+  }
+})();

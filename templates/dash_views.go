@@ -1,0 +1,238 @@
+package templates
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// The dashboard's view models are shaped like its screens: handlers fill
+// them from the store, the components only lay them out.
+
+// Shell is what every signed-in dashboard page shows around its content.
+type Shell struct {
+	Title      string
+	OwnerName  string
+	OwnerEmail string
+	ScriptURL  string
+	StyleURL   string
+	// App is set on an app's pages, which get the app's navigation.
+	App     *AppNav
+	Section string // "inbox" or "settings" on an app's pages
+}
+
+// AppNav names the app whose pages are shown.
+type AppNav struct {
+	ID   string
+	Name string
+}
+
+// AuthView is the sign-in or sign-up page.
+type AuthView struct {
+	ScriptURL, StyleURL string
+	Email, Name         string
+	Next                string // where to go after signing in (a dashboard path)
+	Error               string
+	SignupEnabled       bool
+}
+
+// AppsView is the list of the owner's apps and the form for a new one.
+type AppsView struct {
+	Shell
+	Apps []AppRow
+	Form NewAppForm
+}
+
+// AppRow is one app on the apps page.
+type AppRow struct {
+	ID, Name     string
+	Origins      []string
+	IdentityMode string
+	Open, Unread int64
+}
+
+// NewAppForm keeps what the owner typed when creating an app fails.
+type NewAppForm struct {
+	Name, Origins, IdentityMode string
+	Error                       string
+}
+
+// InboxView is the conversation list, with one conversation open or none.
+type InboxView struct {
+	Shell
+	Filter  string // open, closed or all
+	Rows    []ConversationRow
+	Thread  *ThreadView
+	ListURL string // the list fragment, for live refreshes
+	WSURL   string
+}
+
+// Person is a widget user as the inbox shows them.
+type Person struct {
+	Name, Email, UserID string
+	Kind                string // verified, unverified or anonymous
+	LastSeen            time.Time
+	PageURL             string
+}
+
+// Label is the best short name for the person.
+func (p Person) Label() string {
+	switch {
+	case p.Name != "":
+		return p.Name
+	case p.Email != "":
+		return p.Email
+	case p.UserID != "":
+		return p.UserID
+	}
+	return "Anonymous visitor"
+}
+
+// ConversationRow is one line of the inbox.
+type ConversationRow struct {
+	ID, URL        string
+	Person         Person
+	Status         string
+	Preview        string
+	PreviewByAgent bool
+	LastActivity   time.Time
+	Unread         bool
+	Active         bool
+}
+
+// ThreadView is one open conversation.
+type ThreadView struct {
+	ID       string
+	Person   Person
+	Status   string
+	Messages []MessageView
+	LastSeq  int64
+	HasOlder bool
+	BaseURL  string // …/conversations/{id}; the actions are below it
+	InboxURL string // the list, with the filter the owner came from
+}
+
+// MessageView is one message of a thread.
+type MessageView struct {
+	Seq        int64
+	FromAgent  bool
+	AuthorName string
+	Body       string
+	At         time.Time
+}
+
+// SettingsView is an app's settings page.
+type SettingsView struct {
+	Shell
+	Name, Origins, IdentityMode string
+	FormError, Saved            string
+	Stats                       IdentityStats
+	Secret                      SecretView
+	Previous                    []SecretView
+	NewAPIKey                   string // shown once, right after creation or rotation
+	Notice                      string
+	Snippet                     string
+	Examples                    []CodeExample
+	Members                     []MemberRow
+	MemberError                 string
+	BaseURL                     string
+}
+
+// IdentityStats is how many recent sessions were verified.
+type IdentityStats struct {
+	Days                            int
+	Verified, Unverified, Anonymous int64
+}
+
+// Identified is every session that claimed a user.
+func (s IdentityStats) Identified() int64 { return s.Verified + s.Unverified }
+
+// VerifiedShare is the verified share of identified sessions, in percent.
+func (s IdentityStats) VerifiedShare() string {
+	if s.Identified() == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%d%%", s.Verified*100/s.Identified())
+}
+
+// SecretView is an identity secret without its value: the value is only
+// fetched when the owner asks to reveal it.
+type SecretView struct {
+	ID        string
+	CreatedAt time.Time
+	RetiredAt time.Time
+	ExpiresAt time.Time // zero: until revoked
+}
+
+// CodeExample is a user_hash example in one language.
+type CodeExample struct {
+	Lang, Code string
+}
+
+// MemberRow is one owner with access to the app.
+type MemberRow struct {
+	ID, Name, Email string
+	You             bool
+}
+
+// ErrorView is a dashboard error page.
+type ErrorView struct {
+	ScriptURL, StyleURL string
+	Status              int
+	Message             string
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d.Minutes()))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%d h ago", int(d.Hours()))
+	}
+	return t.UTC().Format("2 Jan 2006")
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
+
+func badge(kind string) string {
+	switch kind {
+	case "verified":
+		return "Verified"
+	case "unverified":
+		return "Unverified"
+	}
+	return "Anonymous"
+}
+
+func filterLabel(f string) string {
+	switch f {
+	case "open":
+		return "Open"
+	case "closed":
+		return "Closed"
+	}
+	return "All"
+}
+
+func agentName(n string) string {
+	if n == "" {
+		return "Agent"
+	}
+	return n
+}
+
+func joinOrigins(o []string) string { return strings.Join(o, " ") }
+
+func statusText(code int) string {
+	if t := http.StatusText(code); t != "" {
+		return t
+	}
+	return "Error"
+}

@@ -1,0 +1,89 @@
+package web
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/parley-chat/parley/handlers"
+	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/ratelimit"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// Sign-in throttling: an account allows 5 attempts, then one more per
+// minute; an IP (which may try many accounts) allows 20, then one every 15
+// seconds. The same IP budget covers sign-ups.
+const (
+	accountBurst, accountEvery = 5, time.Minute
+	ipBurst, ipEvery           = 20, 15 * time.Second
+	throttleKeys               = 100_000
+)
+
+// dashboard adds the site owners' pages: sign-in, apps, inbox, settings
+// and the inbox's live socket.
+func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db *store.DB, hub *chat.Hub, log *slog.Logger) {
+	idle, maxAge := cfg.OwnerIdle, cfg.OwnerMaxAge
+	if idle <= 0 {
+		idle = 12 * time.Hour
+	}
+	if maxAge <= 0 {
+		maxAge = 7 * 24 * time.Hour
+	}
+	secure := strings.HasPrefix(origin, "https://")
+	cookie := "parley_owner"
+	if secure {
+		cookie = "__Host-parley_owner" // the browser then refuses it from http or another path or domain
+	}
+	auth := &handlers.OwnerAuth{Pages: pages, Store: db, Agents: hub, CookieName: cookie, Secure: secure, Idle: idle, MaxAge: maxAge,
+		SignupOpen: cfg.Signup, Log: log,
+		PerAccount: ratelimit.NewKeyed(accountEvery, accountBurst, throttleKeys),
+		PerIP:      ratelimit.NewKeyed(ipEvery, ipBurst, throttleKeys)}
+	settings := &handlers.Settings{Pages: pages, Store: db, Agents: hub, PublicURL: origin}
+	apps := &handlers.Apps{Pages: pages, Store: db, Settings: settings}
+	inbox := &handlers.Inbox{Pages: pages, Store: db, Delivery: hub}
+	socket := handlers.NewAgentSocket(hub, origin)
+
+	// Every state change is a POST, refused when the browser says it came
+	// from another site (Sec-Fetch-Site, or Origin as a fallback).
+	csrf := http.NewCrossOriginProtection()
+	csrf.AddTrustedOrigin(origin) // in case a proxy in front rewrites Host
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte("Refused: this request came from another site (cross-site request forgery protection).\n"))
+	}))
+
+	// Not a Group(""): a group with middleware catches every unknown path.
+	mw := []echo.MiddlewareFunc{handlers.DashboardHeaders, echo.WrapMiddleware(csrf.Handler), middleware.BodyLimit("64K")}
+	e.GET("/login", auth.LoginForm, mw...)
+	e.POST("/login", auth.Login, mw...)
+	e.POST("/logout", auth.Logout, mw...)
+	e.GET("/signup", auth.SignupForm, mw...)
+	e.POST("/signup", auth.Signup, mw...)
+
+	o := e.Group("/dashboard", append(mw, auth.Require)...)
+	o.GET("", apps.List)
+	o.POST("/apps", apps.Create)
+
+	a := o.Group("/apps/:app_id", handlers.RequireMember(db))
+	a.GET("", inbox.Show)
+	a.GET("/ws", socket.Serve)
+	a.GET("/conversations/:id", inbox.Show)
+	a.POST("/conversations/:id/messages", inbox.Reply)
+	a.POST("/conversations/:id/status", inbox.SetStatus)
+	a.POST("/conversations/:id/typing", inbox.Typing)
+	a.POST("/conversations/:id/read", inbox.Read)
+	a.GET("/settings", settings.Show)
+	a.POST("/settings", settings.Save)
+	a.POST("/settings/secret/reveal", settings.RevealSecret)
+	a.POST("/settings/secret/rotate", settings.RotateSecret)
+	a.POST("/settings/secret/revoke", settings.RevokeSecret)
+	a.POST("/settings/api-key/rotate", settings.RotateAPIKey)
+	a.POST("/settings/members", settings.AddMember)
+	a.POST("/settings/members/remove", settings.RemoveMember)
+}
