@@ -3,8 +3,6 @@ package chat
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -13,7 +11,7 @@ import (
 	"github.com/parley-chat/parley/internal/store"
 )
 
-// Store is what the widget socket needs from storage.
+// Store is what the sockets need from storage.
 type Store interface {
 	SessionByToken(ctx context.Context, token string) (*store.Session, error)
 	SubjectConversations(ctx context.Context, subjectID string, limit int) ([]store.Conversation, error)
@@ -22,6 +20,7 @@ type Store interface {
 	AddUserMessage(ctx context.Context, in store.UserMessage) (store.Posted, error)
 	MarkRead(ctx context.Context, subjectID, id string, seq int64) error
 	UnreadCount(ctx context.Context, subjectID string) (int64, error)
+	TouchSubject(ctx context.Context, subjectID string) error
 }
 
 // Timing and flow limits of a connection.
@@ -46,16 +45,9 @@ const (
 
 // Client is one authenticated widget connection.
 type Client struct {
+	*peer
 	hub     *Hub
-	conn    *websocket.Conn
 	session *store.Session
-	log     *slog.Logger
-
-	send      chan []byte
-	done      chan struct{}
-	closeOnce sync.Once
-	closeCode int
-	closeText string
 }
 
 // Serve runs a widget connection until it ends: it waits for the auth
@@ -74,8 +66,11 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn) {
 	if !ok {
 		return
 	}
-	c := &Client{hub: h, conn: conn, session: sess, log: h.log.With("subject", sess.SubjectID),
-		send: make(chan []byte, sendQueue), done: make(chan struct{})}
+	// Last seen is a hint for the dashboard, not worth refusing a chat over.
+	if err := h.store.TouchSubject(ctx, sess.SubjectID); err != nil {
+		h.log.Error("touch subject", "subject", sess.SubjectID, "err", err)
+	}
+	c := &Client{peer: newPeer(conn, h.log.With("subject", sess.SubjectID), sess.ExpiresAt), hub: h, session: sess}
 	// welcome is queued before the client is registered, so it is always
 	// the first frame, ahead of any broadcast.
 	unread, err := h.store.UnreadCount(ctx, sess.SubjectID)
@@ -89,15 +84,7 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn) {
 		return
 	}
 	defer h.unregister(c)
-
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writePump()
-	}()
-	c.readPump(ctx)
-	c.closeWith(websocket.CloseNormalClosure, "")
-	<-writerDone
+	c.run(func() { c.readPump(ctx) })
 }
 
 func (h *Hub) authenticate(ctx context.Context, conn *websocket.Conn) (*store.Session, bool) {
@@ -128,74 +115,6 @@ func (h *Hub) authenticate(ctx context.Context, conn *websocket.Conn) (*store.Se
 		return reject("unavailable", "try again")
 	}
 	return sess, true
-}
-
-// queue hands a frame to the write pump. A client whose queue is full is
-// not keeping up; it is cut off rather than let it hold memory or slow
-// delivery to others.
-func (c *Client) queue(frame []byte) {
-	select {
-	case c.send <- frame:
-	case <-c.done:
-	default:
-		c.log.Warn("dropping slow client")
-		c.closeWith(websocket.CloseTryAgainLater, "too slow")
-		c.conn.Close() // its buffers are full: no close frame would get through, and a blocked write ends now
-	}
-}
-
-// closeWith ends the connection once; the write pump sends the close frame.
-func (c *Client) closeWith(code int, text string) {
-	c.closeOnce.Do(func() {
-		c.closeCode, c.closeText = code, text
-		close(c.done)
-	})
-}
-
-func (c *Client) writePump() {
-	ticker := time.NewTicker(pingPeriod)
-	defer ticker.Stop()
-	expiry := time.NewTimer(time.Until(c.session.ExpiresAt))
-	defer expiry.Stop()
-	defer c.conn.Close() // unblocks the read pump
-	for {
-		select {
-		case frame := <-c.send:
-			c.conn.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
-				c.closeWith(websocket.CloseAbnormalClosure, "")
-				return
-			}
-		case <-ticker.C:
-			c.conn.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
-				c.closeWith(websocket.CloseAbnormalClosure, "")
-				return
-			}
-		case <-expiry.C:
-			c.closeWith(CloseSessionInvalid, "session expired")
-		case <-c.done:
-			c.drainAndClose()
-			return
-		}
-	}
-}
-
-// drainAndClose writes what is already queued (an error frame explaining
-// the close, say) and then the close frame. A slow or broken connection
-// gets neither: writing to it is what failed.
-func (c *Client) drainAndClose() {
-	if c.closeCode == websocket.CloseAbnormalClosure {
-		return
-	}
-	deadline := time.Now().Add(writeWait)
-	c.conn.SetWriteDeadline(deadline)
-	for c.closeCode != websocket.CloseTryAgainLater && len(c.send) > 0 {
-		if c.conn.WriteMessage(websocket.TextMessage, <-c.send) != nil {
-			return
-		}
-	}
-	c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), deadline)
 }
 
 func (c *Client) readPump(ctx context.Context) {

@@ -23,11 +23,11 @@ func (c *Client) handle(ctx context.Context, f ClientFrame) *FrameError {
 	case TypeSend:
 		return c.sendMessage(ctx, f)
 	case TypeTyping:
-		// Agents' sockets (the dashboard) will receive this; for now the
-		// frame is validated and scoped but has no listener.
-		if _, err := c.hub.store.SubjectConversation(ctx, c.session.SubjectID, f.ConversationID); err != nil {
+		conv, err := c.hub.store.SubjectConversation(ctx, c.session.SubjectID, f.ConversationID)
+		if err != nil {
 			return c.storeError(err)
 		}
+		c.hub.sendToApp(conv.AppID, encode(typingFrame{Type: "typing", ConversationID: conv.ID, Author: store.AuthorUser, Typing: f.Typing}))
 		return nil
 	case TypeRead:
 		if err := c.hub.store.MarkRead(ctx, c.session.SubjectID, f.ConversationID, f.Seq); err != nil {
@@ -83,6 +83,7 @@ func (c *Client) sendMessage(ctx context.Context, f ClientFrame) *FrameError {
 		Conversation: newConversationJSON(p.Conversation)}))
 	if !p.Duplicate {
 		c.hub.sendToSubject(c.session.SubjectID, encode(messageFrame{Type: "message", Message: msg}), c)
+		c.hub.sendToApp(c.session.AppID, encode(agentMessageFrame{Type: "message", ConversationID: p.Conversation.ID, Message: msg}))
 	}
 	return nil
 }

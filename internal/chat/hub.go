@@ -13,13 +13,15 @@ import (
 
 // Hub knows every authenticated widget connection, keyed by subject, so
 // that a committed message reaches all of that subject's open widgets and
-// nobody else's.
+// nobody else's; and every agent connection, keyed by app, so that the
+// dashboard sees all of its app's activity and no other app's.
 type Hub struct {
 	store Store
 	log   *slog.Logger
 
 	mu       sync.RWMutex
 	subjects map[string]map[*Client]struct{}
+	agents   map[string]map[*agentClient]struct{}
 	// pending are connections still waiting for their auth frame. Shutdown
 	// ends them too; otherwise one idle socket would hold it up for authWait
 	// and then go on to register after the hub had closed the others.
@@ -30,7 +32,8 @@ type Hub struct {
 
 // NewHub returns an empty hub.
 func NewHub(st Store, log *slog.Logger) *Hub {
-	return &Hub{store: st, log: log, subjects: map[string]map[*Client]struct{}{}, pending: map[*websocket.Conn]struct{}{}}
+	return &Hub{store: st, log: log, subjects: map[string]map[*Client]struct{}{}, agents: map[string]map[*agentClient]struct{}{},
+		pending: map[*websocket.Conn]struct{}{}}
 }
 
 // admit records a new, not yet authenticated connection. It reports false
@@ -101,11 +104,19 @@ func (h *Hub) Connections(subjectID string) int {
 }
 
 // AgentMessage delivers a committed agent reply to the subject's open
-// widgets, followed by their new unread count.
+// widgets, followed by their new unread count, and to the app's agents.
 func (h *Hub) AgentMessage(ctx context.Context, p store.Posted) {
 	subjectID := p.Conversation.SubjectID
-	h.sendToSubject(subjectID, encode(messageFrame{Type: "message", Message: NewMessageJSON(p.Message)}), nil)
+	msg := NewMessageJSON(p.Message)
+	h.sendToSubject(subjectID, encode(messageFrame{Type: "message", Message: msg}), nil)
 	h.pushUnread(ctx, subjectID)
+	h.sendToApp(p.Conversation.AppID, encode(agentMessageFrame{Type: "message", ConversationID: p.Conversation.ID, Message: msg}))
+}
+
+// ConversationChanged tells the app's agents a conversation's status (or
+// read mark) changed.
+func (h *Hub) ConversationChanged(c store.Conversation) {
+	h.sendToApp(c.AppID, encode(conversationFrame{Type: "conversation", ConversationID: c.ID, Status: c.Status}))
 }
 
 // AgentTyping tells the subject's open widgets that an agent is (or
@@ -132,6 +143,11 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	for _, set := range h.subjects {
 		for c := range set {
 			c.closeWith(closeGoingAway, "server shutting down")
+		}
+	}
+	for _, set := range h.agents {
+		for ac := range set {
+			ac.closeWith(closeGoingAway, "server shutting down")
 		}
 	}
 	pending := make([]*websocket.Conn, 0, len(h.pending))

@@ -1,6 +1,7 @@
-// Package chat runs the widget's websocket: the frame protocol (documented
-// in docs/protocol.md), one read pump and one write pump per connection,
-// and a hub that fans committed messages out to a subject's open widgets.
+// Package chat runs the widget's websocket and the dashboard's agent
+// websocket: the frame protocol (documented in docs/protocol.md), one read
+// pump and one write pump per connection, and a hub that fans committed
+// messages out to a subject's open widgets and to the app's agents.
 package chat
 
 import (
@@ -266,6 +267,24 @@ type typingFrame struct {
 	Author         string `json:"author"`
 	AuthorName     string `json:"author_name,omitempty"`
 	Typing         bool   `json:"typing"`
+}
+
+// Agent socket frames.
+
+type agentWelcomeFrame struct {
+	Type string `json:"type"`
+}
+
+type agentMessageFrame struct {
+	Type           string      `json:"type"`
+	ConversationID string      `json:"conversation_id"`
+	Message        MessageJSON `json:"message"`
+}
+
+type conversationFrame struct {
+	Type           string `json:"type"`
+	ConversationID string `json:"conversation_id"`
+	Status         string `json:"status"`
 }
 
 type unreadFrame struct {
