@@ -1,7 +1,9 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -403,4 +405,199 @@ func flag(b bool, name string) string {
 		return name
 	}
 	return "-"
+}
+
+// subjectOfSession returns the subject a session token speaks for, as the
+// store has it.
+func (ts *testServer) subjectOfSession(t *testing.T, app testApp, token string) store.Subject {
+	t.Helper()
+	var id string
+	if err := ts.rawDB(t).QueryRow(`SELECT subject_id FROM sessions WHERE token_hash = ?`, identity.TokenHash(token)).Scan(&id); err != nil {
+		t.Fatalf("looking up the session's subject: %v", err)
+	}
+	s, err := ts.DB.Subject(context.Background(), app.ID, id)
+	if err != nil {
+		t.Fatalf("Subject(%s): %v", id, err)
+	}
+	return s
+}
+
+func TestCreateSessionPageURL(t *testing.T) {
+	ts := newTestServer(t)
+	const local = "http://localhost:3000"
+	app := ts.newApp(t, store.ModeEnforced, shopOrigin, local)
+
+	// Secrets a page URL may carry; none of them may be stored.
+	const (
+		resetToken = "RESET-TOKEN-6f1c9a"
+		oauthCode  = "OAUTH-CODE-b27e44"
+		password   = "hunter2-PASSWORD"
+	)
+	maxPath := "/" + strings.Repeat("p", 1000-len(shopOrigin)-1) // shopOrigin+maxPath is exactly 1000 bytes
+
+	accepted := []struct {
+		name   string
+		parent string // "" means shopOrigin
+		page   string
+		want   string
+	}{
+		{name: "plain path", page: shopOrigin + "/checkout", want: shopOrigin + "/checkout"},
+		{name: "query and fragment stripped", page: shopOrigin + "/reset?token=" + resetToken + "&utm_source=mail#code=" + oauthCode, want: shopOrigin + "/reset"},
+		{name: "fragment only stripped", page: shopOrigin + "/callback#access_token=" + oauthCode, want: shopOrigin + "/callback"},
+		{name: "empty query and fragment markers stripped", page: shopOrigin + "/cart?#", want: shopOrigin + "/cart"},
+		{name: "credentials stripped", page: "https://ann:" + password + "@shop.example.com/account", want: shopOrigin + "/account"},
+		{name: "user without password stripped", page: "https://ann@shop.example.com/account", want: shopOrigin + "/account"},
+		{name: "credentials, query and fragment stripped", page: "https://ann:" + password + "@shop.example.com/a/b?token=" + resetToken + "#" + oauthCode, want: shopOrigin + "/a/b"},
+		{name: "empty path becomes /", page: shopOrigin, want: shopOrigin + "/"},
+		{name: "empty path with a query becomes /", page: shopOrigin + "?token=" + resetToken, want: shopOrigin + "/"},
+		{name: "root path", page: shopOrigin + "/", want: shopOrigin + "/"},
+		{name: "upper-case host and default port canonicalised", page: "https://SHOP.example.com:443/x", want: shopOrigin + "/x"},
+		{name: "percent-encoded path kept", page: shopOrigin + "/caf%C3%A9/a%20b", want: shopOrigin + "/caf%C3%A9/a%20b"},
+		{name: "http page on an http localhost parent", parent: local, page: local + "/dashboard?session=" + resetToken, want: local + "/dashboard"},
+		// The limit is measured after stripping: a long query never refuses.
+		{name: "exactly 1000 bytes after stripping a long query", page: shopOrigin + maxPath + "?t=" + resetToken + strings.Repeat("q", 3000) + "#" + oauthCode, want: shopOrigin + maxPath},
+	}
+	for i, tt := range accepted {
+		t.Run("accepted/"+tt.name, func(t *testing.T) {
+			parent := tt.parent
+			if parent == "" {
+				parent = shopOrigin
+			}
+			s := ts.session(t, verifiedUser(app, fmt.Sprintf("page-ok-%d", i), "parent_origin", parent, "page_url", tt.page))
+			got := ts.subjectOfSession(t, app, s.Token).LastPageURL
+			if got != tt.want {
+				t.Fatalf("stored page URL = %q, want %q (sent %q)", got, tt.want, tt.page)
+			}
+			if strings.ContainsAny(got, "?#@") {
+				t.Errorf("stored page URL %q keeps a query, fragment or credentials", got)
+			}
+			for _, secret := range []string{resetToken, oauthCode, password, "ann"} {
+				if strings.Contains(got, secret) {
+					t.Errorf("stored page URL %q contains %q", got, secret)
+				}
+			}
+		})
+	}
+	// No secret reached the database or the log by another route.
+	for _, secret := range []string{resetToken, oauthCode, password} {
+		for _, q := range []string{
+			`SELECT count(*) FROM subjects WHERE instr(last_page_url || user_id || email || name, ?) > 0`,
+			`SELECT count(*) FROM sessions WHERE instr(parent_origin, ?) > 0`,
+		} {
+			if n := ts.count(t, q, secret); n != 0 {
+				t.Errorf("%q is stored (%s matched %d rows)", secret, q, n)
+			}
+		}
+		if ts.logs.contains(secret) {
+			t.Errorf("%q was logged", secret)
+		}
+	}
+
+	refused := []struct {
+		name   string
+		parent string // "" means shopOrigin
+		page   string
+	}{
+		{name: "another origin", page: evilOrigin + "/checkout"},
+		{name: "a subdomain of the parent", page: "https://evil.shop.example.com/checkout"},
+		{name: "the parent as a prefix of another host", page: "https://shop.example.com.evil.example.net/checkout"},
+		{name: "the parent as user info of another host", page: "https://shop.example.com@evil.example.net/checkout"},
+		{name: "another port", page: "https://shop.example.com:8443/checkout"},
+		{name: "http page on an https parent", page: "http://shop.example.com/checkout"},
+		{name: "https page on an http parent", parent: local, page: "https://localhost:3000/checkout"},
+		{name: "an allowlisted origin other than parent_origin", page: local + "/checkout"},
+		{name: "relative path", page: "/checkout"},
+		{name: "relative path with a query", page: "checkout?token=" + resetToken},
+		{name: "scheme-relative", page: "//shop.example.com/checkout"},
+		{name: "javascript: URL", page: "javascript:alert(document.cookie)"},
+		{name: "javascript: URL in upper case", page: "JAVASCRIPT:alert(1)"},
+		{name: "javascript: URL shaped like the origin", page: "javascript://shop.example.com/%0aalert(1)"},
+		{name: "data: URL", page: "data:text/html,<script>alert(1)</script>"},
+		{name: "ftp URL", page: "ftp://shop.example.com/checkout"},
+		{name: "opaque https URL", page: "https:shop.example.com/checkout"},
+		{name: "no host", page: "https:///checkout"},
+		{name: "empty", page: ""},
+		{name: "newline in the path", page: shopOrigin + "/check\nout"},
+		{name: "NUL in the path", page: shopOrigin + "/check\x00out"},
+		{name: "tab in the path", page: shopOrigin + "/check\tout"},
+		{name: "DEL in the path", page: shopOrigin + "/check\x7fout"},
+		{name: "C1 control in the path", page: shopOrigin + "/check\u0085out"},
+		{name: "escape sequence in the query", page: shopOrigin + "/checkout?x=\x1b[31m"},
+		{name: "path over 1000 bytes", page: shopOrigin + maxPath + "p"},
+		{name: "path over 1000 bytes with a query", page: shopOrigin + maxPath + "p?a=b"},
+	}
+	sessionsBefore := ts.count(t, `SELECT count(*) FROM sessions`)
+	for i, tt := range refused {
+		t.Run("refused/"+tt.name, func(t *testing.T) {
+			parent := tt.parent
+			if parent == "" {
+				parent = shopOrigin
+			}
+			user := fmt.Sprintf("page-bad-%d", i)
+			res := ts.postSession(t, verifiedUser(app, user, "parent_origin", parent, "page_url", tt.page))
+			res.wantError(t, http.StatusBadRequest, "invalid_request")
+			if n := ts.count(t, `SELECT count(*) FROM subjects WHERE user_id = ?`, user); n != 0 {
+				t.Errorf("refused request created %d subjects", n)
+			}
+		})
+	}
+	// The anonymous and unverified paths check page_url too.
+	t.Run("refused/anonymous visitor, another origin", func(t *testing.T) {
+		ts.postSession(t, fields(app, "page_url", evilOrigin+"/")).wantError(t, http.StatusBadRequest, "invalid_request")
+	})
+	if got := ts.count(t, `SELECT count(*) FROM sessions`); got != sessionsBefore {
+		t.Errorf("refused requests stored %d sessions, want 0", got-sessionsBefore)
+	}
+}
+
+// The subject keeps the page of its latest session that sent one.
+func TestCreateSessionPageURLReplaced(t *testing.T) {
+	ts := newTestServer(t)
+	app := ts.newApp(t, store.ModeMonitor)
+	ctx := context.Background()
+
+	first := ts.session(t, verifiedUser(app, "user-42", "page_url", shopOrigin+"/cart"))
+	subj := ts.subjectOfSession(t, app, first.Token)
+	if subj.LastPageURL != shopOrigin+"/cart" {
+		t.Fatalf("after the first session, page = %q, want %q", subj.LastPageURL, shopOrigin+"/cart")
+	}
+	conv := ts.connect(t, first.Token).startConversation("where is my order?")
+
+	second := ts.session(t, verifiedUser(app, "user-42", "page_url", shopOrigin+"/checkout?step=2#pay"))
+	again := ts.subjectOfSession(t, app, second.Token)
+	if again.ID != subj.ID {
+		t.Fatalf("second session is for subject %s, want the same subject %s", again.ID, subj.ID)
+	}
+	if want := shopOrigin + "/checkout"; again.LastPageURL != want {
+		t.Fatalf("after the second session, page = %q, want %q (the later page replaces the earlier)", again.LastPageURL, want)
+	}
+
+	// A session without page_url, a refused one, an unverified claim of the
+	// same user_id and another user leave it alone.
+	ts.session(t, verifiedUser(app, "user-42"))
+	ts.postSession(t, verifiedUser(app, "user-42", "page_url", evilOrigin+"/phish")).wantError(t, http.StatusBadRequest, "invalid_request")
+	claim := ts.session(t, fields(app, "user_id", "user-42", "page_url", shopOrigin+"/claimed"))
+	if c := ts.subjectOfSession(t, app, claim.Token); c.ID == subj.ID || c.LastPageURL != shopOrigin+"/claimed" {
+		t.Errorf("unverified claim: subject %s page %q, want its own subject with page %q", c.ID, c.LastPageURL, shopOrigin+"/claimed")
+	}
+	ts.session(t, verifiedUser(app, "user-43", "page_url", shopOrigin+"/other"))
+
+	got, err := ts.DB.Subject(ctx, app.ID, subj.ID)
+	if err != nil {
+		t.Fatalf("Subject: %v", err)
+	}
+	if want := shopOrigin + "/checkout"; got.LastPageURL != want {
+		t.Errorf("in the end, page = %q, want %q", got.LastPageURL, want)
+	}
+	// Agents see the latest page with the conversation.
+	convs, err := ts.DB.AppConversations(ctx, app.ID, store.ConversationFilter{})
+	if err != nil {
+		t.Fatalf("AppConversations: %v", err)
+	}
+	if len(convs) != 1 || convs[0].ID != conv || convs[0].Subject == nil {
+		t.Fatalf("AppConversations = %+v, want just %s with its subject", convs, conv)
+	}
+	if want := shopOrigin + "/checkout"; convs[0].Subject.LastPageURL != want {
+		t.Errorf("conversation's subject page = %q, want %q", convs[0].Subject.LastPageURL, want)
+	}
 }
