@@ -19,12 +19,15 @@ type conversationStore interface {
 	Subject(ctx context.Context, appID, id string) (store.Subject, error)
 	Messages(ctx context.Context, c store.Conversation, afterSeq int64, limit int) (store.MessagePage, error)
 	AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string) (store.Posted, error)
+	SetConversationStatus(ctx context.Context, appID, id, status string) (store.Conversation, error)
 }
 
-// Delivery is how committed agent activity reaches open widgets.
+// Delivery is how committed agent activity reaches open widgets and the
+// app's dashboard.
 type Delivery interface {
 	AgentMessage(ctx context.Context, p store.Posted)
 	AgentTyping(c store.Conversation, authorName string, typing bool)
+	ConversationChanged(c store.Conversation)
 }
 
 // Conversations is the server API for site owners' backends. Every lookup
@@ -95,6 +98,10 @@ func (h *Conversations) Show(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return h.show(c, conv)
+}
+
+func (h *Conversations) show(c echo.Context, conv store.Conversation) error {
 	subj, err := h.Store.Subject(c.Request().Context(), conv.AppID, conv.SubjectID)
 	if err != nil {
 		return err
@@ -182,6 +189,31 @@ func (h *Conversations) Typing(c echo.Context) error {
 	}
 	h.Delivery.AgentTyping(conv, req.AuthorName, req.Typing)
 	return c.NoContent(http.StatusNoContent)
+}
+
+type updateRequest struct {
+	Status string `json:"status"`
+}
+
+// Update serves PATCH /api/v1/conversations/:id {"status":"open"|"closed"}:
+// close or reopen a conversation (a user's next message reopens it too).
+func (h *Conversations) Update(c echo.Context) error {
+	var req updateRequest
+	if err := decodeJSON(c, 4<<10, &req); err != nil {
+		return err
+	}
+	if req.Status != store.StatusOpen && req.Status != store.StatusClosed {
+		return apiError(http.StatusBadRequest, "invalid_request", "status must be open or closed")
+	}
+	conv, err := h.Store.SetConversationStatus(c.Request().Context(), appFrom(c).ID, c.Param("id"), req.Status)
+	if errors.Is(err, store.ErrNotFound) {
+		return errConversationNotFound
+	}
+	if err != nil {
+		return err
+	}
+	h.Delivery.ConversationChanged(conv)
+	return h.show(c, conv)
 }
 
 var errConversationNotFound = apiError(http.StatusNotFound, "conversation_not_found", "no such conversation")

@@ -30,6 +30,7 @@ func TestAPIKeyRequired(t *testing.T) {
 		{"GET", "/api/v1/conversations/" + conv + "/messages"},
 		{"POST", "/api/v1/conversations/" + conv + "/messages"},
 		{"POST", "/api/v1/conversations/" + conv + "/typing"},
+		{"PATCH", "/api/v1/conversations/" + conv},
 	}
 	auths := []struct {
 		name, header, challenge string
@@ -404,5 +405,44 @@ func TestAPIBearerSchemeIsCaseInsensitive(t *testing.T) {
 		if res.Status != http.StatusOK {
 			t.Errorf("%s: status %d, want 200", scheme, res.Status)
 		}
+	}
+}
+
+func TestAPICloseAndReopen(t *testing.T) {
+	ts := newTestServer(t)
+	app := ts.newApp(t, store.ModeEnforced)
+	other := ts.newApp(t, store.ModeEnforced)
+	user := ts.connect(t, ts.session(t, verifiedUser(app, "user-42")).Token)
+	conv := user.startConversation("hello")
+	path := "/conversations/" + conv
+
+	for _, status := range []string{"closed", "open", "closed"} {
+		var got struct{ ID, Status string }
+		res := ts.api(t, app.APIKey, http.MethodPatch, path, map[string]any{"status": status})
+		if res.Status != http.StatusOK {
+			t.Fatalf("PATCH status=%s: %d %s", status, res.Status, res.Body)
+		}
+		res.decode(t, &got)
+		if got.ID != conv || got.Status != status {
+			t.Fatalf("PATCH answered %+v, want %s %s", got, conv, status)
+		}
+		var list struct{ Conversations []struct{ ID string } }
+		ts.api(t, app.APIKey, http.MethodGet, "/conversations?status="+status, nil).decode(t, &list)
+		if len(list.Conversations) != 1 || list.Conversations[0].ID != conv {
+			t.Fatalf("status=%s lists %+v, want %s", status, list.Conversations, conv)
+		}
+	}
+
+	ts.api(t, app.APIKey, http.MethodPatch, path, map[string]any{"status": "archived"}).wantError(t, http.StatusBadRequest, "invalid_request")
+	ts.api(t, app.APIKey, http.MethodPatch, path, map[string]any{"status": "open", "x": 1}).wantError(t, http.StatusBadRequest, "invalid_json")
+	ts.api(t, other.APIKey, http.MethodPatch, path, map[string]any{"status": "open"}).wantError(t, http.StatusNotFound, "conversation_not_found")
+	if got := ts.count(t, `SELECT count(*) FROM conversations WHERE id = ? AND status = 'closed'`, conv); got != 1 {
+		t.Fatal("a refused PATCH changed the status")
+	}
+
+	// The user writing again reopens it.
+	user.sendMessage(conv, "again-1", "one more thing")
+	if got := ts.count(t, `SELECT count(*) FROM conversations WHERE id = ? AND status = 'open'`, conv); got != 1 {
+		t.Fatal("a user's message did not reopen the conversation")
 	}
 }

@@ -107,6 +107,7 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	api := e.Group("/api/v1", handlers.RequireAPIKey(db))
 	api.GET("/conversations", convs.List)
 	api.GET("/conversations/:id", convs.Show)
+	api.PATCH("/conversations/:id", convs.Update)
 	api.GET("/conversations/:id/messages", convs.Messages)
 	api.POST("/conversations/:id/messages", convs.Reply)
 	api.POST("/conversations/:id/typing", convs.Typing)

@@ -8,6 +8,12 @@ import (
 	"time"
 )
 
+// Conversation statuses.
+const (
+	StatusOpen   = "open"
+	StatusClosed = "closed"
+)
+
 // Conversation is a thread between one subject and the app's agents.
 type Conversation struct {
 	ID            string
@@ -152,7 +158,7 @@ func (db *DB) MarkRead(ctx context.Context, subjectID, id string, seq int64) err
 
 // SetConversationStatus opens or closes one of the app's conversations.
 func (db *DB) SetConversationStatus(ctx context.Context, appID, id, status string) (Conversation, error) {
-	if status != "open" && status != "closed" {
+	if status != StatusOpen && status != StatusClosed {
 		return Conversation{}, &InputError{fmt.Sprintf("status must be \"open\" or \"closed\", not %q", status)}
 	}
 	var c Conversation
