@@ -236,3 +236,13 @@ func statusText(code int) string {
 	}
 	return "Error"
 }
+
+// pagePath is the path part of a stored page URL, short enough for a row.
+func pagePath(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		if j := strings.IndexByte(u[i+3:], '/'); j >= 0 {
+			return u[i+3+j:]
+		}
+	}
+	return u
+}
