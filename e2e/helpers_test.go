@@ -32,6 +32,7 @@ import (
 
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
+	"github.com/parley-chat/parley/internal/password"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/web"
 )
@@ -109,7 +110,8 @@ func requireBrowser(t *testing.T) {
 // env is one test's world: Parley with its own database and app, and a
 // second server standing in for the site owner's website (the host page).
 type env struct {
-	raw       *sql.DB // Parley's database file, for checks the API cannot make
+	db        *store.DB // Parley's database, for setting up what a test needs
+	raw       *sql.DB   // Parley's database file, for checks the API cannot make
 	app       store.App
 	apiKey    string
 	parleyURL string // Parley's origin, http://127.0.0.1:Q
@@ -119,6 +121,8 @@ type env struct {
 	socketsCut atomic.Bool // refuse widget sockets
 	socketsMu  sync.Mutex
 	sockets    []net.Conn // widget sockets, for cutSockets
+
+	hostSecret atomic.Pointer[string] // the identity secret the host page signs with, if not the app's first
 }
 
 // newEnv starts Parley and the host page server. The app allowlists origins,
@@ -141,6 +145,7 @@ func newEnv(t *testing.T, origins ...string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	e.db = db
 	raw, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
@@ -265,17 +270,28 @@ var hostPage = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 </html>
 `))
 
+// useIdentitySecret makes the host page sign with secret from now on, as a
+// site owner's servers do once they have the new secret after a rotation.
+func (e *env) useIdentitySecret(secret string) { e.hostSecret.Store(&secret) }
+
 // serveHostPage plays the site owner's backend: for ?user=ID it vouches for
 // that user with identity.UserHash, or with a wrong secret when ?forge is set.
+// ?name= sets the user's display name.
 func (e *env) serveHostPage(w http.ResponseWriter, r *http.Request) {
 	settings := map[string]string{"app_id": e.app.ID}
 	if id := r.URL.Query().Get("user"); id != "" {
 		secret := e.app.IdentitySecret
+		if s := e.hostSecret.Load(); s != nil {
+			secret = *s
+		}
 		if r.URL.Query().Has("forge") {
 			secret = "not-the-identity-secret"
 		}
 		settings["user_id"] = id
 		settings["name"] = "User " + id
+		if name := r.URL.Query().Get("name"); name != "" {
+			settings["name"] = name
+		}
 		settings["email"] = id + "@example.com"
 		settings["user_hash"] = identity.UserHash(secret, id)
 	}
@@ -648,4 +664,70 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// owner is a site owner's dashboard account.
+type owner struct {
+	ID, Email, Name, Password string
+}
+
+// createOwner adds a dashboard account, as `parley owners create` does,
+// and makes it a member of apps.
+func (e *env) createOwner(t *testing.T, name string, apps ...string) owner {
+	t.Helper()
+	first, _, _ := strings.Cut(name, " ")
+	o := owner{Email: strings.ToLower(first) + "@owners.example.com", Name: name, Password: "pw-" + rand.Text()}
+	hash, err := password.Hash(o.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := e.db.CreateOwner(t.Context(), o.Email, o.Name, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.ID = created.ID
+	for _, id := range apps {
+		if err := e.db.AddMember(t.Context(), id, o.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return o
+}
+
+// Selectors of the dashboard's test hooks.
+const (
+	convRowSel    = `[data-testid="conversation-row"]`
+	threadMsgSel  = `[data-testid="thread-message"]`
+	replyBoxSel   = `[data-testid="reply-box"]`
+	replySendSel  = `[data-testid="reply-send"]`
+	userTypingSel = `[data-testid="user-typing"]`
+	statusBtnSel  = `[data-testid="status-toggle"]`
+	formErrorSel  = `[data-testid="form-error"]`
+)
+
+// signIn opens a browser of the owner's own and signs in through the real
+// /login form. It returns the tab once it shows the owner's app list.
+func (e *env) signIn(t *testing.T, o owner, name string) context.Context {
+	t.Helper()
+	tab := e.newTab(t, name)
+	e.submitLogin(t, tab, o.Email, o.Password)
+	waitPath(t, tab, "/dashboard")
+	return tab
+}
+
+// submitLogin fills in the sign-in form and submits it.
+func (e *env) submitLogin(t *testing.T, tab context.Context, email, pw string) {
+	t.Helper()
+	navigate(t, tab, e.parleyURL+"/login")
+	do(t, tab,
+		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), email),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), pw),
+		chromedp.Click(chromedp.CSS(`[data-testid="sign-in"]`)))
+}
+
+// waitPath waits until the tab shows a page at path (the query aside).
+func waitPath(t *testing.T, tab context.Context, path string) {
+	t.Helper()
+	eventually(t, tab, "the page "+path, js[string](`document.readyState === 'complete' ? location.pathname : ''`),
+		func(p string) bool { return p == path })
 }

@@ -246,3 +246,11 @@ func pagePath(u string) string {
 	}
 	return u
 }
+
+// count is "1 session", "2 sessions".
+func count(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
