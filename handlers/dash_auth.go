@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/parley-chat/parley/internal/identity"
 	"github.com/parley-chat/parley/internal/password"
 	"github.com/parley-chat/parley/internal/ratelimit"
 	"github.com/parley-chat/parley/internal/store"
@@ -33,7 +34,7 @@ type agentSessions interface {
 }
 
 // OwnerAuth signs site owners in and out of the dashboard and guards its
-// pages. Sign-in attempts are throttled per account and per client IP, and
+// pages. Failed sign-ins are throttled per account and per client IP, and
 // an unknown email gets exactly the answer a wrong password gets.
 type OwnerAuth struct {
 	Pages
@@ -74,14 +75,19 @@ func (h *OwnerAuth) Login(c echo.Context) error {
 	pw := c.FormValue("password")
 	next := c.FormValue("next")
 	account, ip := strings.ToLower(email), c.RealIP()
-	// Every attempt takes its token before the password is checked, so a
-	// burst of parallel guesses can't all slip in ahead of the count. A
-	// real owner signs in rarely enough not to notice.
-	if !h.PerIP.Allow(ip) || !h.PerAccount.Allow(account) {
+	// Attempts in flight count against what is left, so a burst of
+	// parallel guesses can't all get in ahead of the count; only failed
+	// ones are charged.
+	okIP, doneIP := h.PerIP.Try(ip)
+	okAccount, doneAccount := h.PerAccount.Try(account)
+	failed := true
+	defer func() { doneIP(failed); doneAccount(failed) }()
+	if !okIP || !okAccount {
+		failed = false // refused before trying: nothing to charge
 		wait := max(h.PerAccount.Blocked(account), h.PerIP.Blocked(ip), time.Second)
 		mins := int(math.Ceil(wait.Minutes()))
 		c.Response().Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(wait.Seconds()))))
-		msg := fmt.Sprintf("Too many sign-in attempts. Try again in %d minute%s.", mins, plural(mins))
+		msg := fmt.Sprintf("Too many failed sign-ins. Try again in %d minute%s.", mins, plural(mins))
 		return render(c, http.StatusTooManyRequests, templates.LoginPage(h.authView(next, email, "", msg)))
 	}
 	owner, ok, err := h.check(c.Request().Context(), account, pw)
@@ -92,6 +98,7 @@ func (h *OwnerAuth) Login(c echo.Context) error {
 		h.Log.Warn("failed dashboard sign-in", "ip", ip)
 		return render(c, http.StatusUnauthorized, templates.LoginPage(h.authView(next, email, "", errBadCredentials)))
 	}
+	failed = false
 	if err := h.startSession(c, owner.ID); err != nil {
 		return err
 	}
@@ -140,11 +147,10 @@ func (h *OwnerAuth) clearCookie(c echo.Context) {
 // inbox sockets are closed.
 func (h *OwnerAuth) Logout(c echo.Context) error {
 	if ck, err := c.Cookie(h.CookieName); err == nil {
-		ctx := c.Request().Context()
-		if sess, err := h.Store.OwnerSessionByToken(ctx, ck.Value, h.Idle); err == nil {
-			h.Agents.EndAgentSession(sess.TokenHash)
-		}
-		if err := h.Store.DeleteOwnerSession(ctx, ck.Value); err != nil {
+		// By hash, not by looking the session up: an idle session no longer
+		// looks up, but its open sockets must still close.
+		h.Agents.EndAgentSession(identity.TokenHash(ck.Value))
+		if err := h.Store.DeleteOwnerSession(c.Request().Context(), ck.Value); err != nil {
 			return err
 		}
 	}
@@ -170,7 +176,9 @@ func (h *OwnerAuth) Signup(c echo.Context) error {
 	fail := func(status int, msg string) error {
 		return render(c, status, templates.SignupPage(h.authView("", email, name, msg)))
 	}
-	if !h.PerIP.Allow(c.RealIP()) {
+	okIP, doneIP := h.PerIP.Try(c.RealIP())
+	defer doneIP(true) // every sign-up costs, so it can't be used to hash passwords without limit
+	if !okIP {
 		return fail(http.StatusTooManyRequests, "Too many attempts from your network. Try again later.")
 	}
 	if name == "" {

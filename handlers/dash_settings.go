@@ -80,7 +80,7 @@ func (h *Settings) page(c echo.Context, status int, x settingsExtras) error {
 		Shell: h.shell(c, "Settings", "settings"), Name: form.Name, Origins: strings.Join(form.Origins, "\n"), IdentityMode: form.IdentityMode,
 		FormError: x.FormError, Notice: x.Notice, NewAPIKey: x.NewAPIKey, MemberError: x.MemberError,
 		Stats:    templates.IdentityStats{Days: statsDays, Verified: stats.Verified, Unverified: stats.Unverified, Anonymous: stats.Anonymous},
-		Secret:   templates.SecretView{ID: app.IdentitySecretID},
+		Secret:   templates.SecretView{ID: app.IdentitySecretID, CreatedAt: app.IdentitySecretCreatedAt},
 		Snippet:  Snippet(h.PublicURL, app.ID),
 		Examples: HashExamples(app),
 		BaseURL:  appPath(app.ID, "settings"),

@@ -15,9 +15,10 @@ import (
 	"github.com/parley-chat/parley/internal/store"
 )
 
-// Sign-in throttling: an account allows 5 attempts, then one more per
-// minute; an IP (which may try many accounts) allows 20, then one every 15
-// seconds. The same IP budget covers sign-ups.
+// Sign-in throttling: an account allows 5 failed attempts, then one more
+// per minute; an IP (which may try many accounts) allows 20, then one
+// every 15 seconds. Successful sign-ins cost nothing; every sign-up costs
+// from the same IP budget.
 const (
 	accountBurst, accountEvery = 5, time.Minute
 	ipBurst, ipEvery           = 20, 15 * time.Second

@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
+	"github.com/parley-chat/parley/internal/password"
 	"github.com/parley-chat/parley/internal/store"
 )
 
@@ -436,6 +439,7 @@ type serverFrame struct {
 	Author         string                  `json:"author"`
 	AuthorName     string                  `json:"author_name"`
 	Typing         bool                    `json:"typing"`
+	Status         string                  `json:"status"` // agent socket conversation frames
 	raw            string
 }
 
@@ -563,4 +567,190 @@ func (c *wsClient) startConversation(body string) string {
 		c.t.Fatalf("ack %s has no conversation id", ack.raw)
 	}
 	return ack.Conversation.ID
+}
+
+// Dashboard.
+
+func withSignup() serverOption {
+	return func(c *Config) { c.Signup = true }
+}
+
+func withOwnerTimeouts(idle, maxAge time.Duration) serverOption {
+	return func(c *Config) { c.OwnerIdle, c.OwnerMaxAge = idle, maxAge }
+}
+
+// testOwner is a site owner with a dashboard account.
+type testOwner struct {
+	ID, Email, Name, Password string
+}
+
+// newOwner creates an owner as `parley owners create` does; the email is
+// the name, lower-cased, at example.com.
+func (ts *testServer) newOwner(t *testing.T, name string) testOwner {
+	t.Helper()
+	o := testOwner{Email: strings.ToLower(strings.ReplaceAll(name, " ", ".")) + "@example.com", Name: name,
+		Password: "correct horse " + name}
+	hash, err := password.Hash(o.Password)
+	if err != nil {
+		t.Fatalf("password.Hash: %v", err)
+	}
+	created, err := ts.DB.CreateOwner(context.Background(), o.Email, o.Name, hash)
+	if err != nil {
+		t.Fatalf("CreateOwner: %v", err)
+	}
+	o.ID = created.ID
+	return o
+}
+
+// ownerApp creates an app (as newApp does) with o as its only member.
+func (ts *testServer) ownerApp(t *testing.T, o testOwner, mode string, origins ...string) testApp {
+	t.Helper()
+	app := ts.newApp(t, mode, origins...)
+	if err := ts.DB.AddMember(context.Background(), app.ID, o.ID); err != nil {
+		t.Fatalf("AddMember: %v", err)
+	}
+	return app
+}
+
+const ownerCookie = "parley_owner"
+
+// browser is a dashboard client that, like a browser, keeps cookies and
+// sends Origin and Sec-Fetch-Site: same-origin on its POSTs. It does not
+// follow redirects, so tests see them.
+type browser struct {
+	ts     *testServer
+	hc     *http.Client
+	cookie *string // when set, sent verbatim as the owner cookie instead of the jar's
+}
+
+func (ts *testServer) browser(t *testing.T) *browser {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatalf("cookie jar: %v", err)
+	}
+	return &browser{ts: ts, hc: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}}
+}
+
+// withCookie is a client that sends exactly this owner cookie value, as
+// someone who copied (or kept) it would.
+func (ts *testServer) withCookie(t *testing.T, value string) *browser {
+	t.Helper()
+	b := ts.browser(t)
+	b.hc.Jar, b.cookie = nil, &value
+	return b
+}
+
+// signIn signs o in through POST /login and returns the signed-in browser.
+func (ts *testServer) signIn(t *testing.T, o testOwner) *browser {
+	t.Helper()
+	b := ts.browser(t)
+	res := b.login(t, o.Email, o.Password, "")
+	if res.Status != http.StatusSeeOther || res.Header.Get("Location") != "/dashboard" {
+		t.Fatalf("sign-in of %s = %d Location %q, want 303 to /dashboard (body %s)", o.Email, res.Status, res.Header.Get("Location"), res.Body)
+	}
+	if b.token() == "" {
+		t.Fatalf("sign-in of %s set no %s cookie", o.Email, ownerCookie)
+	}
+	return b
+}
+
+func (b *browser) login(t *testing.T, email, pw, next string) httpResult {
+	t.Helper()
+	return b.post(t, "/login", url.Values{"email": {email}, "password": {pw}, "next": {next}})
+}
+
+// token is the owner cookie the browser holds ("" for none).
+func (b *browser) token() string {
+	if b.cookie != nil {
+		return *b.cookie
+	}
+	u, _ := url.Parse(b.ts.URL)
+	for _, c := range b.hc.Jar.Cookies(u) {
+		if c.Name == ownerCookie {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+func (b *browser) get(t *testing.T, path string) httpResult {
+	t.Helper()
+	return b.do(t, http.MethodGet, path, nil, nil)
+}
+
+// post sends a form as the dashboard's own pages would.
+func (b *browser) post(t *testing.T, path string, form url.Values) httpResult {
+	t.Helper()
+	return b.postWith(t, path, form, nil)
+}
+
+// postWith sends a form with extra (or overriding) headers.
+func (b *browser) postWith(t *testing.T, path string, form url.Values, hdr http.Header) httpResult {
+	t.Helper()
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {b.ts.Origin}, "Sec-Fetch-Site": {"same-origin"}}
+	for k, v := range hdr {
+		if len(v) == 0 || v[0] == "" {
+			h.Del(k)
+			continue
+		}
+		h[k] = v
+	}
+	return b.do(t, http.MethodPost, path, h, strings.NewReader(form.Encode()))
+}
+
+func (b *browser) do(t *testing.T, method, path string, hdr http.Header, body io.Reader) httpResult {
+	t.Helper()
+	req, err := http.NewRequest(method, b.ts.URL+path, body)
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	maps.Copy(req.Header, hdr)
+	if b.cookie != nil && *b.cookie != "" {
+		req.Header.Add("Cookie", ownerCookie+"="+*b.cookie)
+	}
+	res, err := b.hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return httpResult{Status: res.StatusCode, Header: res.Header, Body: data}
+}
+
+// agentSocket dials an app's inbox socket with the browser's cookie and
+// the given Origin ("" sends none).
+func (b *browser) agentSocket(appID, origin string) (*websocket.Conn, *http.Response, error) {
+	hdr := http.Header{}
+	if origin != "" {
+		hdr.Set("Origin", origin)
+	}
+	if tok := b.token(); tok != "" {
+		hdr.Set("Cookie", ownerCookie+"="+tok)
+	}
+	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
+	return d.Dial("ws"+strings.TrimPrefix(b.ts.URL, "http")+"/dashboard/apps/"+appID+"/ws", hdr)
+}
+
+// inbox opens the app's inbox socket from Parley's origin and reads the
+// welcome frame.
+func (b *browser) inbox(t *testing.T, appID string) *wsClient {
+	t.Helper()
+	conn, res, err := b.agentSocket(appID, b.ts.Origin)
+	if err != nil {
+		status := 0
+		if res != nil {
+			status = res.StatusCode
+		}
+		t.Fatalf("dial inbox socket: %v (status %d)", err, status)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &wsClient{t: t, conn: conn}
+	c.welcome = c.expect("welcome")
+	return c
 }

@@ -28,8 +28,7 @@ import (
 // Blocked followed by Take is not atomic: concurrent attempts can all see
 // a token before any of them takes it. Take then puts the bucket into debt
 // (each failure still costs a token), so the key stays blocked for longer.
-// Use Allow before the attempt when a hard cap matters more than not
-// charging for successes.
+// Try gives a hard cap that charges only failures.
 //
 // A Keyed is safe for concurrent use.
 type Keyed struct {
@@ -38,9 +37,10 @@ type Keyed struct {
 	maxKeys int
 	now     func() time.Time // tests replace it
 
-	mu      sync.Mutex
-	buckets map[string]*rate.Limiter
-	sweepAt int // sweep when len(buckets) exceeds this
+	mu       sync.Mutex
+	buckets  map[string]*rate.Limiter
+	inflight map[string]int // attempts started by Try and not yet done
+	sweepAt  int            // sweep when len(buckets) exceeds this
 }
 
 // NewKeyed returns buckets of burst tokens that refill one token every
@@ -50,12 +50,13 @@ func NewKeyed(every time.Duration, burst int, maxKeys int) *Keyed {
 		panic(fmt.Sprintf("ratelimit: NewKeyed(%v, %d, %d): every, burst and maxKeys must be positive", every, burst, maxKeys))
 	}
 	return &Keyed{
-		every:   every,
-		burst:   burst,
-		maxKeys: maxKeys,
-		now:     time.Now,
-		buckets: make(map[string]*rate.Limiter),
-		sweepAt: maxKeys,
+		every:    every,
+		burst:    burst,
+		maxKeys:  maxKeys,
+		now:      time.Now,
+		buckets:  make(map[string]*rate.Limiter),
+		inflight: make(map[string]int),
+		sweepAt:  maxKeys,
 	}
 }
 
@@ -91,6 +92,36 @@ func (k *Keyed) Allow(key string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.bucket(key).AllowN(k.now(), 1)
+}
+
+// Try starts an attempt for key (a sign-in, say) and reports whether it
+// may go ahead; done ends it, taking a token only if it failed. Attempts
+// in flight count against the tokens left, so parallel attempts can't all
+// get in ahead of the count, and only failures cost anything.
+func (k *Keyed) Try(key string) (ok bool, done func(failed bool)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	tokens := float64(k.burst)
+	if b, found := k.buckets[key]; found {
+		tokens = b.TokensAt(k.now())
+	}
+	if tokens-float64(k.inflight[key]) < 1 {
+		return false, func(bool) {}
+	}
+	k.inflight[key]++
+	var once sync.Once
+	return true, func(failed bool) {
+		once.Do(func() {
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			if k.inflight[key]--; k.inflight[key] <= 0 {
+				delete(k.inflight, key)
+			}
+			if failed {
+				k.bucket(key).ReserveN(k.now(), 1)
+			}
+		})
+	}
 }
 
 // Len returns the number of keys held, for tests and metrics.

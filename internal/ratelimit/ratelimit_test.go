@@ -184,3 +184,66 @@ func TestNewKeyedRefusesNonsense(t *testing.T) {
 		}()
 	}
 }
+
+func TestTryChargesOnlyFailures(t *testing.T) {
+	k, c := newTest(time.Minute, 3, 100)
+	for i := 0; i < 10; i++ {
+		ok, done := k.Try("ann")
+		if !ok {
+			t.Fatalf("attempt %d after only successes refused", i)
+		}
+		done(false)
+	}
+	for i := 0; i < 3; i++ {
+		ok, done := k.Try("ann")
+		if !ok {
+			t.Fatalf("failure %d refused, want the burst of 3 allowed", i)
+		}
+		done(true)
+		done(true) // a second call changes nothing
+	}
+	if ok, _ := k.Try("ann"); ok {
+		t.Fatal("4th failure allowed, want refused")
+	}
+	if got := k.Blocked("ann"); got != time.Minute {
+		t.Fatalf("Blocked = %v after a refused Try, want 1m (a refusal costs nothing)", got)
+	}
+	c.add(time.Minute)
+	if ok, _ := k.Try("ann"); !ok {
+		t.Fatal("refused after a refill")
+	}
+	if ok, _ := k.Try("bob"); !ok {
+		t.Fatal("another key is refused")
+	}
+}
+
+func TestTryIsAHardCapUnderConcurrency(t *testing.T) {
+	k := NewKeyed(time.Hour, 5, 100)
+	var wg sync.WaitGroup
+	var allowed atomic.Int32
+	start := make(chan struct{})
+	dones := make(chan func(bool), 50)
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if ok, done := k.Try("ann"); ok {
+				allowed.Add(1)
+				dones <- done // still in flight until every goroutine has tried
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(dones)
+	if got := allowed.Load(); got != 5 {
+		t.Fatalf("%d of 50 parallel attempts got in, want exactly the 5 tokens left", got)
+	}
+	for done := range dones {
+		done(true)
+	}
+	if ok, _ := k.Try("ann"); ok {
+		t.Fatal("allowed after 5 failures")
+	}
+}

@@ -26,6 +26,8 @@ type App struct {
 	// IdentitySecret is the current secret, the one owners are told to use.
 	IdentitySecret   string
 	IdentitySecretID string
+	// IdentitySecretCreatedAt is when the current secret was made.
+	IdentitySecretCreatedAt time.Time
 	// PreviousSecrets are retired secrets that still verify, newest first.
 	PreviousSecrets []IdentitySecret
 	Origins         []string
@@ -71,13 +73,14 @@ func (db *DB) CreateApp(ctx context.Context, in NewApp) (CreatedApp, error) {
 	}
 	now := db.now().UnixMilli()
 	app := App{
-		ID:               identity.NewID("app_"),
-		Name:             s.Name,
-		IdentityMode:     s.IdentityMode,
-		IdentitySecret:   identity.NewIdentitySecret(),
-		IdentitySecretID: identity.NewID("isk_"),
-		Origins:          s.Origins,
-		CreatedAt:        fromMillis(now),
+		ID:                      identity.NewID("app_"),
+		Name:                    s.Name,
+		IdentityMode:            s.IdentityMode,
+		IdentitySecret:          identity.NewIdentitySecret(),
+		IdentitySecretID:        identity.NewID("isk_"),
+		IdentitySecretCreatedAt: fromMillis(now),
+		Origins:                 s.Origins,
+		CreatedAt:               fromMillis(now),
 	}
 	key := identity.NewToken("psk_")
 	err = db.tx(ctx, func(tx *sql.Tx) error {

@@ -60,7 +60,7 @@ func (db *DB) loadSecrets(ctx context.Context, a *App) error {
 			s.ExpiresAt = fromMillis(expires.Int64)
 		}
 		if !retired.Valid {
-			a.IdentitySecret, a.IdentitySecretID = s.Secret, s.ID
+			a.IdentitySecret, a.IdentitySecretID, a.IdentitySecretCreatedAt = s.Secret, s.ID, s.CreatedAt
 			continue
 		}
 		s.RetiredAt = fromMillis(retired.Int64)
