@@ -1,10 +1,6 @@
 package handlers
 
 import (
-	"encoding/json"
-	"net/http"
-	"sync"
-
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
 
@@ -23,24 +19,7 @@ type AgentSocket struct {
 // NewAgentSocket returns the handler; publicOrigin is the only Origin a
 // browser may open the socket from.
 func NewAgentSocket(hub *chat.Hub, publicOrigin string) *AgentSocket {
-	return &AgentSocket{Hub: hub, upgrader: websocket.Upgrader{
-		ReadBufferSize:  1024,
-		WriteBufferSize: 1024,
-		WriteBufferPool: &sync.Pool{},
-		CheckOrigin: func(r *http.Request) bool {
-			return r.Header.Get("Origin") == publicOrigin
-		},
-		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			code, msg := "bad_request", "expected a websocket upgrade"
-			if status == http.StatusForbidden {
-				code, msg = "origin_not_allowed", "the inbox socket can only be opened by Parley's dashboard"
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Cache-Control", "no-store")
-			w.WriteHeader(status)
-			json.NewEncoder(w).Encode(map[string]*APIError{"error": {Code: code, Message: msg}})
-		},
-	}}
+	return &AgentSocket{Hub: hub, upgrader: upgrader(publicOrigin, "the inbox socket can only be opened by Parley's dashboard")}
 }
 
 func (h *AgentSocket) Serve(c echo.Context) error {

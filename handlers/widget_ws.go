@@ -22,7 +22,13 @@ type WidgetSocket struct {
 // NewWidgetSocket returns the handler; publicOrigin is the only Origin
 // a browser may open the socket from.
 func NewWidgetSocket(hub *chat.Hub, publicOrigin string) *WidgetSocket {
-	return &WidgetSocket{Hub: hub, upgrader: websocket.Upgrader{
+	return &WidgetSocket{Hub: hub, upgrader: upgrader(publicOrigin, "the widget socket can only be opened by Parley's chat frame")}
+}
+
+// upgrader accepts websockets from publicOrigin only, exactly, and answers
+// anything else with a JSON error saying why.
+func upgrader(publicOrigin, refused string) websocket.Upgrader {
+	return websocket.Upgrader{
 		ReadBufferSize:  1024,
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},
@@ -32,14 +38,14 @@ func NewWidgetSocket(hub *chat.Hub, publicOrigin string) *WidgetSocket {
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			code, msg := "bad_request", "expected a websocket upgrade"
 			if status == http.StatusForbidden {
-				code, msg = "origin_not_allowed", "the widget socket can only be opened by Parley's chat frame"
+				code, msg = "origin_not_allowed", refused
 			}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
 			w.WriteHeader(status)
 			json.NewEncoder(w).Encode(map[string]*APIError{"error": {Code: code, Message: msg}})
 		},
-	}}
+	}
 }
 
 func (h *WidgetSocket) Serve(c echo.Context) error {
