@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -46,6 +47,18 @@ func (h *Apps) page(c echo.Context, status int, form templates.NewAppForm) error
 // first member; the new API key is shown once, on the page that follows.
 func (h *Apps) Create(c echo.Context) error {
 	form := templates.NewAppForm{Name: c.FormValue("name"), Origins: c.FormValue("origins"), IdentityMode: c.FormValue("identity_mode")}
+	// A reload of the page that showed a new app's key posts the form
+	// again; refusing a second app of the same name keeps that harmless.
+	apps, err := h.Store.OwnerApps(c.Request().Context(), ownerFrom(c).OwnerID)
+	if err != nil {
+		return err
+	}
+	for _, a := range apps {
+		if strings.EqualFold(a.App.Name, strings.TrimSpace(form.Name)) {
+			form.Error = fmt.Sprintf("You already have an app named %q. Pick another name, or open that app from the list above.", a.App.Name)
+			return h.page(c, http.StatusConflict, form)
+		}
+	}
 	created, err := h.Store.CreateApp(c.Request().Context(), store.NewApp{Name: form.Name, Origins: splitLines(form.Origins),
 		IdentityMode: form.IdentityMode, OwnerID: ownerFrom(c).OwnerID})
 	if ie := new(store.InputError); errors.As(err, &ie) {

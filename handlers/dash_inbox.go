@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -62,26 +64,33 @@ func (h *Inbox) Show(c echo.Context) error {
 		}
 		open = &conv
 	}
+	after, err := parseCursor(c.QueryParam("after"))
+	if err != nil {
+		return err
+	}
 	switch c.QueryParam("fragment") {
 	case "list":
-		rows, err := h.rows(ctx, app.ID, filter, open)
+		list, err := h.list(ctx, app.ID, filter, after, open)
 		if err != nil {
 			return err
 		}
-		return render(c, http.StatusOK, templates.ConversationList(rows))
+		return render(c, http.StatusOK, templates.ConversationList(list))
 	case "messages":
 		if open == nil {
 			return echo.NewHTTPError(http.StatusNotFound, "no conversation")
 		}
 		return h.messagesFragment(c, *open)
 	}
-	rows, err := h.rows(ctx, app.ID, filter, open)
+	list, err := h.list(ctx, app.ID, filter, after, open)
 	if err != nil {
 		return err
 	}
 	base := appPath(app.ID)
-	v := templates.InboxView{Shell: h.shell(c, "Inbox", "inbox"), Filter: filter, Rows: rows,
-		ListURL: c.Request().URL.Path + "?status=" + filter + "&fragment=list", WSURL: base + "/ws"}
+	listURL := c.Request().URL.Path + "?status=" + filter + "&fragment=list"
+	if after != nil {
+		listURL += "&after=" + url.QueryEscape(c.QueryParam("after"))
+	}
+	v := templates.InboxView{Shell: h.shell(c, "Inbox", "inbox"), Filter: filter, List: list, ListURL: listURL, WSURL: base + "/ws"}
 	if open != nil {
 		if v.Thread, err = h.thread(ctx, *open, base+"?status="+filter); err != nil {
 			return err
@@ -91,26 +100,56 @@ func (h *Inbox) Show(c echo.Context) error {
 	return render(c, http.StatusOK, templates.InboxPage(v))
 }
 
-func (h *Inbox) rows(ctx context.Context, appID, filter string, open *store.Conversation) ([]templates.ConversationRow, error) {
-	f := store.ConversationFilter{Limit: inboxListSize}
+// list is one page of the inbox: the conversations after the cursor
+// (from the newest when it is nil), with links to the next page and back.
+func (h *Inbox) list(ctx context.Context, appID, filter string, after *store.ConversationCursor, open *store.Conversation) (templates.ListView, error) {
+	f := store.ConversationFilter{Limit: inboxListSize + 1, After: after}
 	if filter != "all" {
 		f.Status = filter
 	}
 	convs, err := h.Store.AppConversations(ctx, appID, f)
 	if err != nil {
-		return nil, err
+		return templates.ListView{}, err
 	}
-	rows := make([]templates.ConversationRow, 0, len(convs))
+	var v templates.ListView
+	inbox, here := appPath(appID)+"?status="+filter, "?status="+filter
+	if after != nil {
+		v.NewestURL = inbox
+		here += "&after=" + formatCursor(after.LastMessageAt, after.ID)
+	}
+	if len(convs) > inboxListSize {
+		convs = convs[:inboxListSize]
+		last := convs[len(convs)-1]
+		v.OlderURL = inbox + "&after=" + formatCursor(last.LastMessageAt, last.ID)
+	}
+	v.Rows = make([]templates.ConversationRow, 0, len(convs))
 	for _, cv := range convs {
-		r := templates.ConversationRow{ID: cv.ID, URL: appPath(appID, "conversations", cv.ID) + "?status=" + filter,
+		r := templates.ConversationRow{ID: cv.ID, URL: appPath(appID, "conversations", cv.ID) + here,
 			Person: person(*cv.Subject), Status: cv.Status, LastActivity: cv.LastMessageAt, Unread: cv.AgentUnread,
 			Active: open != nil && open.ID == cv.ID}
 		if m := cv.LastMessage; m != nil {
 			r.Preview, r.PreviewByAgent = preview(m.Body), m.Author == store.AuthorAgent
 		}
-		rows = append(rows, r)
+		v.Rows = append(v.Rows, r)
 	}
-	return rows, nil
+	return v, nil
+}
+
+// A cursor in a URL is "<last activity in unix ms>.<conversation id>".
+func formatCursor(lastMessageAt time.Time, id string) string {
+	return strconv.FormatInt(lastMessageAt.UnixMilli(), 10) + "." + url.QueryEscape(id)
+}
+
+func parseCursor(s string) (*store.ConversationCursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	ms, id, ok := strings.Cut(s, ".")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || err != nil || id == "" {
+		return nil, echo.NewHTTPError(http.StatusBadRequest, "The page link is not valid; go back to the newest conversations.")
+	}
+	return &store.ConversationCursor{LastMessageAt: time.UnixMilli(n), ID: id}, nil
 }
 
 func (h *Inbox) thread(ctx context.Context, conv store.Conversation, inboxURL string) (*templates.ThreadView, error) {

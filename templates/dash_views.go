@@ -62,10 +62,17 @@ type NewAppForm struct {
 type InboxView struct {
 	Shell
 	Filter  string // open, closed or all
-	Rows    []ConversationRow
+	List    ListView
 	Thread  *ThreadView
 	ListURL string // the list fragment, for live refreshes
 	WSURL   string
+}
+
+// ListView is one page of the inbox's list.
+type ListView struct {
+	Rows      []ConversationRow
+	OlderURL  string // the next page, when there is one
+	NewestURL string // back to the first page, when this is not it
 }
 
 // Person is a widget user as the inbox shows them.

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"html"
@@ -972,6 +973,19 @@ func TestDashboardCreateApp(t *testing.T) {
 	if !strings.Contains(string(list.Body), id) || apiKeyRe.Match(list.Body) {
 		t.Fatalf("the app list lacks the new app or shows its key")
 	}
+
+	// Posting the same form again (a reload of the page that showed the
+	// key) creates no second app and says why.
+	before = ts.state(t)
+	dup := b.post(t, "/dashboard/apps", url.Values{"name": {"<I>shop</I> "}, "identity_mode": {"monitor"}, "origins": {shopOrigin}})
+	dup.wantStatus(t, http.StatusConflict)
+	if !strings.Contains(text(dup.Body), "You already have an app named") {
+		t.Fatalf("a duplicate app name is refused without a reason: %s", dup.Body)
+	}
+	ts.wantState(t, before, "a second app of the same name")
+	// Another owner may use the same name.
+	ts.signIn(t, ts.newOwner(t, "Bob")).post(t, "/dashboard/apps", url.Values{"name": {"<i>Shop</i>"}, "identity_mode": {"monitor"},
+		"origins": {shopOrigin}}).wantStatus(t, http.StatusCreated)
 }
 
 // Inbox.
@@ -1335,4 +1349,54 @@ func TestDashboardTyping(t *testing.T) {
 	}
 	conv.Widget.ping()
 	other.Widget.ping()
+}
+
+// An inbox with more conversations than a page holds links to the older
+// ones, and every conversation is on exactly one page.
+func TestDashboardInboxPaging(t *testing.T) {
+	ts := newTestServer(t)
+	ann := ts.newOwner(t, "Ann")
+	app := ts.ownerApp(t, ann, store.ModeMonitor)
+	b := ts.signIn(t, ann)
+	ctx := context.Background()
+	const total = 130
+	for i := range total {
+		s, err := ts.DB.CreateSession(ctx, store.NewSession{AppID: app.ID, Kind: store.KindUser, IdentityKey: fmt.Sprintf("uid:u%d", i),
+			UserID: fmt.Sprintf("u%d", i), ParentOrigin: shopOrigin, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ts.DB.AddUserMessage(ctx, store.UserMessage{AppID: app.ID, SubjectID: s.SubjectID, ClientMsgID: "m", Body: "hi"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	first := b.get(t, "/dashboard/apps/"+app.ID)
+	first.wantStatus(t, http.StatusOK)
+	page1 := rowIDs(convRows(first.Body))
+	older := regexp.MustCompile(`href="([^"]*after=[^"]*)" data-testid="older-page"`).FindSubmatch(first.Body)
+	if len(page1) != 100 || older == nil || bytes.Contains(first.Body, []byte(`data-testid="newest-page"`)) {
+		t.Fatalf("first page: %d rows, older link %q; want 100 rows, an older link and no newest link", len(page1), older)
+	}
+	second := b.get(t, html.UnescapeString(string(older[1])))
+	second.wantStatus(t, http.StatusOK)
+	page2 := rowIDs(convRows(second.Body))
+	if len(page2) != total-100 || bytes.Contains(second.Body, []byte(`data-testid="older-page"`)) ||
+		!bytes.Contains(second.Body, []byte(`data-testid="newest-page"`)) {
+		t.Fatalf("second page: %d rows; want %d, a newest link and no older link", len(page2), total-100)
+	}
+	seen := map[string]bool{}
+	for _, id := range append(page1, page2...) {
+		if seen[id] {
+			t.Fatalf("%s is on both pages", id)
+		}
+		seen[id] = true
+	}
+	if len(seen) != total {
+		t.Fatalf("%d conversations over both pages, want %d", len(seen), total)
+	}
+
+	for _, bad := range []string{"nope", "12", ".cnv_x", "x.cnv_x"} {
+		b.get(t, "/dashboard/apps/"+app.ID+"?after="+url.QueryEscape(bad)).wantStatus(t, http.StatusBadRequest)
+	}
 }

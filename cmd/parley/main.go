@@ -30,8 +30,11 @@ Usage:
   parley serve --db PATH --addr HOST:PORT --public-url URL [--signup]
   parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor] [--owner EMAIL] [--json]
   parley owners create --db PATH --email EMAIL [--name NAME] [--password-stdin] [--app APP_ID …] [--json]
+  parley owners set-password --db PATH --email EMAIL [--password-stdin] [--json]
   parley hash --secret SECRET (--user-id ID | --email EMAIL)
   parley demo [--db PATH]
+
+owners set-password resets a forgotten dashboard password and ends the owner's sign-ins.
 
 serve reads PARLEY_DB, PARLEY_ADDR and PARLEY_PUBLIC_URL when the flags are not given;
 PARLEY_SIGNUP=1 opens sign-up like --signup.
@@ -72,10 +75,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return appsCreateCmd(ctx, args[2:], stdout, stderr)
 	case "owners":
-		if len(args) < 2 || args[1] != "create" {
-			return usageError{"usage: parley owners create --db PATH --email EMAIL …"}
+		if len(args) >= 2 {
+			switch args[1] {
+			case "create":
+				return ownersCreateCmd(ctx, args[2:], stdin, stdout, stderr)
+			case "set-password":
+				return ownersSetPasswordCmd(ctx, args[2:], stdin, stdout, stderr)
+			}
 		}
-		return ownersCreateCmd(ctx, args[2:], stdin, stdout, stderr)
+		return usageError{"usage: parley owners create|set-password --db PATH --email EMAIL …"}
 	case "hash":
 		return hashCmd(args[1:], stdout, stderr)
 	case "demo":

@@ -79,6 +79,83 @@ func ownersCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdout
 	return printOwner(stdout, stderr, owner, apps, pw, generated, *asJSON)
 }
 
+// ownersSetPasswordCmd gives an existing owner a new password: the
+// operator's way to reset a forgotten one. The owner is signed out
+// everywhere.
+func ownersSetPasswordCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("owners set-password", stderr)
+	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
+	email := fs.String("email", "", "the owner's sign-in email")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin instead of generating one")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dbPath == "" || strings.TrimSpace(*email) == "" {
+		return usageError{"owners set-password needs --db and --email"}
+	}
+	pw, generated := password.Generate(), true
+	if *fromStdin {
+		line, err := readPasswordLine(stdin)
+		if err != nil {
+			return err
+		}
+		pw, generated = line, false
+	}
+	if err := password.CheckPolicy(pw); err != nil {
+		return usageError{err.Error()}
+	}
+	// A mistyped path must not leave a new, empty database behind.
+	if _, err := os.Stat(*dbPath); errors.Is(err, os.ErrNotExist) {
+		return usageError{fmt.Sprintf("no database at %s", *dbPath)}
+	}
+
+	db, err := store.Open(ctx, *dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	unknown := usageError{fmt.Sprintf("no owner has the email %q (create one with parley owners create)", *email)}
+	owner, _, err := db.OwnerByEmail(ctx, *email)
+	if errors.Is(err, store.ErrNotFound) {
+		return unknown
+	}
+	if err != nil {
+		return err
+	}
+	hash, err := password.Hash(pw)
+	if err != nil {
+		return err
+	}
+	// SetOwnerPassword also deletes the owner's dashboard sessions.
+	if err := db.SetOwnerPassword(ctx, owner.ID, hash); errors.Is(err, store.ErrNotFound) {
+		return unknown // deleted since the lookup
+	} else if err != nil {
+		return err
+	}
+
+	const signedOut = "All of this owner's dashboard sessions were ended."
+	if *asJSON {
+		out := map[string]any{"owner_id": owner.ID, "email": owner.Email, "name": owner.Name}
+		if generated {
+			out["password"] = pw
+			fmt.Fprintln(stderr, "The generated password is not shown again.")
+		}
+		fmt.Fprintln(stderr, signedOut)
+		return json.NewEncoder(stdout).Encode(out)
+	}
+	fmt.Fprintf(stdout, "owner_id: %s\nemail:    %s\nname:     %s\n", owner.ID, owner.Email, owner.Name)
+	if generated {
+		fmt.Fprintf(stdout, "password: %s\n", pw)
+	}
+	fmt.Fprintln(stdout, "\nThe password was changed.")
+	if generated {
+		fmt.Fprintln(stdout, "The password is not shown again. Give it to the owner over a private channel.")
+	}
+	fmt.Fprintln(stdout, signedOut)
+	return nil
+}
+
 func printOwner(stdout, stderr io.Writer, o store.Owner, apps []string, pw string, generated, asJSON bool) error {
 	if apps == nil {
 		apps = []string{}

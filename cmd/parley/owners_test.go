@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/internal/password"
 	"github.com/parley-chat/parley/internal/store"
@@ -337,5 +339,175 @@ func TestServeSignupFlag(t *testing.T) {
 				t.Fatalf("GET /signup = %d, want %d", resp.StatusCode, tc.want)
 			}
 		})
+	}
+}
+
+// setPasswordFixture creates an owner with a known password and a live
+// dashboard session, and returns the database path, the owner and the
+// session token.
+func setPasswordFixture(t *testing.T) (string, store.Owner, string) {
+	t.Helper()
+	dbPath := filepath.Join(t.TempDir(), "p.db")
+	if _, _, err := runCLIStdin(t, "the old password\n", "owners", "create", "--db", dbPath, "--email", "fay@example.com", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := passwordOf(t, dbPath, "fay@example.com")
+	s, err := openDB(t, dbPath).CreateOwnerSession(context.Background(), o.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dbPath, o, s.Token
+}
+
+func sessionLive(t *testing.T, dbPath, token string) bool {
+	t.Helper()
+	_, err := openDB(t, dbPath).OwnerSessionByToken(context.Background(), token, time.Hour)
+	if errors.Is(err, store.ErrNotFound) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+func TestOwnersSetPasswordFromStdin(t *testing.T) {
+	dbPath, o, token := setPasswordFixture(t)
+	if !sessionLive(t, dbPath, token) {
+		t.Fatal("fixture session is not live")
+	}
+	const pw = " a brand new passphrase "
+	out, _, err := runCLIStdin(t, pw+"\nignored\n", "owners", "set-password", "--db", dbPath, "--email", " FAY@example.com ", "--password-stdin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "password:") || strings.Contains(out, "passphrase") {
+		t.Fatalf("output mentions the password the operator supplied: %q", out)
+	}
+	if !strings.Contains(out, "All of this owner's dashboard sessions were ended.") || !strings.Contains(out, o.ID) {
+		t.Fatalf("output %q lacks the owner id or the signed-out note", out)
+	}
+	_, hash := passwordOf(t, dbPath, "fay@example.com")
+	if !verifies(t, hash, pw) {
+		t.Fatal("the new password does not verify")
+	}
+	if verifies(t, hash, "the old password") {
+		t.Fatal("the old password still verifies")
+	}
+	if sessionLive(t, dbPath, token) {
+		t.Fatal("the owner's session survived the password change")
+	}
+}
+
+func TestOwnersSetPasswordGenerates(t *testing.T) {
+	dbPath, _, token := setPasswordFixture(t)
+	out, stderr, err := runCLI(t, "owners", "set-password", "--db", dbPath, "--email", "fay@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := passwordLine.FindAllStringSubmatch(out, -1)
+	if len(m) != 1 {
+		t.Fatalf("want the password printed exactly once, got %d in %q", len(m), out)
+	}
+	pw := m[0][1]
+	if strings.Count(out+stderr, pw) != 1 {
+		t.Fatalf("the password appears more than once in %q / %q", out, stderr)
+	}
+	if !strings.Contains(out, "not shown again") || !strings.Contains(out, "All of this owner's dashboard sessions were ended.") {
+		t.Fatalf("missing notes in %q", out)
+	}
+	_, hash := passwordOf(t, dbPath, "fay@example.com")
+	if !verifies(t, hash, pw) || verifies(t, hash, "the old password") {
+		t.Fatalf("printed password %q does not verify, or the old one still does", pw)
+	}
+	if sessionLive(t, dbPath, token) {
+		t.Fatal("the owner's session survived the password change")
+	}
+}
+
+func TestOwnersSetPasswordJSON(t *testing.T) {
+	dbPath, o, _ := setPasswordFixture(t)
+	out, stderr, err := runCLI(t, "owners", "set-password", "--db", dbPath, "--email", "fay@example.com", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		OwnerID  string `json:"owner_id"`
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	if err := dec.Decode(&got); err != nil || dec.More() {
+		t.Fatalf("output is not one JSON object: %q", out)
+	}
+	if got.OwnerID != o.ID || got.Email != "fay@example.com" {
+		t.Fatalf("JSON = %+v", got)
+	}
+	if !strings.Contains(stderr, "All of this owner's dashboard sessions were ended.") {
+		t.Fatalf("stderr %q lacks the signed-out note", stderr)
+	}
+	if _, hash := passwordOf(t, dbPath, "fay@example.com"); !verifies(t, hash, got.Password) {
+		t.Fatalf("password %q in the JSON does not verify", got.Password)
+	}
+
+	out, _, err = runCLIStdin(t, "yet another passphrase\n", "owners", "set-password", "--db", dbPath, "--email", "fay@example.com", "--password-stdin", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(out), &obj); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := obj["password"]; ok {
+		t.Fatalf("JSON echoes the supplied password: %q", out)
+	}
+}
+
+func TestOwnersSetPasswordRefusesBadInput(t *testing.T) {
+	dbPath, _, token := setPasswordFixture(t)
+	_, before := passwordOf(t, dbPath, "fay@example.com")
+	for _, tc := range []struct {
+		name, stdin, email string
+		args               []string
+		mention            string
+	}{
+		{"unknown email", "", "nobody@example.com", nil, "nobody@example.com"},
+		{"unknown email with stdin", "a perfectly fine password\n", "ghost@example.com", []string{"--password-stdin"}, "ghost@example.com"},
+		{"weak password", "short\n", "fay@example.com", []string{"--password-stdin"}, ""},
+		{"empty stdin", "", "fay@example.com", []string{"--password-stdin"}, ""},
+		{"overlong password", strings.Repeat("x", 300) + "\n", "fay@example.com", []string{"--password-stdin"}, ""},
+		{"no email", "", "", nil, ""},
+		{"stray argument", "", "fay@example.com", []string{"extra"}, ""},
+	} {
+		args := append([]string{"owners", "set-password", "--db", dbPath, "--email", tc.email}, tc.args...)
+		out, _, err := runCLIStdin(t, tc.stdin, args...)
+		if err == nil || exitCode(err) != 2 {
+			t.Errorf("%s: err = %v, want a usage error (exit 2)", tc.name, err)
+			continue
+		}
+		if tc.mention != "" && !strings.Contains(err.Error(), tc.mention) {
+			t.Errorf("%s: error %q does not name %s", tc.name, err, tc.mention)
+		}
+		if out != "" {
+			t.Errorf("%s: printed %q", tc.name, out)
+		}
+		if _, hash := passwordOf(t, dbPath, "fay@example.com"); hash != before {
+			t.Errorf("%s: the owner's password hash changed", tc.name)
+		}
+	}
+	if !sessionLive(t, dbPath, token) {
+		t.Fatal("a refused set-password ended the owner's session")
+	}
+
+	missing := filepath.Join(t.TempDir(), "missing.db")
+	if _, _, err := runCLI(t, "owners", "set-password", "--db", missing, "--email", "fay@example.com"); err == nil || exitCode(err) != 2 {
+		t.Fatalf("missing database: err = %v, want a usage error", err)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("set-password created a database at a mistyped path: %v", err)
+	}
+
+	if _, _, err := runCLI(t, "owners", "reset", "--db", dbPath); err == nil || exitCode(err) != 2 {
+		t.Fatalf("unknown owners subcommand: err = %v, want a usage error", err)
 	}
 }

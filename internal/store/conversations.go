@@ -84,6 +84,14 @@ func (db *DB) SubjectConversations(ctx context.Context, subjectID string, limit 
 type ConversationFilter struct {
 	Status string // "", "open" or "closed"
 	Limit  int
+	After  *ConversationCursor // for the next page: only what is listed after this
+}
+
+// ConversationCursor is a place in the app-wide listing: the last
+// conversation of the page before.
+type ConversationCursor struct {
+	LastMessageAt time.Time
+	ID            string
 }
 
 // AppConversations lists an app's conversations with their subjects,
@@ -96,6 +104,10 @@ func (db *DB) AppConversations(ctx context.Context, appID string, f Conversation
 	if f.Status != "" {
 		q += ` AND c.status = ?`
 		args = append(args, f.Status)
+	}
+	if a := f.After; a != nil {
+		q += ` AND (c.last_message_at < ? OR (c.last_message_at = ? AND c.id > ?))`
+		args = append(args, a.LastMessageAt.UnixMilli(), a.LastMessageAt.UnixMilli(), a.ID)
 	}
 	q += ` ORDER BY c.last_message_at DESC, c.id LIMIT ?`
 	args = append(args, clampLimit(f.Limit))

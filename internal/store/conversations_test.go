@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -139,5 +141,49 @@ func TestPageURLAndLastSeen(t *testing.T) {
 	}
 	if err := db.TouchSubject(ctx, "sub_nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("TouchSubject(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+// Paging through the listing visits every conversation once, in order,
+// including ones whose last activity falls in the same millisecond.
+func TestAppConversationsPaging(t *testing.T) {
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	a := mustApp(t, db, store.ModeEnforced)
+	s := mustSession(t, db, store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: "uid:x", UserID: "x"})
+	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	db.SetNow(func() time.Time { return at })
+	for i := range 8 {
+		if i%3 == 0 {
+			at = at.Add(time.Second) // groups of conversations share a timestamp
+		}
+		mustSend(t, db, s, "", fmt.Sprintf("c%d", i), "hello")
+	}
+	all, err := db.AppConversations(ctx, a.App.ID, store.ConversationFilter{})
+	if err != nil || len(all) != 8 {
+		t.Fatalf("full listing: %d, %v", len(all), err)
+	}
+	var paged []string
+	f := store.ConversationFilter{Limit: 3}
+	for range 10 {
+		page, err := db.AppConversations(ctx, a.App.ID, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, c := range page {
+			paged = append(paged, c.ID)
+		}
+		last := page[len(page)-1]
+		f.After = &store.ConversationCursor{LastMessageAt: last.LastMessageAt, ID: last.ID}
+	}
+	var want []string
+	for _, c := range all {
+		want = append(want, c.ID)
+	}
+	if !slices.Equal(paged, want) {
+		t.Fatalf("paged = %v\nwant    %v", paged, want)
 	}
 }
