@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -524,4 +525,47 @@ func screenshot(t *testing.T, tab context.Context, name string, width, height in
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s (%d bytes)", filepath.Join(dir, name), len(buf))
+}
+
+// A long thread opens at its latest messages; "Show earlier messages"
+// brings the rest in above them, in order, and goes away at the first.
+func TestDashboardEarlierMessages(t *testing.T) {
+	e := newEnv(t)
+	olivia := e.createOwner(t, "Olivia Park", e.app.ID)
+	ctx := t.Context()
+	s, err := e.db.CreateSession(ctx, store.NewSession{AppID: e.app.ID, Kind: store.KindUser, IdentityKey: "uid:u_long",
+		UserID: "u_long", ParentOrigin: e.hostURL(), TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 450
+	conv := ""
+	for i := 1; i <= total; i++ {
+		p, err := e.db.AddUserMessage(ctx, store.UserMessage{AppID: e.app.ID, SubjectID: s.SubjectID, ConversationID: conv,
+			ClientMsgID: fmt.Sprintf("m%d", i), Body: fmt.Sprintf("message %d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv = p.Conversation.ID
+	}
+
+	tab := e.signIn(t, olivia, "olivia")
+	navigate(t, tab, e.parleyURL+"/dashboard/apps/"+e.app.ID+"/conversations/"+conv)
+	waitLive(t, tab)
+	bodies := js[[]string](`[...document.querySelectorAll('` + threadMsgSel + ` .body')].map(b => b.textContent)`)
+	want := func(from int) []string {
+		var out []string
+		for i := from; i <= total; i++ {
+			out = append(out, fmt.Sprintf("message %d", i))
+		}
+		return out
+	}
+	eventually(t, tab, "the latest 200 messages", bodies, func(got []string) bool { return slices.Equal(got, want(251)) })
+	for _, from := range []int{51, 1} {
+		do(t, tab, chromedp.Click(chromedp.CSS(`[data-testid="earlier-messages"]`)))
+		eventually(t, tab, fmt.Sprintf("messages %d to %d", from, total), bodies, func(got []string) bool { return slices.Equal(got, want(from)) })
+	}
+	if shown, err := chromedp.Run(tab, chromedp.Evaluate[bool](`(b => !!b && !b.hidden)(document.querySelector('[data-testid="earlier-messages"]'))`)); err != nil || shown {
+		t.Fatalf("the button still shows at the first message (%v)", err)
+	}
 }

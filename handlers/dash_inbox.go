@@ -168,20 +168,39 @@ func (h *Inbox) thread(ctx context.Context, conv store.Conversation, inboxURL st
 	return t, nil
 }
 
+// messagesFragment answers ?fragment=messages with after_seq=N (what
+// came after N, for live updates) or before_seq=N (the page before N, for
+// "Show earlier messages").
 func (h *Inbox) messagesFragment(c echo.Context, conv store.Conversation) error {
-	after, err := strconv.ParseInt(c.QueryParam("after_seq"), 10, 64)
-	if err != nil || after < 0 {
-		return echo.NewHTTPError(http.StatusBadRequest, "after_seq must be a number")
+	after, limit := int64(0), threadSize
+	switch {
+	case c.QueryParam("before_seq") != "":
+		before, err := strconv.ParseInt(c.QueryParam("before_seq"), 10, 64)
+		if err != nil || before < 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, "before_seq must be a message number")
+		}
+		after = max(0, before-1-threadSize)
+		limit = int(before - 1 - after)
+	default:
+		n, err := strconv.ParseInt(c.QueryParam("after_seq"), 10, 64)
+		if err != nil || n < 0 {
+			return echo.NewHTTPError(http.StatusBadRequest, "after_seq must be a number")
+		}
+		after = n
 	}
 	subj, err := h.Store.Subject(c.Request().Context(), conv.AppID, conv.SubjectID)
 	if err != nil {
 		return err
 	}
-	page, err := h.Store.Messages(c.Request().Context(), conv, after, threadSize)
-	if err != nil {
-		return err
+	var msgs []store.Message
+	if limit > 0 {
+		page, err := h.Store.Messages(c.Request().Context(), conv, after, limit)
+		if err != nil {
+			return err
+		}
+		msgs = page.Messages
 	}
-	return render(c, http.StatusOK, templates.ThreadMessages(messageViews(page.Messages, person(subj).Label())))
+	return render(c, http.StatusOK, templates.ThreadMessages(messageViews(msgs, person(subj).Label())))
 }
 
 func person(s store.Subject) templates.Person {

@@ -188,6 +188,16 @@
     connect();
 
     if (!thread) return;
+    var earlier = $("earlier");
+    if (earlier) earlier.addEventListener("click", function () {
+      var list = $("messages"), first = list.firstElementChild;
+      earlier.disabled = true;
+      fetchHTML(base + "?fragment=messages&before_seq=" + (first ? first.dataset.seq : lastSeq + 1)).then(function (html) {
+        var older = fragment(html);
+        earlier.hidden = !older.firstElementChild || Number(older.firstElementChild.dataset.seq) <= 1;
+        list.insertBefore(older, list.firstElementChild);
+      }).catch(function () {}).then(function () { earlier.disabled = false; });
+    });
     markRead();
     var list = $("messages");
     list.lastElementChild && list.lastElementChild.scrollIntoView({ block: "end" });

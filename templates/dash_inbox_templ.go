@@ -768,7 +768,7 @@ func thread(t ThreadView) templ.Component {
 			return templ_7745c5c3_Err
 		}
 		if t.HasOlder {
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 69, "<p class=\"muted small\">Older messages are not shown.</p>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 69, "<button type=\"button\" id=\"earlier\" class=\"link small\" data-testid=\"earlier-messages\">Show earlier messages</button>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -1400,3 +1400,55 @@ func TestDashboardInboxPaging(t *testing.T) {
 		b.get(t, "/dashboard/apps/"+app.ID+"?after="+url.QueryEscape(bad)).wantStatus(t, http.StatusBadRequest)
 	}
 }
+
+// A long thread shows its latest messages, and the earlier ones on demand.
+func TestDashboardEarlierMessages(t *testing.T) {
+	ts := newTestServer(t)
+	ann := ts.newOwner(t, "Ann")
+	app := ts.ownerApp(t, ann, store.ModeMonitor)
+	b := ts.signIn(t, ann)
+	ctx := context.Background()
+	s, err := ts.DB.CreateSession(ctx, store.NewSession{AppID: app.ID, Kind: store.KindUser, IdentityKey: "uid:u1", UserID: "u1",
+		ParentOrigin: shopOrigin, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := ""
+	for i := 1; i <= 205; i++ {
+		p, err := ts.DB.AddUserMessage(ctx, store.UserMessage{AppID: app.ID, SubjectID: s.SubjectID, ConversationID: conv,
+			ClientMsgID: fmt.Sprintf("m%d", i), Body: fmt.Sprintf("message %d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv = p.Conversation.ID
+	}
+	seqs := func(body []byte) []string {
+		var out []string
+		for _, m := range regexp.MustCompile(`data-testid="thread-message" data-seq="(\d+)"`).FindAllSubmatch(body, -1) {
+			out = append(out, string(m[1]))
+		}
+		return out
+	}
+	page := b.get(t, convPath(app, conv))
+	page.wantStatus(t, http.StatusOK)
+	if got := seqs(page.Body); len(got) != 200 || got[0] != "6" || got[199] != "205" || testids(page.Body, "earlier-messages") != 1 {
+		t.Fatalf("page shows %d messages (%v…), earlier button %d; want 6-205 and the button", len(got), got[:min(3, len(got))],
+			testids(page.Body, "earlier-messages"))
+	}
+	for _, tt := range []struct {
+		query, first, last string
+		n                  int
+	}{
+		{"before_seq=6", "1", "5", 5},
+		{"before_seq=205", "5", "204", 200},
+		{"before_seq=1", "", "", 0},
+	} {
+		got := seqs(b.get(t, convPath(app, conv)+"?fragment=messages&"+tt.query).Body)
+		if len(got) != tt.n || (tt.n > 0 && (got[0] != tt.first || got[len(got)-1] != tt.last)) {
+			t.Errorf("%s gives %d messages %v…, want %d from %s to %s", tt.query, len(got), got[:min(3, len(got))], tt.n, tt.first, tt.last)
+		}
+	}
+	for _, bad := range []string{"before_seq=0", "before_seq=x", "after_seq=-1", "after_seq="} {
+		b.get(t, convPath(app, conv)+"?fragment=messages&"+bad).wantStatus(t, http.StatusBadRequest)
+	}
+}
