@@ -569,3 +569,23 @@ func TestDashboardEarlierMessages(t *testing.T) {
 		t.Fatalf("the button still shows at the first message (%v)", err)
 	}
 }
+
+// When the sign-in ends (here: signed out from another tab of the same
+// browser), the open inbox says so instead of silently going stale.
+func TestDashboardSessionEndShown(t *testing.T) {
+	e := newEnv(t)
+	olivia := e.createOwner(t, "Olivia Park", e.app.ID)
+	tab := e.signIn(t, olivia, "olivia")
+	navigate(t, tab, e.parleyURL+"/dashboard/apps/"+e.app.ID)
+	waitLive(t, tab)
+	status, err := chromedp.Run(tab, chromedp.Evaluate[int](`fetch('/logout', {method: 'POST', redirect: 'manual'}).then(r => r.type === 'opaqueredirect' ? 303 : r.status)`,
+		chromedp.EvalAwaitPromise))
+	if err != nil || status != http.StatusSeeOther {
+		t.Fatalf("sign-out from the page = %d, %v", status, err)
+	}
+	msg := eventually(t, tab, "the inbox to say the session ended", js[string](`(el => el.dataset.state === 'ended' ? el.textContent : '')(document.getElementById('live'))`),
+		func(s string) bool { return s != "" })
+	if !strings.Contains(msg, "sign in again") {
+		t.Fatalf("the inbox says %q", msg)
+	}
+}

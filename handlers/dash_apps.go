@@ -46,7 +46,7 @@ func (h *Apps) page(c echo.Context, status int, form templates.NewAppForm) error
 // Create serves POST /dashboard/apps. The owner who creates an app is its
 // first member; the new API key is shown once, on the page that follows.
 func (h *Apps) Create(c echo.Context) error {
-	form := templates.NewAppForm{Name: c.FormValue("name"), Origins: c.FormValue("origins"), IdentityMode: c.FormValue("identity_mode")}
+	form := templates.NewAppForm{Name: postValue(c, "name"), Origins: postValue(c, "origins"), IdentityMode: postValue(c, "identity_mode")}
 	// A reload of the page that showed a new app's key posts the form
 	// again; refusing a second app of the same name keeps that harmless.
 	apps, err := h.Store.OwnerApps(c.Request().Context(), ownerFrom(c).OwnerID)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -71,10 +72,10 @@ func (h *OwnerAuth) authView(next, email, name, msg string) templates.AuthView {
 
 // Login serves POST /login.
 func (h *OwnerAuth) Login(c echo.Context) error {
-	email := strings.TrimSpace(c.FormValue("email"))
-	pw := c.FormValue("password")
-	next := c.FormValue("next")
-	account, ip := strings.ToLower(email), c.RealIP()
+	email := strings.TrimSpace(postValue(c, "email"))
+	pw := postValue(c, "password")
+	next := postValue(c, "next")
+	account, ip := strings.ToLower(email), clientKey(c.RealIP())
 	// Attempts in flight count against what is left, so a burst of
 	// parallel guesses can't all get in ahead of the count; only failed
 	// ones are charged.
@@ -172,11 +173,11 @@ func (h *OwnerAuth) Signup(c echo.Context) error {
 	if !h.SignupOpen {
 		return echo.NewHTTPError(http.StatusNotFound, "Sign-up is closed. Ask the operator to create your account.")
 	}
-	email, name, pw := strings.TrimSpace(c.FormValue("email")), strings.TrimSpace(c.FormValue("name")), c.FormValue("password")
+	email, name, pw := strings.TrimSpace(postValue(c, "email")), strings.TrimSpace(postValue(c, "name")), postValue(c, "password")
 	fail := func(status int, msg string) error {
 		return render(c, status, templates.SignupPage(h.authView("", email, name, msg)))
 	}
-	okIP, doneIP := h.PerIP.Try(c.RealIP())
+	okIP, doneIP := h.PerIP.Try(clientKey(c.RealIP()))
 	defer doneIP(true) // every sign-up costs, so it can't be used to hash passwords without limit
 	if !okIP {
 		return fail(http.StatusTooManyRequests, "Too many attempts from your network. Try again later.")
@@ -220,6 +221,7 @@ func (h *OwnerAuth) Require(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		sess.Token = ck.Value // the owner's own, for the inbox socket's rechecks
 		c.Set(ownerKey, sess)
 		return next(c)
 	}
@@ -231,6 +233,21 @@ func (h *OwnerAuth) signInFirst(c echo.Context) error {
 		return c.Redirect(http.StatusSeeOther, "/login?next="+url.QueryEscape(r.URL.RequestURI()))
 	}
 	return echo.NewHTTPError(http.StatusUnauthorized, "Your session has ended. Sign in again.")
+}
+
+// clientKey is what per-IP limits count by: the address, or for IPv6 its
+// /64, which one subscriber usually holds whole (and could otherwise hop
+// across for a fresh budget each time).
+func clientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
 
 // safeNext keeps the after-sign-in redirect inside the dashboard, so the

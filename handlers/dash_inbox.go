@@ -250,7 +250,7 @@ func (h *Inbox) conversation(c echo.Context) (store.Conversation, error) {
 // then delivered to the user's open widgets and the app's other agents,
 // signed with the owner's name.
 func (h *Inbox) Reply(c echo.Context) error {
-	body := c.FormValue("body")
+	body := postValue(c, "body")
 	if err := chat.CheckBody(body); err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "Reply not sent: "+err.Error()+".")
 	}
@@ -273,7 +273,7 @@ func (h *Inbox) Reply(c echo.Context) error {
 // SetStatus serves POST …/conversations/:id/status (status=open|closed).
 func (h *Inbox) SetStatus(c echo.Context) error {
 	app := dashAppFrom(c)
-	conv, err := h.Store.SetConversationStatus(c.Request().Context(), app.ID, c.Param("id"), c.FormValue("status"))
+	conv, err := h.Store.SetConversationStatus(c.Request().Context(), app.ID, c.Param("id"), postValue(c, "status"))
 	if ie := new(store.InputError); errors.As(err, &ie) {
 		return echo.NewHTTPError(http.StatusBadRequest, ie.Msg)
 	}
@@ -293,7 +293,7 @@ func (h *Inbox) SetStatus(c echo.Context) error {
 // Typing serves POST …/conversations/:id/typing (typing=true|false): the
 // user's widget shows "<owner> is typing…".
 func (h *Inbox) Typing(c echo.Context) error {
-	typing, err := strconv.ParseBool(c.FormValue("typing"))
+	typing, err := strconv.ParseBool(postValue(c, "typing"))
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "typing must be true or false")
 	}
@@ -308,7 +308,7 @@ func (h *Inbox) Typing(c echo.Context) error {
 // Read serves POST …/conversations/:id/read (seq=N): the app's agents have
 // seen the conversation up to N, which clears its unread marker.
 func (h *Inbox) Read(c echo.Context) error {
-	seq, err := strconv.ParseInt(c.FormValue("seq"), 10, 64)
+	seq, err := strconv.ParseInt(postValue(c, "seq"), 10, 64)
 	if err != nil || seq < 0 {
 		return echo.NewHTTPError(http.StatusBadRequest, "seq must be a message number")
 	}

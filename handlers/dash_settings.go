@@ -17,6 +17,7 @@ type settingsStore interface {
 	UpdateApp(ctx context.Context, appID string, s store.AppSettings) (*store.App, error)
 	IdentityStats(ctx context.Context, appID string, since time.Time) (store.IdentityStats, error)
 	RotateIdentitySecret(ctx context.Context, appID string, previousValidFor time.Duration) (store.IdentitySecret, error)
+	ReplaceIdentitySecret(ctx context.Context, appID string) (store.IdentitySecret, error)
 	RevokeIdentitySecret(ctx context.Context, appID, secretID string) error
 	RotateAPIKey(ctx context.Context, appID string) (string, error)
 	Members(ctx context.Context, appID string) ([]store.Owner, error)
@@ -103,7 +104,7 @@ func (h *Settings) back(c echo.Context, notice string) error {
 // Origins go through the same canonicalisation as the CLI; any bad entry
 // refuses the whole form and the page says which and why.
 func (h *Settings) Save(c echo.Context) error {
-	in := store.AppSettings{Name: c.FormValue("name"), Origins: splitLines(c.FormValue("origins")), IdentityMode: c.FormValue("identity_mode")}
+	in := store.AppSettings{Name: postValue(c, "name"), Origins: splitLines(postValue(c, "origins")), IdentityMode: postValue(c, "identity_mode")}
 	app, err := h.Store.UpdateApp(c.Request().Context(), dashAppFrom(c).ID, in)
 	if ie := new(store.InputError); errors.As(err, &ie) {
 		return h.page(c, http.StatusBadRequest, settingsExtras{FormError: ie.Msg, Form: &in})
@@ -129,29 +130,26 @@ func (h *Settings) RevealSecret(c echo.Context) error {
 func (h *Settings) RotateSecret(c echo.Context) error {
 	ctx := c.Request().Context()
 	app := dashAppFrom(c)
-	choice := c.FormValue("previous_valid_for")
-	var keep time.Duration
-	if choice != "now" {
-		d, err := time.ParseDuration(choice)
-		if err != nil || d < 0 || d > 90*24*time.Hour {
-			return echo.NewHTTPError(http.StatusBadRequest, "Choose how long the old secret keeps working: up to 90 days, 0 for until revoked, or now.")
+	choice := postValue(c, "previous_valid_for")
+	if choice == "now" {
+		if _, err := h.Store.ReplaceIdentitySecret(ctx, app.ID); err != nil {
+			return err
 		}
-		keep = d
+		return h.back(c, "rotated")
+	}
+	keep, err := time.ParseDuration(choice)
+	if err != nil || keep < 0 || keep > 90*24*time.Hour {
+		return echo.NewHTTPError(http.StatusBadRequest, "Choose how long the old secret keeps working: up to 90 days, 0 for until revoked, or now.")
 	}
 	if _, err := h.Store.RotateIdentitySecret(ctx, app.ID, keep); err != nil {
 		return err
-	}
-	if choice == "now" {
-		if err := h.Store.RevokeIdentitySecret(ctx, app.ID, app.IdentitySecretID); err != nil {
-			return err
-		}
 	}
 	return h.back(c, "rotated")
 }
 
 // RevokeSecret serves POST …/settings/secret/revoke (secret_id).
 func (h *Settings) RevokeSecret(c echo.Context) error {
-	err := h.Store.RevokeIdentitySecret(c.Request().Context(), dashAppFrom(c).ID, c.FormValue("secret_id"))
+	err := h.Store.RevokeIdentitySecret(c.Request().Context(), dashAppFrom(c).ID, postValue(c, "secret_id"))
 	if ie := new(store.InputError); errors.As(err, &ie) {
 		return echo.NewHTTPError(http.StatusBadRequest, ie.Msg)
 	}
@@ -176,7 +174,7 @@ func (h *Settings) RotateAPIKey(c echo.Context) error {
 
 // AddMember serves POST …/settings/members (email of an existing owner).
 func (h *Settings) AddMember(c echo.Context) error {
-	_, err := h.Store.AddMemberByEmail(c.Request().Context(), dashAppFrom(c).ID, c.FormValue("email"))
+	_, err := h.Store.AddMemberByEmail(c.Request().Context(), dashAppFrom(c).ID, postValue(c, "email"))
 	if ie := new(store.InputError); errors.As(err, &ie) {
 		return h.page(c, http.StatusBadRequest, settingsExtras{MemberError: ie.Msg})
 	}
@@ -189,7 +187,7 @@ func (h *Settings) AddMember(c echo.Context) error {
 // RemoveMember serves POST …/settings/members/remove (owner_id). Their
 // open inbox sockets for this app close at once.
 func (h *Settings) RemoveMember(c echo.Context) error {
-	app, ownerID := dashAppFrom(c), c.FormValue("owner_id")
+	app, ownerID := dashAppFrom(c), postValue(c, "owner_id")
 	err := h.Store.RemoveMember(c.Request().Context(), app.ID, ownerID)
 	if ie := new(store.InputError); errors.As(err, &ie) {
 		return h.page(c, http.StatusBadRequest, settingsExtras{MemberError: ie.Msg})

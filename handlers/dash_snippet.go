@@ -24,10 +24,12 @@ func Snippet(publicURL, appID string) string {
 
 // HashExamples shows how to compute user_hash in five languages, with the
 // app's id filled in. They read the secret from the environment rather
-// than showing it, so a copied example never carries a secret along.
+// than showing it, so a copied example never carries a secret along; and
+// they name the app only by its id, which Parley made, because an app's
+// name is whatever a member typed and could break out of a comment.
 func HashExamples(app *store.App) []templates.CodeExample {
 	head := func(comment string) string {
-		return fmt.Sprintf("%s Parley app %q (%s): user_hash = hex(HMAC-SHA256(identity secret, user_id))\n", comment, app.Name, app.ID)
+		return fmt.Sprintf("%s Parley app %s: user_hash = hex(HMAC-SHA256(identity secret, user_id))\n", comment, app.ID)
 	}
 	return []templates.CodeExample{
 		{Lang: "Go", Code: head("//") + `mac := hmac.New(sha256.New, []byte(os.Getenv("PARLEY_IDENTITY_SECRET")))

@@ -106,3 +106,9 @@ func appPath(appID string, parts ...string) string {
 	}
 	return p
 }
+
+// postValue reads a field of a POSTed form, never the URL's query: a
+// password or setting must not be accepted from a link.
+func postValue(c echo.Context, name string) string {
+	return c.Request().PostFormValue(name)
+}

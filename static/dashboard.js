@@ -25,8 +25,11 @@
     return t.content;
   }
 
+  // A sign-in that has ended answers with a redirect to the sign-in page;
+  // that page must not end up inside the inbox.
   function fetchHTML(url) {
-    return fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } }).then(function (res) {
+    return fetch(url, { credentials: "same-origin", redirect: "manual", headers: { "Accept": "text/html" } }).then(function (res) {
+      if (res.type === "opaqueredirect" || res.status === 401) throw { ended: true };
       if (!res.ok) throw new Error("HTTP " + res.status);
       return res.text();
     });
@@ -85,11 +88,15 @@
       return function run() {
         if (busy) { again = true; return; }
         busy = true;
-        fn().catch(function () {}).then(function () {
+        fn().catch(ended).then(function () {
           busy = false;
           if (again) { again = false; run(); }
         });
       };
+    }
+
+    function ended(e) {
+      if (e && e.ended) setLive("ended", "Your session has ended. Reload the page to sign in again.");
     }
 
     var refreshList = serial(function () {
@@ -177,7 +184,7 @@
       };
       ws.onclose = function (ev) {
         if (ev.code === 4001) {
-          setLive("ended", "Your session has ended. Reload the page to sign in again.");
+          ended({ ended: true });
           return;
         }
         setLive("down", "Reconnecting…");
@@ -196,7 +203,7 @@
         var older = fragment(html);
         earlier.hidden = !older.firstElementChild || Number(older.firstElementChild.dataset.seq) <= 1;
         list.insertBefore(older, list.firstElementChild);
-      }).catch(function () {}).then(function () { earlier.disabled = false; });
+      }).catch(ended).then(function () { earlier.disabled = false; });
     });
     markRead();
     var list = $("messages");

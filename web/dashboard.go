@@ -47,7 +47,7 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	settings := &handlers.Settings{Pages: pages, Store: db, Agents: hub, PublicURL: origin}
 	apps := &handlers.Apps{Pages: pages, Store: db, Settings: settings}
 	inbox := &handlers.Inbox{Pages: pages, Store: db, Delivery: hub}
-	socket := handlers.NewAgentSocket(hub, origin)
+	socket := handlers.NewAgentSocket(hub, origin, db, idle)
 
 	// Every state change is a POST, refused when the browser says it came
 	// from another site (Sec-Fetch-Site, or Origin as a fallback).

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/parley-chat/parley/internal/password"
 	"github.com/parley-chat/parley/internal/store"
 )
 
@@ -207,4 +209,40 @@ func TestDashboardSocketSignOutAfterIdle(t *testing.T) {
 	if !websocket.IsCloseError(err, 4001) {
 		t.Fatalf("socket ended with %v, want close code 4001", err)
 	}
+}
+
+// What ends a sign-in or a membership outside this process (the CLI's
+// set-password, another server's removal) also ends the inbox socket.
+func TestDashboardSocketRechecksAccess(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	ann := ts.newOwner(t, "Ann")
+	bob := ts.newOwner(t, "Bob")
+	app := ts.ownerApp(t, ann, store.ModeMonitor)
+	if err := ts.DB.AddMember(ctx, app.ID, bob.ID); err != nil {
+		t.Fatal(err)
+	}
+	annSock := ts.signIn(t, ann).inbox(t, app.ID)
+	bobSock := ts.signIn(t, bob).inbox(t, app.ID)
+
+	// Still allowed: the sockets stay open and keep receiving.
+	time.Sleep(300 * time.Millisecond)
+	user := ts.connect(t, ts.session(t, fields(app)).Token)
+	user.startConversation("hello")
+	annSock.expect("message")
+	bobSock.expect("message")
+
+	hash, err := password.Hash("a new passphrase for ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.DB.SetOwnerPassword(ctx, ann.ID, hash); err != nil {
+		t.Fatal(err)
+	}
+	annSock.expectClose(4001)
+
+	if err := ts.DB.RemoveMember(ctx, app.ID, bob.ID); err != nil {
+		t.Fatal(err)
+	}
+	bobSock.expectClose(4001)
 }

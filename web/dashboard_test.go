@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"html"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -1450,5 +1451,56 @@ func TestDashboardEarlierMessages(t *testing.T) {
 	}
 	for _, bad := range []string{"before_seq=0", "before_seq=x", "after_seq=-1", "after_seq="} {
 		b.get(t, convPath(app, conv)+"?fragment=messages&"+bad).wantStatus(t, http.StatusBadRequest)
+	}
+}
+
+// Behind a proxy the operator named, clients are told apart by
+// X-Forwarded-For, as far as the proxy vouches: prepending addresses
+// doesn't buy a fresh budget, nor does hopping within an IPv6 /64.
+func TestDashboardSignInThrottleBehindProxy(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.TrustedProxies = []string{"127.0.0.1"} })
+	ann := ts.newOwner(t, "Ann")
+	fail := func(xff string, want int) {
+		t.Helper()
+		b := ts.browser(t)
+		res := b.postWith(t, "/login", url.Values{"email": {fmt.Sprintf("nobody-%d@example.com", rand.Int())}, "password": {"guess"}},
+			http.Header{"X-Forwarded-For": {xff}})
+		res.wantStatus(t, want)
+	}
+	for i := range 20 {
+		fail(fmt.Sprintf("198.51.100.%d, 203.0.113.7", i), http.StatusUnauthorized)
+	}
+	fail("203.0.113.7", http.StatusTooManyRequests)
+	// Another client behind the same proxy is not locked out.
+	res := ts.browser(t).postWith(t, "/login", url.Values{"email": {ann.Email}, "password": {ann.Password}},
+		http.Header{"X-Forwarded-For": {"203.0.113.8"}})
+	res.wantStatus(t, http.StatusSeeOther)
+
+	for i := range 20 {
+		fail(fmt.Sprintf("2001:db8:aa:bb::%x", i+1), http.StatusUnauthorized)
+	}
+	fail("2001:db8:aa:bb:ffff::1", http.StatusTooManyRequests)
+	fail("2001:db8:aa:bc::1", http.StatusUnauthorized)
+}
+
+func TestParseProxies(t *testing.T) {
+	got, err := ParseProxies([]string{"10.0.0.0/8", " 192.0.2.1 ", "2001:db8::/32", "::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, n := range got {
+		s = append(s, n.String())
+	}
+	if want := "10.0.0.0/8 192.0.2.1/32 2001:db8::/32 ::1/128"; strings.Join(s, " ") != want {
+		t.Fatalf("ParseProxies = %v, want %s", s, want)
+	}
+	for _, bad := range []string{"", "10.0.0.0/33", "proxy.example.com", "10.0.0.1-10.0.0.9"} {
+		if _, err := ParseProxies([]string{bad}); err == nil {
+			t.Errorf("ParseProxies(%q) accepted", bad)
+		}
+		if _, err := New(Config{PublicURL: "http://127.0.0.1:1", SessionTTL: time.Hour, TrustedProxies: []string{bad}}, nil, nil, nil); err == nil {
+			t.Errorf("web.New accepted trusted proxy %q", bad)
+		}
 	}
 }

@@ -69,6 +69,7 @@ func newTestServer(t *testing.T, opts ...serverOption) *testServer {
 	logs := &logRecorder{}
 	log := slog.New(logs)
 	hub := chat.NewHub(db, log)
+	hub.AgentRecheck = 100 * time.Millisecond // so tests see a changed session or membership at once
 
 	// The listener exists before the handler, so the public URL is known.
 	srv := httptest.NewUnstartedServer(nil)

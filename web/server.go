@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,6 +37,47 @@ type Config struct {
 	// OwnerIdle and OwnerMaxAge end a dashboard sign-in after that long
 	// without a request, or that long after it began (zero: 12h and 7 days).
 	OwnerIdle, OwnerMaxAge time.Duration
+	// TrustedProxies are the reverse proxies (CIDRs or IPs) whose
+	// X-Forwarded-For names the client. With none, the client is the
+	// connection's peer and X-Forwarded-For is ignored.
+	TrustedProxies []string
+}
+
+// ParseProxies reads trusted-proxy CIDRs; a bare IP is a range of one.
+func ParseProxies(raw []string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, r := range raw {
+		r = strings.TrimSpace(r)
+		if ip := net.ParseIP(r); ip != nil {
+			bits := 128
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(r)
+		if err != nil {
+			return nil, fmt.Errorf("web: trusted proxy %q is not an IP or CIDR such as 10.0.0.0/8", r)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// ipExtractor says who the client is: the connection's peer, or, when it
+// is a trusted proxy, the nearest untrusted address in X-Forwarded-For.
+func ipExtractor(proxies []*net.IPNet) echo.IPExtractor {
+	if len(proxies) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	// Echo trusts loopback and private ranges by default; only the named
+	// proxies are trusted here.
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range proxies {
+		opts = append(opts, echo.TrustIPRange(p))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }
 
 // PublicOrigin returns the canonical scheme://host[:port] of a public URL.
@@ -61,6 +103,10 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	if cfg.SessionTTL <= 0 {
 		return nil, errors.New("web: session TTL must be positive")
 	}
+	proxies, err := ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
 	static, err := fs.Sub(parley.Static, "static")
 	if err != nil {
 		return nil, fmt.Errorf("web: static files: %w", err)
@@ -74,9 +120,9 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	// The client IP is the socket's peer: X-Forwarded-For is whatever the
-	// client wants it to be, and sign-in throttling is keyed by this.
-	e.IPExtractor = echo.ExtractIPDirect()
+	// Sign-in throttling is keyed by the client IP, so X-Forwarded-For is
+	// believed only from proxies the operator named.
+	e.IPExtractor = ipExtractor(proxies)
 	e.HTTPErrorHandler = handlers.ErrorHandler(log, pages)
 	e.Use(middleware.Recover())
 	e.Use(requestLog(log))

@@ -27,7 +27,7 @@ import (
 const usage = `parley — a self-hosted chat widget host
 
 Usage:
-  parley serve --db PATH --addr HOST:PORT --public-url URL [--signup]
+  parley serve --db PATH --addr HOST:PORT --public-url URL [--signup] [--trusted-proxy CIDR …]
   parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor] [--owner EMAIL] [--json]
   parley owners create --db PATH --email EMAIL [--name NAME] [--password-stdin] [--app APP_ID …] [--json]
   parley owners set-password --db PATH --email EMAIL [--password-stdin] [--json]
@@ -37,7 +37,9 @@ Usage:
 owners set-password resets a forgotten dashboard password and ends the owner's sign-ins.
 
 serve reads PARLEY_DB, PARLEY_ADDR and PARLEY_PUBLIC_URL when the flags are not given;
-PARLEY_SIGNUP=1 opens sign-up like --signup.
+PARLEY_SIGNUP=1 opens sign-up like --signup. Behind a reverse proxy, name it with
+--trusted-proxy (or PARLEY_TRUSTED_PROXIES, comma-separated) so that clients are told
+apart by X-Forwarded-For; otherwise the client IP is the connection's peer.
 `
 
 func main() {
@@ -204,6 +206,8 @@ type serveConfig struct {
 	DBPath, Addr, PublicURL string
 	// Signup opens /signup to anyone who can reach the server.
 	Signup bool
+	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed.
+	TrustedProxies []string
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -213,8 +217,17 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Addr, "addr", envOr("PARLEY_ADDR", "127.0.0.1:8080"), "listen address (PARLEY_ADDR)")
 	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("PARLEY_PUBLIC_URL"), "Parley's origin as browsers see it (PARLEY_PUBLIC_URL)")
 	fs.BoolVar(&cfg.Signup, "signup", os.Getenv("PARLEY_SIGNUP") == "1", "let anyone create a dashboard account at /signup (PARLEY_SIGNUP=1)")
+	var proxies multiFlag
+	fs.Var(&proxies, "trusted-proxy", "`CIDR` or IP of a reverse proxy whose X-Forwarded-For is believed (repeatable; PARLEY_TRUSTED_PROXIES)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	cfg.TrustedProxies = proxies
+	if len(proxies) == 0 && os.Getenv("PARLEY_TRUSTED_PROXIES") != "" {
+		cfg.TrustedProxies = strings.Split(os.Getenv("PARLEY_TRUSTED_PROXIES"), ",")
+	}
+	if _, err := web.ParseProxies(cfg.TrustedProxies); err != nil {
+		return usageError{err.Error()}
 	}
 	if cfg.DBPath == "" {
 		return usageError{"serve needs --db or PARLEY_DB"}
@@ -240,11 +253,12 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, log *slog.Logger) error {
 	hub := chat.NewHub(db, log)
 	handler, err := web.New(web.Config{
-		PublicURL:   cfg.PublicURL,
-		SessionTTL:  12 * time.Hour,
-		Signup:      cfg.Signup,
-		OwnerIdle:   ownerIdle,
-		OwnerMaxAge: ownerMaxAge,
+		PublicURL:      cfg.PublicURL,
+		SessionTTL:     12 * time.Hour,
+		Signup:         cfg.Signup,
+		OwnerIdle:      ownerIdle,
+		OwnerMaxAge:    ownerMaxAge,
+		TrustedProxies: cfg.TrustedProxies,
 	}, db, hub, log)
 	if err != nil {
 		return err

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -125,5 +127,21 @@ func TestUnknownCommand(t *testing.T) {
 	_, stderr, err := runCLI(t, "frobnicate")
 	if exitCode(err) != 2 || !strings.Contains(stderr, "Usage") {
 		t.Fatalf("err = %v, stderr = %q", err, stderr)
+	}
+}
+
+func TestServeRefusesBadTrustedProxy(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "p.db")
+	for _, args := range [][]string{
+		{"serve", "--db", db, "--trusted-proxy", "proxy.example.com"},
+		{"serve", "--db", db, "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "10.0.0.0/99"},
+	} {
+		_, _, err := runCLI(t, args...)
+		if exitCode(err) != 2 || !strings.Contains(fmt.Sprint(err), "trusted proxy") {
+			t.Errorf("%v: err = %v, want a usage error about the trusted proxy", args, err)
+		}
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("a refused serve created the database")
 	}
 }

@@ -21,6 +21,10 @@ type Agent struct {
 	AppID      string
 	SessionKey string    // the owner session's key, for EndAgentSession
 	ExpiresAt  time.Time // the socket is closed with 4001 then; zero closes it at once
+	// StillAllowed, when set, is asked every Hub.AgentRecheck whether the
+	// owner's session and membership still hold. It catches what no event
+	// in this process reports: a password reset from the CLI, say.
+	StillAllowed func(context.Context) bool
 }
 
 // agentClient is one dashboard connection. It only receives.
@@ -42,6 +46,9 @@ func (h *Hub) ServeAgent(ctx context.Context, conn *websocket.Conn, a Agent) {
 	defer h.forget(conn)
 	conn.SetReadLimit(MaxAgentFrameBytes)
 	ac := &agentClient{peer: newPeer(conn, h.log.With("owner", a.OwnerID, "app", a.AppID), a.ExpiresAt), agent: a}
+	if a.StillAllowed != nil {
+		ac.recheck, ac.recheckEvery = func() bool { return a.StillAllowed(ctx) }, h.AgentRecheck
+	}
 	// Queued before registering, so it is the first frame, ahead of any fan-out.
 	ac.queue(encode(agentWelcomeFrame{Type: "welcome"}))
 	if !h.registerAgent(ac) {

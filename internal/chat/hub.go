@@ -18,6 +18,9 @@ import (
 type Hub struct {
 	store Store
 	log   *slog.Logger
+	// AgentRecheck is how often an agent socket's Agent.StillAllowed is
+	// asked (NewHub: 30 seconds).
+	AgentRecheck time.Duration
 
 	mu       sync.RWMutex
 	subjects map[string]map[*Client]struct{}
@@ -32,7 +35,7 @@ type Hub struct {
 
 // NewHub returns an empty hub.
 func NewHub(st Store, log *slog.Logger) *Hub {
-	return &Hub{store: st, log: log, subjects: map[string]map[*Client]struct{}{}, agents: map[string]map[*agentClient]struct{}{},
+	return &Hub{store: st, log: log, AgentRecheck: 30 * time.Second, subjects: map[string]map[*Client]struct{}{}, agents: map[string]map[*agentClient]struct{}{},
 		pending: map[*websocket.Conn]struct{}{}}
 }
 

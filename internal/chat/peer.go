@@ -16,6 +16,10 @@ type peer struct {
 	conn      *websocket.Conn
 	log       *slog.Logger
 	expiresAt time.Time // the connection is closed with 4001 then
+	// recheck, when set, is asked every recheckEvery whether the session
+	// still holds; the connection is closed with 4001 when it does not.
+	recheck      func() bool
+	recheckEvery time.Duration
 
 	send      chan []byte
 	done      chan struct{}
@@ -68,6 +72,12 @@ func (p *peer) writePump() {
 	defer ticker.Stop()
 	expiry := time.NewTimer(time.Until(p.expiresAt))
 	defer expiry.Stop()
+	var recheck <-chan time.Time // nil: never
+	if p.recheck != nil {
+		t := time.NewTicker(p.recheckEvery)
+		defer t.Stop()
+		recheck = t.C
+	}
 	defer p.conn.Close() // unblocks the read pump
 	for {
 		select {
@@ -85,6 +95,10 @@ func (p *peer) writePump() {
 			}
 		case <-expiry.C:
 			p.closeWith(CloseSessionInvalid, "session expired")
+		case <-recheck:
+			if !p.recheck() {
+				p.closeWith(CloseSessionInvalid, "session ended")
+			}
 		case <-p.done:
 			p.drainAndClose()
 			return

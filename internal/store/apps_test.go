@@ -388,3 +388,39 @@ func TestCreatedAppVerifiesAfterReopen(t *testing.T) {
 		t.Fatal("an app's secret does not verify after a restart")
 	}
 }
+
+func TestReplaceIdentitySecret(t *testing.T) {
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	a := mustApp(t, db, store.ModeEnforced)
+	other := mustApp(t, db, store.ModeEnforced)
+	oldHash := identity.UserHash(a.App.IdentitySecret, "u1")
+	// An earlier rotation's previous secret is left alone.
+	if _, err := db.RotateIdentitySecret(ctx, a.App.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	mid, _ := db.App(ctx, a.App.ID)
+	midHash := identity.UserHash(mid.IdentitySecret, "u1")
+
+	s, err := db.ReplaceIdentitySecret(ctx, a.App.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := db.App(ctx, a.App.ID)
+	if err != nil || app.IdentitySecret != s.Secret || app.IdentitySecretID != s.ID {
+		t.Fatalf("after replace: %+v, %v; want the new secret current", app, err)
+	}
+	now := time.Now()
+	if app.VerifyUserHash("u1", midHash, now) {
+		t.Fatal("the replaced secret still verifies")
+	}
+	if !app.VerifyUserHash("u1", oldHash, now) || !app.VerifyUserHash("u1", identity.UserHash(s.Secret, "u1"), now) {
+		t.Fatal("the new secret, or the older previous one kept until revoked, does not verify")
+	}
+	if _, err := db.ReplaceIdentitySecret(ctx, "app_nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("replace on a missing app: %v", err)
+	}
+	if o, _ := db.App(ctx, other.App.ID); o.IdentitySecret != other.App.IdentitySecret {
+		t.Fatal("another app's secret changed")
+	}
+}

@@ -111,6 +111,30 @@ func (db *DB) RotateIdentitySecret(ctx context.Context, appID string, previousVa
 	return s, nil
 }
 
+// ReplaceIdentitySecret makes a fresh secret current and deletes the old
+// one in the same transaction, so hashes made with it stop verifying at
+// once, with no moment where the owner was told so and it still works.
+func (db *DB) ReplaceIdentitySecret(ctx context.Context, appID string) (IdentitySecret, error) {
+	now := db.now().UnixMilli()
+	s := IdentitySecret{ID: identity.NewID("isk_"), Secret: identity.NewIdentitySecret(), CreatedAt: fromMillis(now)}
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM identity_secrets WHERE app_id = ? AND retired_at IS NULL`, appID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO identity_secrets (id, app_id, secret, created_at) VALUES (?, ?, ?, ?)`,
+			s.ID, appID, s.Secret, now)
+		return err
+	})
+	if err != nil {
+		return IdentitySecret{}, err
+	}
+	return s, nil
+}
+
 // RevokeIdentitySecret deletes one of the app's previous secrets, so hashes
 // made with it stop verifying at once. The current secret can only be
 // replaced by rotating; a secret of another app is ErrNotFound.
