@@ -76,6 +76,9 @@ func (h *OwnerAuth) Login(c echo.Context) error {
 	pw := postValue(c, "password")
 	next := postValue(c, "next")
 	account, ip := strings.ToLower(email), clientKey(c.RealIP())
+	if len(account) > 254 { // no valid email is longer; keeps throttling keys small
+		account = account[:254]
+	}
 	// Attempts in flight count against what is left, so a burst of
 	// parallel guesses can't all get in ahead of the count; only failed
 	// ones are charged.
