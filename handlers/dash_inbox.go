@@ -57,7 +57,7 @@ func (h *Inbox) Show(c echo.Context) error {
 	if id := c.Param("id"); id != "" {
 		conv, err := h.Store.AppConversation(ctx, app.ID, id)
 		if errors.Is(err, store.ErrNotFound) {
-			return echo.NewHTTPError(http.StatusNotFound, "There is no such conversation in this app.")
+			return errNoDashConversation
 		}
 		if err != nil {
 			return err
@@ -237,11 +237,13 @@ func preview(body string) string {
 	return body
 }
 
+var errNoDashConversation = echo.NewHTTPError(http.StatusNotFound, "There is no such conversation in this app.")
+
 // conversation loads the conversation named in the URL, within the app.
 func (h *Inbox) conversation(c echo.Context) (store.Conversation, error) {
 	conv, err := h.Store.AppConversation(c.Request().Context(), dashAppFrom(c).ID, c.Param("id"))
 	if errors.Is(err, store.ErrNotFound) {
-		return conv, echo.NewHTTPError(http.StatusNotFound, "There is no such conversation in this app.")
+		return conv, errNoDashConversation
 	}
 	return conv, err
 }
@@ -257,7 +259,7 @@ func (h *Inbox) Reply(c echo.Context) error {
 	app, owner := dashAppFrom(c), ownerFrom(c)
 	p, err := h.Store.AddAgentMessage(c.Request().Context(), app.ID, c.Param("id"), owner.Owner.Name, body)
 	if errors.Is(err, store.ErrNotFound) {
-		return echo.NewHTTPError(http.StatusNotFound, "There is no such conversation in this app.")
+		return errNoDashConversation
 	}
 	if err != nil {
 		return err
@@ -278,7 +280,7 @@ func (h *Inbox) SetStatus(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, ie.Msg)
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return echo.NewHTTPError(http.StatusNotFound, "There is no such conversation in this app.")
+		return errNoDashConversation
 	}
 	if err != nil {
 		return err

@@ -25,15 +25,22 @@ const (
 	throttleKeys               = 100_000
 )
 
+// Dashboard sign-ins end after DefaultOwnerIdle without a request, or
+// DefaultOwnerMaxAge after they began, unless Config says otherwise.
+const (
+	DefaultOwnerIdle   = 12 * time.Hour
+	DefaultOwnerMaxAge = 7 * 24 * time.Hour
+)
+
 // dashboard adds the site owners' pages: sign-in, apps, inbox, settings
 // and the inbox's live socket.
 func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db *store.DB, hub *chat.Hub, log *slog.Logger) {
 	idle, maxAge := cfg.OwnerIdle, cfg.OwnerMaxAge
 	if idle <= 0 {
-		idle = 12 * time.Hour
+		idle = DefaultOwnerIdle
 	}
 	if maxAge <= 0 {
-		maxAge = 7 * 24 * time.Hour
+		maxAge = DefaultOwnerMaxAge
 	}
 	secure := strings.HasPrefix(origin, "https://")
 	cookie := "parley_owner"

@@ -197,8 +197,8 @@ func hashCmd(args []string, stdout, stderr io.Writer) error {
 // Dashboard sign-ins end after this long without a request, or this long
 // after they began.
 const (
-	ownerIdle   = 12 * time.Hour
-	ownerMaxAge = 7 * 24 * time.Hour
+	ownerIdle   = web.DefaultOwnerIdle
+	ownerMaxAge = web.DefaultOwnerMaxAge
 )
 
 // serveConfig is what serveCmd and demoCmd need to start the server.

@@ -14,6 +14,22 @@ import (
 	"github.com/parley-chat/parley/internal/store"
 )
 
+// newPassword reads the owner's password from stdin, or generates one
+// (generated reports which), and checks it against the policy.
+func newPassword(stdin io.Reader, fromStdin bool) (pw string, generated bool, err error) {
+	pw, generated = password.Generate(), true
+	if fromStdin {
+		if pw, err = readPasswordLine(stdin); err != nil {
+			return "", false, err
+		}
+		generated = false
+	}
+	if err := password.CheckPolicy(pw); err != nil {
+		return "", false, usageError{err.Error()}
+	}
+	return pw, generated, nil
+}
+
 func ownersCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("owners create", stderr)
 	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
@@ -29,18 +45,11 @@ func ownersCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdout
 	if *dbPath == "" || strings.TrimSpace(*email) == "" {
 		return usageError{"owners create needs --db and --email"}
 	}
-	pw, generated := password.Generate(), true
-	if *fromStdin {
-		line, err := readPasswordLine(stdin)
-		if err != nil {
-			return err
-		}
-		pw, generated = line, false
-	}
 	// Checked before the database is touched, so a weak password leaves
 	// nothing behind.
-	if err := password.CheckPolicy(pw); err != nil {
-		return usageError{err.Error()}
+	pw, generated, err := newPassword(stdin, *fromStdin)
+	if err != nil {
+		return err
 	}
 	if *name == "" {
 		*name = defaultName(*email)
@@ -94,16 +103,9 @@ func ownersSetPasswordCmd(ctx context.Context, args []string, stdin io.Reader, s
 	if *dbPath == "" || strings.TrimSpace(*email) == "" {
 		return usageError{"owners set-password needs --db and --email"}
 	}
-	pw, generated := password.Generate(), true
-	if *fromStdin {
-		line, err := readPasswordLine(stdin)
-		if err != nil {
-			return err
-		}
-		pw, generated = line, false
-	}
-	if err := password.CheckPolicy(pw); err != nil {
-		return usageError{err.Error()}
+	pw, generated, err := newPassword(stdin, *fromStdin)
+	if err != nil {
+		return err
 	}
 	// A mistyped path must not leave a new, empty database behind.
 	if _, err := os.Stat(*dbPath); errors.Is(err, os.ErrNotExist) {

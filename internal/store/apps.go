@@ -89,8 +89,7 @@ func (db *DB) CreateApp(ctx context.Context, in NewApp) (CreatedApp, error) {
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO identity_secrets (id, app_id, secret, created_at) VALUES (?, ?, ?, ?)`,
-			app.IdentitySecretID, app.ID, app.IdentitySecret, now)
+		err = insertSecret(ctx, tx, app.ID, IdentitySecret{ID: app.IdentitySecretID, Secret: app.IdentitySecret, CreatedAt: app.IdentitySecretCreatedAt})
 		if err != nil {
 			return err
 		}

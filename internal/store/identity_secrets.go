@@ -82,28 +82,43 @@ func (db *DB) RotateIdentitySecret(ctx context.Context, appID string, previousVa
 	if previousValidFor < 0 {
 		return IdentitySecret{}, &InputError{"the previous secret's validity must not be negative"}
 	}
+	return db.swapSecret(ctx, appID, func(tx *sql.Tx, now int64) (sql.Result, error) {
+		var expires any // NULL: until revoked
+		if previousValidFor > 0 {
+			expires = now + previousValidFor.Milliseconds()
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM identity_secrets WHERE app_id = ? AND expires_at <= ?`, appID, now); err != nil {
+			return nil, err
+		}
+		return tx.ExecContext(ctx, `UPDATE identity_secrets SET retired_at = ?, expires_at = ? WHERE app_id = ? AND retired_at IS NULL`,
+			now, expires, appID)
+	})
+}
+
+// ReplaceIdentitySecret makes a fresh secret current and deletes the old
+// one in the same transaction, so hashes made with it stop verifying at
+// once, with no moment where the owner was told so and it still works.
+func (db *DB) ReplaceIdentitySecret(ctx context.Context, appID string) (IdentitySecret, error) {
+	return db.swapSecret(ctx, appID, func(tx *sql.Tx, now int64) (sql.Result, error) {
+		return tx.ExecContext(ctx, `DELETE FROM identity_secrets WHERE app_id = ? AND retired_at IS NULL`, appID)
+	})
+}
+
+// swapSecret makes a fresh secret current in one transaction, after
+// endCurrent has retired or deleted the current one. An app without a
+// current secret does not exist.
+func (db *DB) swapSecret(ctx context.Context, appID string, endCurrent func(tx *sql.Tx, now int64) (sql.Result, error)) (IdentitySecret, error) {
 	now := db.now().UnixMilli()
-	var expires any // NULL: until revoked
-	if previousValidFor > 0 {
-		expires = now + previousValidFor.Milliseconds()
-	}
 	s := IdentitySecret{ID: identity.NewID("isk_"), Secret: identity.NewIdentitySecret(), CreatedAt: fromMillis(now)}
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE identity_secrets SET retired_at = ?, expires_at = ? WHERE app_id = ? AND retired_at IS NULL`,
-			now, expires, appID)
+		res, err := endCurrent(tx, now)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound // every app has a current secret
+			return ErrNotFound
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM identity_secrets WHERE app_id = ? AND expires_at <= ?`, appID, now)
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO identity_secrets (id, app_id, secret, created_at) VALUES (?, ?, ?, ?)`,
-			s.ID, appID, s.Secret, now)
-		return err
+		return insertSecret(ctx, tx, appID, s)
 	})
 	if err != nil {
 		return IdentitySecret{}, err
@@ -111,28 +126,10 @@ func (db *DB) RotateIdentitySecret(ctx context.Context, appID string, previousVa
 	return s, nil
 }
 
-// ReplaceIdentitySecret makes a fresh secret current and deletes the old
-// one in the same transaction, so hashes made with it stop verifying at
-// once, with no moment where the owner was told so and it still works.
-func (db *DB) ReplaceIdentitySecret(ctx context.Context, appID string) (IdentitySecret, error) {
-	now := db.now().UnixMilli()
-	s := IdentitySecret{ID: identity.NewID("isk_"), Secret: identity.NewIdentitySecret(), CreatedAt: fromMillis(now)}
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM identity_secrets WHERE app_id = ? AND retired_at IS NULL`, appID)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO identity_secrets (id, app_id, secret, created_at) VALUES (?, ?, ?, ?)`,
-			s.ID, appID, s.Secret, now)
-		return err
-	})
-	if err != nil {
-		return IdentitySecret{}, err
-	}
-	return s, nil
+func insertSecret(ctx context.Context, tx *sql.Tx, appID string, s IdentitySecret) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO identity_secrets (id, app_id, secret, created_at) VALUES (?, ?, ?, ?)`,
+		s.ID, appID, s.Secret, s.CreatedAt.UnixMilli())
+	return err
 }
 
 // RevokeIdentitySecret deletes one of the app's previous secrets, so hashes
