@@ -31,8 +31,18 @@ type App struct {
 	// PreviousSecrets are retired secrets that still verify, newest first.
 	PreviousSecrets []IdentitySecret
 	Origins         []string
-	CreatedAt       time.Time
+	// RequireJWT refuses a plain user_hash: users must come with an
+	// identity JWT, which expires.
+	RequireJWT bool
+	// RefuseAnonymous refuses visitors who carry no identity at all.
+	RefuseAnonymous bool
+	// DisabledAt is when the app's widget was turned off; zero when on.
+	DisabledAt time.Time
+	CreatedAt  time.Time
 }
+
+// Disabled reports whether the app's widget is turned off.
+func (a *App) Disabled() bool { return !a.DisabledAt.IsZero() }
 
 // AllowsOrigin reports whether origin (already canonical, as browsers send
 // it) is on the app's allowlist. Exact match only.
@@ -47,9 +57,11 @@ func (a *App) AllowsOrigin(origin string) bool {
 
 // NewApp is what an owner supplies to create an app.
 type NewApp struct {
-	Name         string
-	Origins      []string
-	IdentityMode string
+	Name            string
+	Origins         []string
+	IdentityMode    string
+	RequireJWT      bool
+	RefuseAnonymous bool
 	// OwnerID, when set, makes that owner the app's first member; an
 	// unknown owner refuses the app with ErrNotFound.
 	OwnerID string
@@ -67,7 +79,8 @@ func (db *DB) CreateApp(ctx context.Context, in NewApp) (CreatedApp, error) {
 	if in.IdentityMode == "" {
 		in.IdentityMode = ModeEnforced
 	}
-	s, err := checkAppSettings(AppSettings{Name: in.Name, Origins: in.Origins, IdentityMode: in.IdentityMode})
+	s, err := checkAppSettings(AppSettings{Name: in.Name, Origins: in.Origins, IdentityMode: in.IdentityMode,
+		RequireJWT: in.RequireJWT, RefuseAnonymous: in.RefuseAnonymous})
 	if err != nil {
 		return CreatedApp{}, err
 	}
@@ -80,12 +93,14 @@ func (db *DB) CreateApp(ctx context.Context, in NewApp) (CreatedApp, error) {
 		IdentitySecretID:        identity.NewID("isk_"),
 		IdentitySecretCreatedAt: fromMillis(now),
 		Origins:                 s.Origins,
+		RequireJWT:              s.RequireJWT,
+		RefuseAnonymous:         s.RefuseAnonymous,
 		CreatedAt:               fromMillis(now),
 	}
 	key := identity.NewToken("psk_")
 	err = db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO apps (id, name, identity_mode, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-			app.ID, app.Name, app.IdentityMode, identity.TokenHash(key), now)
+		_, err := tx.ExecContext(ctx, `INSERT INTO apps (id, name, identity_mode, require_jwt, refuse_anonymous, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			app.ID, app.Name, app.IdentityMode, app.RequireJWT, app.RefuseAnonymous, identity.TokenHash(key), now)
 		if err != nil {
 			return err
 		}
@@ -112,6 +127,9 @@ type AppSettings struct {
 	Name         string
 	Origins      []string
 	IdentityMode string
+	// RequireJWT and RefuseAnonymous: see App.
+	RequireJWT      bool
+	RefuseAnonymous bool
 }
 
 // UpdateApp replaces the app's name, allowed origins and identity mode,
@@ -123,7 +141,8 @@ func (db *DB) UpdateApp(ctx context.Context, appID string, in AppSettings) (*App
 		return nil, err
 	}
 	err = db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE apps SET name = ?, identity_mode = ? WHERE id = ?`, s.Name, s.IdentityMode, appID)
+		res, err := tx.ExecContext(ctx, `UPDATE apps SET name = ?, identity_mode = ?, require_jwt = ?, refuse_anonymous = ? WHERE id = ?`,
+			s.Name, s.IdentityMode, s.RequireJWT, s.RefuseAnonymous, appID)
 		if err != nil {
 			return err
 		}
@@ -155,7 +174,7 @@ func checkAppSettings(in AppSettings) (AppSettings, error) {
 	if err != nil {
 		return AppSettings{}, err
 	}
-	return AppSettings{Name: name, Origins: origins, IdentityMode: in.IdentityMode}, nil
+	return AppSettings{Name: name, Origins: origins, IdentityMode: in.IdentityMode, RequireJWT: in.RequireJWT, RefuseAnonymous: in.RefuseAnonymous}, nil
 }
 
 func insertOrigins(ctx context.Context, tx *sql.Tx, appID string, origins []string) error {
@@ -215,8 +234,9 @@ func (db *DB) AppByName(ctx context.Context, name string) (*App, error) {
 func (db *DB) appWhere(ctx context.Context, where string, args ...any) (*App, error) {
 	var a App
 	var created int64
-	err := db.read.QueryRowContext(ctx, `SELECT id, name, identity_mode, created_at FROM apps WHERE `+where, args...).
-		Scan(&a.ID, &a.Name, &a.IdentityMode, &created)
+	var disabled sql.NullInt64
+	err := db.read.QueryRowContext(ctx, `SELECT id, name, identity_mode, require_jwt, refuse_anonymous, disabled_at, created_at FROM apps WHERE `+where, args...).
+		Scan(&a.ID, &a.Name, &a.IdentityMode, &a.RequireJWT, &a.RefuseAnonymous, &disabled, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -224,6 +244,9 @@ func (db *DB) appWhere(ctx context.Context, where string, args ...any) (*App, er
 		return nil, fmt.Errorf("store: app: %w", err)
 	}
 	a.CreatedAt = fromMillis(created)
+	if disabled.Valid {
+		a.DisabledAt = fromMillis(disabled.Int64)
+	}
 	rows, err := db.read.QueryContext(ctx, `SELECT origin FROM app_origins WHERE app_id = ? ORDER BY origin`, a.ID)
 	if err != nil {
 		return nil, fmt.Errorf("store: app origins: %w", err)

@@ -132,7 +132,7 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		if errors.Is(err, ErrNotFound) || errors.As(err, new(*InputError)) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrJWTReplayed) || errors.As(err, new(*InputError)) {
 			return err
 		}
 		return fmt.Errorf("store: %w", err)

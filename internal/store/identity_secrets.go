@@ -20,22 +20,49 @@ type IdentitySecret struct {
 }
 
 // VerifyUserHash reports whether hash vouches for claim under the current
-// secret or a previous one that has not expired by now. Owners' backends
-// switch to a new secret one deploy at a time; until every one has, their
-// hashes must keep working.
+// secret or a previous one that has not expired by now.
 func (a *App) VerifyUserHash(claim, hash string, now time.Time) bool {
+	_, ok := a.MatchUserHash(claim, hash, now)
+	return ok
+}
+
+// MatchUserHash returns the id of the secret under which hash vouches for
+// claim: the current secret or a previous one that has not expired by now.
+// Owners' backends switch to a new secret one deploy at a time; until every
+// one has, their hashes must keep working. The id is kept with the session,
+// so revoking that secret ends it.
+func (a *App) MatchUserHash(claim, hash string, now time.Time) (secretID string, ok bool) {
 	if identity.VerifyUserHash(a.IdentitySecret, claim, hash) {
-		return true
+		return a.IdentitySecretID, true
 	}
 	for _, s := range a.PreviousSecrets {
-		if !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt) {
+		if s.ExpiredBy(now) {
 			continue
 		}
 		if identity.VerifyUserHash(s.Secret, claim, hash) {
-			return true
+			return s.ID, true
 		}
 	}
-	return false
+	return "", false
+}
+
+// SecretByID returns the secret with the given id (an identity JWT's kid)
+// if it is the current one or a previous one that has not expired by now.
+func (a *App) SecretByID(id string, now time.Time) (string, bool) {
+	if id == a.IdentitySecretID {
+		return a.IdentitySecret, true
+	}
+	for _, s := range a.PreviousSecrets {
+		if s.ID == id && !s.ExpiredBy(now) {
+			return s.Secret, true
+		}
+	}
+	return "", false
+}
+
+// ExpiredBy reports whether a retired secret has stopped verifying by now.
+func (s IdentitySecret) ExpiredBy(now time.Time) bool {
+	return !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt)
 }
 
 // loadSecrets fills the app's current secret and the previous ones that
@@ -98,8 +125,17 @@ func (db *DB) RotateIdentitySecret(ctx context.Context, appID string, previousVa
 // ReplaceIdentitySecret makes a fresh secret current and deletes the old
 // one in the same transaction, so hashes made with it stop verifying at
 // once, with no moment where the owner was told so and it still works.
+// The sessions it vouched for end with it.
 func (db *DB) ReplaceIdentitySecret(ctx context.Context, appID string) (IdentitySecret, error) {
 	return db.swapSecret(ctx, appID, func(tx *sql.Tx, now int64) (sql.Result, error) {
+		var id string
+		err := tx.QueryRowContext(ctx, `SELECT id FROM identity_secrets WHERE app_id = ? AND retired_at IS NULL`, appID).Scan(&id)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		if err := endSessionsOfSecret(ctx, tx, id, EndSecretRevoked, now); err != nil {
+			return nil, err
+		}
 		return tx.ExecContext(ctx, `DELETE FROM identity_secrets WHERE app_id = ? AND retired_at IS NULL`, appID)
 	})
 }
@@ -133,8 +169,9 @@ func insertSecret(ctx context.Context, tx *sql.Tx, appID string, s IdentitySecre
 }
 
 // RevokeIdentitySecret deletes one of the app's previous secrets, so hashes
-// made with it stop verifying at once. The current secret can only be
-// replaced by rotating; a secret of another app is ErrNotFound.
+// made with it stop verifying at once, and the sessions it vouched for end.
+// The current secret can only be replaced by rotating; a secret of another
+// app is ErrNotFound.
 func (db *DB) RevokeIdentitySecret(ctx context.Context, appID, secretID string) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		var retired sql.NullInt64
@@ -147,6 +184,9 @@ func (db *DB) RevokeIdentitySecret(ctx context.Context, appID, secretID string) 
 		}
 		if !retired.Valid {
 			return &InputError{"the current identity secret cannot be revoked; rotate it first"}
+		}
+		if err := endSessionsOfSecret(ctx, tx, secretID, EndSecretRevoked, db.now().UnixMilli()); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM identity_secrets WHERE id = ?`, secretID)
 		return err

@@ -35,11 +35,26 @@ type NewSession struct {
 	// query and fragment; empty keeps the subject's previous one.
 	PageURL string
 	TTL     time.Duration
+	// SecretID is the identity secret that vouched for a KindUser session;
+	// revoking it ends the session.
+	SecretID string
+	// EmailSigned and NameSigned say the email and name came signed, in an
+	// identity JWT, rather than as hints from the page.
+	EmailSigned, NameSigned bool
+	// JWTID, when set, is the identity JWT's jti: it is used up by this
+	// session, and a second session with it is ErrJWTReplayed. It is
+	// remembered until JWTExpiresAt.
+	JWTID        string
+	JWTExpiresAt time.Time
 }
+
+// ErrJWTReplayed refuses a session whose identity JWT's jti was used before.
+var ErrJWTReplayed = errors.New("store: identity JWT already used")
 
 // Session is an authenticated widget session.
 type Session struct {
 	Token        string // only set when the session is created
+	TokenHash    string // names the session in session_ends
 	VisitorToken string // set when created for a visitor or an unverified claim
 	AppID        string
 	SubjectID    string
@@ -67,7 +82,13 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 		ParentOrigin: in.ParentOrigin,
 		ExpiresAt:    fromMillis(now.Add(in.TTL).UnixMilli()),
 	}
+	s.TokenHash = identity.TokenHash(s.Token)
 	err := db.tx(ctx, func(tx *sql.Tx) error {
+		if in.JWTID != "" {
+			if err := useJWTID(ctx, tx, in.AppID, in.JWTID, in.JWTExpiresAt, now); err != nil {
+				return err
+			}
+		}
 		key := in.IdentityKey
 		if in.Kind != KindUser {
 			vt, err := visitorToken(ctx, tx, in.AppID, in.VisitorToken, now)
@@ -83,16 +104,18 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 			}
 		}
 		err := tx.QueryRowContext(ctx, `
-			INSERT INTO subjects (id, app_id, kind, lookup_key, user_id, email, name, created_at, last_seen_at, last_page_url)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			INSERT INTO subjects (id, app_id, kind, lookup_key, user_id, email, name, email_signed, name_signed, created_at, last_seen_at, last_page_url)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (app_id, kind, lookup_key) DO UPDATE SET
 				user_id = excluded.user_id,
 				email = CASE WHEN excluded.email != '' THEN excluded.email ELSE subjects.email END,
 				name = CASE WHEN excluded.name != '' THEN excluded.name ELSE subjects.name END,
+				email_signed = CASE WHEN excluded.email != '' THEN excluded.email_signed ELSE subjects.email_signed END,
+				name_signed = CASE WHEN excluded.name != '' THEN excluded.name_signed ELSE subjects.name_signed END,
 				last_seen_at = excluded.last_seen_at,
 				last_page_url = CASE WHEN excluded.last_page_url != '' THEN excluded.last_page_url ELSE subjects.last_page_url END
 			RETURNING id`,
-			identity.NewID("sub_"), in.AppID, in.Kind, key, in.UserID, in.Email, in.Name, now.UnixMilli(), now.UnixMilli(), in.PageURL,
+			identity.NewID("sub_"), in.AppID, in.Kind, key, in.UserID, in.Email, in.Name, in.EmailSigned, in.NameSigned, now.UnixMilli(), now.UnixMilli(), in.PageURL,
 		).Scan(&s.SubjectID)
 		if err != nil {
 			return err
@@ -100,14 +123,44 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 		if err := countSession(ctx, tx, in.AppID, in.Kind, now); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (token_hash, app_id, subject_id, parent_origin, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			identity.TokenHash(s.Token), s.AppID, s.SubjectID, s.ParentOrigin, now.UnixMilli(), s.ExpiresAt.UnixMilli())
+		var secretID any // NULL unless a secret vouched for the session
+		if in.Kind == KindUser && in.SecretID != "" {
+			secretID = in.SecretID
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (token_hash, app_id, subject_id, parent_origin, secret_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			s.TokenHash, s.AppID, s.SubjectID, s.ParentOrigin, secretID, now.UnixMilli(), s.ExpiresAt.UnixMilli())
 		return err
 	})
 	if err != nil {
 		return Session{}, err
 	}
 	return s, nil
+}
+
+// useJWTID records a JWT's jti as used, or refuses it if it was used before
+// and has not expired.
+func useJWTID(ctx context.Context, tx *sql.Tx, appID, jti string, expires, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM jwt_ids WHERE app_id = ? AND jti = ? AND expires_at <= ?`, appID, jti, now.UnixMilli()); err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO jwt_ids (app_id, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, appID, jti, expires.UnixMilli())
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrJWTReplayed
+	}
+	return nil
+}
+
+// DeleteExpiredJWTIDs forgets used jtis whose tokens have expired: a
+// replay of those is refused for its exp anyway.
+func (db *DB) DeleteExpiredJWTIDs(ctx context.Context) (int64, error) {
+	res, err := db.write.ExecContext(ctx, `DELETE FROM jwt_ids WHERE expires_at <= ?`, db.now().UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("store: delete expired jwt ids: %w", err)
+	}
+	return res.RowsAffected()
 }
 
 // visitorToken returns sent if Parley issued it for this app, and a newly
@@ -149,6 +202,7 @@ func (db *DB) SessionByToken(ctx context.Context, token string) (*Session, error
 		return nil, fmt.Errorf("store: session: %w", err)
 	}
 	s.ExpiresAt = fromMillis(expires)
+	s.TokenHash = identity.TokenHash(token)
 	return &s, nil
 }
 

@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/parley/internal/identity"
+)
+
+// Reasons a session ended before its expiry, as recorded in session_ends.
+const (
+	EndSecretRevoked = "secret_revoked" // the identity secret that vouched for it was revoked or expired
+	EndAppDisabled   = "app_disabled"
+	EndShutdown      = "shutdown" // the widget was shut down (Parley('shutdown'), i.e. a logout)
+)
+
+// SessionEnd records sessions ended early. TokenHash names one session;
+// empty means every session of AppID.
+type SessionEnd struct {
+	ID        int64
+	AppID     string
+	TokenHash string
+	Reason    string
+	CreatedAt time.Time
+}
+
+// EndSession ends the session with the given bearer token at once, as a
+// widget does on Parley('shutdown'). An unknown or expired token is
+// ErrNotFound.
+func (db *DB) EndSession(ctx context.Context, token string) error {
+	if !identity.LooksLikeToken("pst_", token) {
+		return ErrNotFound
+	}
+	hash := identity.TokenHash(token)
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		now := db.now().UnixMilli()
+		res, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, token_hash, reason, created_at)
+			SELECT app_id, token_hash, ?, ? FROM sessions WHERE token_hash = ? AND expires_at > ?`, EndShutdown, now, hash, now)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, hash)
+		return err
+	})
+}
+
+// endSessionsOfSecret ends every session the secret vouched for.
+func endSessionsOfSecret(ctx context.Context, tx *sql.Tx, secretID, reason string, now int64) error {
+	if secretID == "" {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, token_hash, reason, created_at)
+		SELECT app_id, token_hash, ?, ? FROM sessions WHERE secret_id = ?`, reason, now, secretID)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE secret_id = ?`, secretID)
+	return err
+}
+
+// EndSessionsOfExpiredSecrets ends sessions whose identity secret has
+// expired since they were made (a rotation's grace period ran out), and
+// returns how many ended.
+func (db *DB) EndSessionsOfExpiredSecrets(ctx context.Context) (int64, error) {
+	var n int64
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		now := db.now().UnixMilli()
+		const stale = `secret_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM identity_secrets i
+			WHERE i.id = sessions.secret_id AND (i.expires_at IS NULL OR i.expires_at > ?))`
+		res, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, token_hash, reason, created_at)
+			SELECT app_id, token_hash, ?, ? FROM sessions WHERE `+stale, EndSecretRevoked, now, now)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE `+stale, now)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: end sessions of expired secrets: %w", err)
+	}
+	return n, nil
+}
+
+// SessionEndsAfter returns up to limit session ends recorded after id,
+// oldest first.
+func (db *DB) SessionEndsAfter(ctx context.Context, id int64, limit int) ([]SessionEnd, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT id, app_id, coalesce(token_hash, ''), reason, created_at
+		FROM session_ends WHERE id > ? ORDER BY id LIMIT ?`, id, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: session ends: %w", err)
+	}
+	defer rows.Close()
+	var out []SessionEnd
+	for rows.Next() {
+		var e SessionEnd
+		var created int64
+		if err := rows.Scan(&e.ID, &e.AppID, &e.TokenHash, &e.Reason, &created); err != nil {
+			return nil, fmt.Errorf("store: session ends: %w", err)
+		}
+		e.CreatedAt = fromMillis(created)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: session ends: %w", err)
+	}
+	return out, nil
+}
+
+// LastSessionEnd returns the id of the newest session end, 0 if none: a
+// server starting up has no sockets from before it to close.
+func (db *DB) LastSessionEnd(ctx context.Context) (int64, error) {
+	var id int64
+	if err := db.read.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM session_ends`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("store: last session end: %w", err)
+	}
+	return id, nil
+}
+
+// DeleteSessionEndsBefore forgets session ends older than t; every server
+// has long since closed their sockets.
+func (db *DB) DeleteSessionEndsBefore(ctx context.Context, t time.Time) (int64, error) {
+	res, err := db.write.ExecContext(ctx, `DELETE FROM session_ends WHERE created_at < ?`, t.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("store: delete session ends: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// SetAppDisabled turns an app's widget off or back on. Turning it off ends
+// every session of the app; its conversations, dashboard and server API
+// stay as they are.
+func (db *DB) SetAppDisabled(ctx context.Context, appID string, disabled bool) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		now := db.now().UnixMilli()
+		var at any // NULL: enabled
+		if disabled {
+			at = now
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE apps SET disabled_at = CASE WHEN ? IS NULL THEN NULL ELSE coalesce(disabled_at, ?) END WHERE id = ?`, at, now, appID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		if !disabled {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, reason, created_at) VALUES (?, ?, ?)`, appID, EndAppDisabled, now); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE app_id = ?`, appID)
+		return err
+	})
+}
