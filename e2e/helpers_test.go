@@ -32,7 +32,9 @@ import (
 
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
+	"github.com/parley-chat/parley/internal/masterkey"
 	"github.com/parley-chat/parley/internal/password"
+	"github.com/parley-chat/parley/internal/ratelimit"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/web"
 )
@@ -129,6 +131,13 @@ type env struct {
 // or, when none are given, the host page as hostURL names it.
 func newEnv(t *testing.T, origins ...string) *env {
 	t.Helper()
+	return newEnvLimits(t, nil, origins...)
+}
+
+// newEnvLimits is newEnv with some of its (generous) limits changed: tests
+// open many sessions and sockets from 127.0.0.1 in a hurry.
+func newEnvLimits(t *testing.T, change func(*web.Limits), origins ...string) *env {
+	t.Helper()
 	requireBrowser(t)
 	e := &env{logs: &logBuffer{}}
 	t.Cleanup(func() {
@@ -140,7 +149,7 @@ func newEnv(t *testing.T, origins ...string) *env {
 	ctx := t.Context()
 
 	path := filepath.Join(t.TempDir(), "parley.db")
-	db, err := store.Open(ctx, path)
+	db, err := store.Open(ctx, path, masterkey.Generate())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,9 +178,19 @@ func newEnv(t *testing.T, origins ...string) *env {
 	}
 	e.app, e.apiKey = created.App, created.APIKey
 
+	lots := ratelimit.Rate{Burst: 1 << 20, Every: time.Microsecond}
+	limits := web.Limits{SessionsPerIP: lots, SessionsPerApp: lots, SocketOpensPerIP: lots,
+		Chat: chat.Limits{Sockets: 1000, Opens: lots, Messages: lots}}
+	if change != nil {
+		change(&limits)
+	}
 	hub := chat.NewHub(db, log)
-	handler, err := web.New(web.Config{PublicURL: e.parleyURL, SessionTTL: time.Hour}, db, hub, log)
+	handler, err := web.New(web.Config{PublicURL: e.parleyURL, SessionTTL: time.Hour, Limits: limits}, db, hub, log)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// As in `parley serve`; it stops when the test ends.
+	if err := hub.WatchSessionEnds(ctx, chat.DefaultEndPoll); err != nil {
 		t.Fatal(err)
 	}
 	serve(t, parleyLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -502,19 +521,17 @@ func waitConnected(t *testing.T, frame context.Context) {
 }
 
 // toggleChat clicks the launcher, and returns once the frame has taken in
-// the visibility message the loader posts to it. Messages between two
-// windows arrive in order, so a probe posted after it tells when.
+// the visibility message the loader sends it over their private channel
+// (the frame marks its body with data-open).
 func toggleChat(t *testing.T, tab, frame context.Context) {
 	t.Helper()
-	probe := rand.Text()
-	do(t, frame, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
-		`addEventListener('message', e => { if (e.data === %q) window.e2eProbe = e.data })`, probe)))
-	do(t, tab,
-		chromedp.Click(chromedp.CSS(launcherSel)),
-		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
-			`document.getElementById('parley-frame').contentWindow.postMessage(%q, '*')`, probe)))
-	eventually(t, frame, "the frame to take in the visibility change", js[bool](
-		fmt.Sprintf(`window.e2eProbe === %q`, probe)), func(ok bool) bool { return ok })
+	state := js[string](`document.body.dataset.open || "false"`)
+	was, err := state(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
+	eventually(t, frame, "the frame to take in the visibility change", state, func(s string) bool { return s != was })
 }
 
 // send types text into the open widget and presses its send button.

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -75,7 +74,7 @@ func (h *OwnerAuth) Login(c echo.Context) error {
 	email := strings.TrimSpace(postValue(c, "email"))
 	pw := postValue(c, "password")
 	next := postValue(c, "next")
-	account, ip := strings.ToLower(email), clientKey(c.RealIP())
+	account, ip := strings.ToLower(email), ratelimit.ClientKey(c.RealIP())
 	if len(account) > 254 { // no valid email is longer; keeps throttling keys small
 		account = account[:254]
 	}
@@ -180,7 +179,7 @@ func (h *OwnerAuth) Signup(c echo.Context) error {
 	fail := func(status int, msg string) error {
 		return render(c, status, templates.SignupPage(h.authView("", email, name, msg)))
 	}
-	okIP, doneIP := h.PerIP.Try(clientKey(c.RealIP()))
+	okIP, doneIP := h.PerIP.Try(ratelimit.ClientKey(c.RealIP()))
 	defer doneIP(true) // every sign-up costs, so it can't be used to hash passwords without limit
 	if !okIP {
 		return fail(http.StatusTooManyRequests, "Too many attempts from your network. Try again later.")
@@ -236,21 +235,6 @@ func (h *OwnerAuth) signInFirst(c echo.Context) error {
 		return c.Redirect(http.StatusSeeOther, "/login?next="+url.QueryEscape(r.URL.RequestURI()))
 	}
 	return echo.NewHTTPError(http.StatusUnauthorized, "Your session has ended. Sign in again.")
-}
-
-// clientKey is what per-IP limits count by: the address, or for IPv6 its
-// /64, which one subscriber usually holds whole (and could otherwise hop
-// across for a fresh budget each time).
-func clientKey(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil || a.Is4() || a.Is4In6() {
-		return ip
-	}
-	p, err := a.Prefix(64)
-	if err != nil {
-		return ip
-	}
-	return p.String()
 }
 
 // safeNext keeps the after-sign-in redirect inside the dashboard, so the

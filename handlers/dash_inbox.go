@@ -204,7 +204,8 @@ func (h *Inbox) messagesFragment(c echo.Context, conv store.Conversation) error 
 }
 
 func person(s store.Subject) templates.Person {
-	p := templates.Person{Name: s.Name, Email: s.Email, UserID: s.UserID, LastSeen: s.LastSeenAt, PageURL: s.LastPageURL, Kind: "anonymous"}
+	p := templates.Person{Name: s.Name, Email: s.Email, UserID: s.UserID, LastSeen: s.LastSeenAt, PageURL: s.LastPageURL, Kind: "anonymous",
+		EmailSigned: s.EmailSigned, NameSigned: s.NameSigned}
 	switch s.Kind {
 	case store.KindUser:
 		p.Kind = "verified"

@@ -23,6 +23,7 @@ type settingsStore interface {
 	Members(ctx context.Context, appID string) ([]store.Owner, error)
 	AddMemberByEmail(ctx context.Context, appID, email string) (store.Owner, error)
 	RemoveMember(ctx context.Context, appID, ownerID string) error
+	SetAppDisabled(ctx context.Context, appID string, disabled bool) error
 }
 
 // agentAccess ends a removed member's open inbox sockets.
@@ -49,6 +50,8 @@ var notices = map[string]string{
 	"revoked":        "Secret revoked. Hashes made with it are refused from now on.",
 	"member-added":   "Member added.",
 	"member-removed": "Member removed.",
+	"disabled":       "Widget turned off. Every open chat has ended and no new one starts until you turn it back on.",
+	"enabled":        "Widget turned on. Chats can start again.",
 }
 
 type settingsExtras struct {
@@ -73,18 +76,22 @@ func (h *Settings) page(c echo.Context, status int, x settingsExtras) error {
 	if err != nil {
 		return err
 	}
-	form := store.AppSettings{Name: app.Name, Origins: app.Origins, IdentityMode: app.IdentityMode}
+	form := store.AppSettings{Name: app.Name, Origins: app.Origins, IdentityMode: app.IdentityMode,
+		RequireJWT: app.RequireJWT, RefuseAnonymous: app.RefuseAnonymous}
 	if x.Form != nil {
 		form = *x.Form
 	}
 	v := templates.SettingsView{
-		Shell: h.shell(c, "Settings", "settings"), Name: form.Name, Origins: strings.Join(form.Origins, "\n"), IdentityMode: form.IdentityMode,
+		Shell: h.shell(c, "Settings", "settings"), AppID: app.ID, Name: form.Name, Origins: strings.Join(form.Origins, "\n"), IdentityMode: form.IdentityMode,
+		RequireJWT: form.RequireJWT, RefuseAnonymous: form.RefuseAnonymous, DisabledAt: app.DisabledAt,
 		FormError: x.FormError, Notice: x.Notice, NewAPIKey: x.NewAPIKey, MemberError: x.MemberError,
-		Stats:    templates.IdentityStats{Days: statsDays, Verified: stats.Verified, Unverified: stats.Unverified, Anonymous: stats.Anonymous},
-		Secret:   templates.SecretView{ID: app.IdentitySecretID, CreatedAt: app.IdentitySecretCreatedAt},
-		Snippet:  Snippet(h.PublicURL, app.ID),
-		Examples: HashExamples(app),
-		BaseURL:  appPath(app.ID, "settings"),
+		Stats:       templates.IdentityStats{Days: statsDays, Verified: stats.Verified, Unverified: stats.Unverified, Anonymous: stats.Anonymous},
+		Secret:      templates.SecretView{ID: app.IdentitySecretID, CreatedAt: app.IdentitySecretCreatedAt},
+		Snippet:     Snippet(h.PublicURL, app.ID),
+		Examples:    HashExamples(app),
+		JWTSnippet:  JWTSnippet(h.PublicURL, app.ID),
+		JWTExamples: JWTExamples(app),
+		BaseURL:     appPath(app.ID, "settings"),
 	}
 	for _, s := range app.PreviousSecrets {
 		v.Previous = append(v.Previous, templates.SecretView{ID: s.ID, CreatedAt: s.CreatedAt, RetiredAt: s.RetiredAt, ExpiresAt: s.ExpiresAt})
@@ -100,11 +107,14 @@ func (h *Settings) back(c echo.Context, notice string) error {
 	return c.Redirect(http.StatusSeeOther, appPath(dashAppFrom(c).ID, "settings")+"?notice="+notice)
 }
 
-// Save serves POST …/settings: name, allowed origins and identity mode.
-// Origins go through the same canonicalisation as the CLI; any bad entry
-// refuses the whole form and the page says which and why.
+// Save serves POST …/settings: name, allowed origins, identity mode and
+// the require_jwt and refuse_anonymous checkboxes. Origins go through the
+// same canonicalisation as the CLI; any bad entry refuses the whole form
+// and the page says which and why. A checkbox left out is off, as a
+// browser leaves an unticked one out: the form always posts every field.
 func (h *Settings) Save(c echo.Context) error {
-	in := store.AppSettings{Name: postValue(c, "name"), Origins: splitLines(postValue(c, "origins")), IdentityMode: postValue(c, "identity_mode")}
+	in := store.AppSettings{Name: postValue(c, "name"), Origins: splitLines(postValue(c, "origins")), IdentityMode: postValue(c, "identity_mode"),
+		RequireJWT: postValue(c, "require_jwt") == "on", RefuseAnonymous: postValue(c, "refuse_anonymous") == "on"}
 	app, err := h.Store.UpdateApp(c.Request().Context(), dashAppFrom(c).ID, in)
 	if ie := new(store.InputError); errors.As(err, &ie) {
 		return h.page(c, http.StatusBadRequest, settingsExtras{FormError: ie.Msg, Form: &in})
@@ -114,6 +124,24 @@ func (h *Settings) Save(c echo.Context) error {
 	}
 	c.Set(dashAppKey, app)
 	return h.back(c, "saved")
+}
+
+// Disable serves POST …/settings/disable: the widget is turned off, which
+// ends every open chat at once (their sockets close) and refuses new
+// ones. Conversations, the dashboard and the server API stay.
+func (h *Settings) Disable(c echo.Context) error { return h.setDisabled(c, true) }
+
+// Enable serves POST …/settings/enable: the widget is turned back on.
+func (h *Settings) Enable(c echo.Context) error { return h.setDisabled(c, false) }
+
+func (h *Settings) setDisabled(c echo.Context, disabled bool) error {
+	if err := h.Store.SetAppDisabled(c.Request().Context(), dashAppFrom(c).ID, disabled); err != nil {
+		return err
+	}
+	if disabled {
+		return h.back(c, "disabled")
+	}
+	return h.back(c, "enabled")
 }
 
 // RevealSecret serves POST …/settings/secret/reveal. The secret is not in

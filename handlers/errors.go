@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -19,17 +21,27 @@ import (
 )
 
 // APIError is the one error shape every JSON endpoint answers with:
-// {"error":{"code":"…","message":"…"}}.
+// {"error":{"code":"…","message":"…"}}, plus "retry_after_ms" when the
+// request was refused by a rate limit.
 type APIError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Status       int    `json:"-"`
+	Code         string `json:"code"`
+	Message      string `json:"message"`
+	RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
 }
 
 func (e *APIError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
 
 func apiError(status int, code, message string) *APIError {
 	return &APIError{Status: status, Code: code, Message: message}
+}
+
+// TooManyRequests is the 429 of a rate limit. The client learns when to
+// try again twice: retry_after_ms for scripts (the chat frame) and
+// Retry-After, in whole seconds rounded up, for everything else.
+func TooManyRequests(message string, retryAfter time.Duration) *APIError {
+	return &APIError{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: message,
+		RetryAfterMS: max(int64((retryAfter+time.Millisecond-1)/time.Millisecond), 1)}
 }
 
 // ErrorHandler renders every error as JSON under /api/ and to the
@@ -44,6 +56,10 @@ func ErrorHandler(log *slog.Logger, pages Pages) echo.HTTPErrorHandler {
 		apiErr := toAPIError(err)
 		if apiErr.Status >= 500 {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		}
+		if apiErr.RetryAfterMS > 0 {
+			secs := (apiErr.RetryAfterMS + 999) / 1000
+			c.Response().Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 		}
 		var werr error
 		path := c.Request().URL.Path

@@ -41,6 +41,7 @@ type sessionRequest struct {
 	Email        *string `json:"email"`
 	Name         *string `json:"name"`
 	UserHash     *string `json:"user_hash"`
+	UserJWT      *string `json:"user_jwt"`
 	VisitorToken *string `json:"visitor_token"`
 	PageURL      *string `json:"page_url"`
 }
@@ -76,17 +77,14 @@ func (h *Sessions) Create(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if req.ParentOrigin == "" {
-		return apiError(http.StatusBadRequest, "invalid_request", "parent_origin is required")
-	}
-	if !app.AllowsOrigin(req.ParentOrigin) {
-		return apiError(http.StatusForbidden, "parent_origin_not_allowed", "this app does not allow the page's origin")
-	}
-	in, err := h.resolve(app, &req)
+	in, err := h.admit(app, &req, time.Now())
 	if err != nil {
 		return err
 	}
 	sess, err := h.Store.CreateSession(ctx, in)
+	if errors.Is(err, store.ErrJWTReplayed) {
+		return apiError(http.StatusUnauthorized, "identity_jwt_replayed", "this user_jwt was already used: mint a new one (with a new jti) for each page")
+	}
 	if err != nil {
 		return err
 	}
@@ -94,10 +92,54 @@ func (h *Sessions) Create(c echo.Context) error {
 		Anonymous: sess.Kind == store.KindVisitor, VisitorToken: sess.VisitorToken})
 }
 
+// admit decides from the app and the request alone whether a session may
+// be made, and for whom. It reads and writes nothing, so a fuzz test can
+// drive it without a server.
+func (h *Sessions) admit(app *store.App, req *sessionRequest, now time.Time) (store.NewSession, error) {
+	// A disabled app is told apart before anything about the page, so the
+	// widget can say why it has nothing to show.
+	if app.Disabled() {
+		return store.NewSession{}, apiError(http.StatusForbidden, "app_disabled", "chat is turned off for this app")
+	}
+	if req.ParentOrigin == "" {
+		return store.NewSession{}, apiError(http.StatusBadRequest, "invalid_request", "parent_origin is required")
+	}
+	if !app.AllowsOrigin(req.ParentOrigin) {
+		return store.NewSession{}, apiError(http.StatusForbidden, "parent_origin_not_allowed", "this app does not allow the page's origin")
+	}
+	return h.resolve(app, req, now)
+}
+
 // resolve validates the claimed identity and decides which kind of subject
 // the session speaks for.
-func (h *Sessions) resolve(app *store.App, req *sessionRequest) (store.NewSession, error) {
-	in := store.NewSession{AppID: app.ID, ParentOrigin: req.ParentOrigin, TTL: h.TTL}
+func (h *Sessions) resolve(app *store.App, req *sessionRequest, now time.Time) (store.NewSession, error) {
+	in, err := hints(app, req, h.TTL)
+	if err != nil {
+		return in, err
+	}
+	if req.UserJWT != nil {
+		return jwtUser(app, req, in, now)
+	}
+	if req.UserHash != nil && app.RequireJWT {
+		return in, apiError(http.StatusUnauthorized, "identity_jwt_required", "this app only accepts identity JWTs (user_jwt)")
+	}
+	if req.UserID == nil && req.Email == nil {
+		if req.UserHash != nil {
+			return in, apiError(http.StatusBadRequest, "invalid_request", "user_hash was sent without a user_id or email")
+		}
+		if app.RefuseAnonymous {
+			return in, apiError(http.StatusForbidden, "anonymous_not_allowed", "this app does not chat with anonymous visitors; sign in first")
+		}
+		in.Kind = store.KindVisitor
+		return in, nil
+	}
+	return h.hashUser(app, req, in, now)
+}
+
+// hints copies the request's fields into a session after checking them.
+// Email and name are only the page's word until a proof signs them.
+func hints(app *store.App, req *sessionRequest, ttl time.Duration) (store.NewSession, error) {
+	in := store.NewSession{AppID: app.ID, ParentOrigin: req.ParentOrigin, TTL: ttl}
 	for _, f := range []struct {
 		name string
 		v    *string
@@ -124,26 +166,61 @@ func (h *Sessions) resolve(app *store.App, req *sessionRequest) (store.NewSessio
 		}
 		in.PageURL = u
 	}
+	return in, nil
+}
+
+// jwtUser admits the user an identity JWT vouches for. A bad token is
+// refused even in monitor mode: whoever sent a signed token meant it to
+// be checked, and a failure means a bug or an attack, not a site still
+// rolling proofs out.
+func jwtUser(app *store.App, req *sessionRequest, in store.NewSession, now time.Time) (store.NewSession, error) {
+	if req.UserHash != nil {
+		return in, apiError(http.StatusBadRequest, "invalid_request", "send user_jwt or user_hash, not both")
+	}
+	claims, err := identity.ParseUserJWT(*req.UserJWT, app.ID, func(kid string) (string, bool) { return app.SecretByID(kid, now) }, now)
+	var je *identity.JWTError
+	if errors.As(err, &je) {
+		return in, apiError(http.StatusUnauthorized, "identity_jwt_invalid", je.Reason)
+	}
+	if err != nil {
+		return in, err
+	}
+	if req.UserID != nil && in.UserID != claims.Subject {
+		return in, apiError(http.StatusUnauthorized, "identity_jwt_invalid", "user_id does not match the user_jwt's sub")
+	}
+	// The same subject as a user_hash user with this user_id.
+	in.Kind, in.IdentityKey, in.UserID, in.SecretID = store.KindUser, "uid:"+claims.Subject, claims.Subject, claims.KeyID
+	if claims.Email != "" {
+		in.Email, in.EmailSigned = claims.Email, true
+	}
+	if claims.Name != "" {
+		in.Name, in.NameSigned = claims.Name, true
+	}
+	if claims.ID != "" {
+		// Remembered as long as the token could still pass, leeway included.
+		in.JWTID, in.JWTExpiresAt = claims.ID, claims.ExpiresAt.Add(identity.JWTLeeway)
+	}
+	return in, nil
+}
+
+// hashUser admits a user_id or email with or without its user_hash,
+// according to the app's identity mode.
+func (h *Sessions) hashUser(app *store.App, req *sessionRequest, in store.NewSession, now time.Time) (store.NewSession, error) {
 	// The hash covers the user_id when there is one, else the email.
 	claim, key := in.UserID, "uid:"+in.UserID
 	if req.UserID == nil {
 		claim, key = in.Email, "email:"+strings.ToLower(in.Email)
 	}
-	if req.UserID == nil && req.Email == nil {
-		if req.UserHash != nil {
-			return in, apiError(http.StatusBadRequest, "invalid_request", "user_hash was sent without a user_id or email")
-		}
-		in.Kind = store.KindVisitor
-		return in, nil
-	}
 	in.IdentityKey = key
-	if req.UserHash != nil && app.VerifyUserHash(claim, *req.UserHash, time.Now()) {
-		in.Kind = store.KindUser
-		return in, nil
+	if req.UserHash != nil {
+		if id, ok := app.MatchUserHash(claim, *req.UserHash, now); ok {
+			in.Kind, in.SecretID = store.KindUser, id
+			return in, nil
+		}
 	}
 	if app.IdentityMode == store.ModeEnforced {
 		if req.UserHash == nil {
-			return in, apiError(http.StatusUnauthorized, "identity_hash_missing", "this app requires a user_hash for identified users")
+			return in, apiError(http.StatusUnauthorized, "identity_hash_missing", missingProof(app))
 		}
 		return in, apiError(http.StatusUnauthorized, "identity_hash_invalid", "user_hash does not match")
 	}
@@ -152,6 +229,13 @@ func (h *Sessions) resolve(app *store.App, req *sessionRequest) (store.NewSessio
 	}
 	in.Kind = store.KindUnverified
 	return in, nil
+}
+
+func missingProof(app *store.App) string {
+	if app.RequireJWT {
+		return "this app requires a user_jwt for identified users"
+	}
+	return "this app requires a user_hash for identified users"
 }
 
 // pageMaxLen bounds the stored page URL; it is measured after the query

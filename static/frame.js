@@ -18,7 +18,12 @@
   var identity = null;    // what the host page's backend vouched for
   var page = "";          // the host page's URL (origin and path), "" when unknown
   var token = null;       // session token: memory only, never in a URL or storage
+  var port = null;        // the private channel to the loader, once connected
   var ws = null, backoff = 0, reconnectTimer = null, stopped = false;
+  var shut = false;       // shut down by the host page: this document never chats again
+  var renewed = false;    // a session ended server-side was replaced once for this identity
+  var socketRetryMs = 0;  // the server's hint before it refuses this socket (close 4008)
+  var flushTimer = null, countdownTimer = null;
   var visible = false;
   var conv = null;        // current conversation id, null for "new conversation"
   var lastSeq = {};       // conversation id -> highest seq shown
@@ -67,18 +72,33 @@
     fail("This chat can't be shown on this page.");
     return;
   }
-  window.addEventListener("message", onParentMessage);
+  window.addEventListener("message", onConnect);
   window.parent.postMessage({ parley: 1, type: "ready", nonce: nonce }, hint);
   var handshakeTimer = setTimeout(function () {
     if (!identity) fail("Could not connect to this page's chat settings.");
   }, 10000);
 
-  function toParent(msg) {
-    msg.parley = 1;
-    window.parent.postMessage(msg, hint);
+  // onConnect takes the loader's end of a MessageChannel, once. After that
+  // the window listener is gone: the nonce was visible to every script on
+  // the host page, the port is not, so nothing that arrives on the window
+  // is believed any more, whatever nonce it carries.
+  function onConnect(e) {
+    if (port || e.source !== window.parent || e.origin !== hint) return;
+    var d = e.data;
+    if (!d || typeof d !== "object" || d.parley !== 1 || d.type !== "connect" || d.nonce !== nonce) return;
+    if (!e.ports || e.ports.length !== 1) return;
+    window.removeEventListener("message", onConnect);
+    port = e.ports[0];
+    port.onmessage = onParentMessage;
   }
 
-  var IDENTITY_KEYS = { user_id: 1, email: 1, name: 1, user_hash: 1, visitor_token: 1 };
+  function toParent(msg) {
+    if (!port) return;
+    msg.parley = 1;
+    port.postMessage(msg);
+  }
+
+  var IDENTITY_KEYS = { user_id: 1, email: 1, name: 1, user_hash: 1, user_jwt: 1, visitor_token: 1 };
 
   function validIdentity(s) {
     if (!s || typeof s !== "object" || Array.isArray(s)) return false;
@@ -88,14 +108,15 @@
     return true;
   }
 
+  // onParentMessage reads the port: only the loader holds its other end.
   function onParentMessage(e) {
-    if (e.source !== window.parent || e.origin !== hint) return;
     var d = e.data;
-    if (!d || typeof d !== "object" || d.parley !== 1 || d.nonce !== nonce) return;
+    if (shut || !d || typeof d !== "object" || d.parley !== 1) return;
     if (d.type === "identity" && validIdentity(d.settings) && (d.page === undefined || typeof d.page === "string")) {
       clearTimeout(handshakeTimer);
-      var changed = identity && (identity.user_id !== d.settings.user_id || identity.email !== d.settings.email);
+      var changed = identity && person(identity) !== person(d.settings);
       identity = d.settings;
+      renewed = false;
       page = pageURL(d.page);
       if (changed) resetConversations();
       if (restored) {
@@ -107,13 +128,37 @@
       startSession();
     } else if (d.type === "visibility" && typeof d.open === "boolean") {
       visible = d.open;
+      body.setAttribute("data-open", String(visible));
       if (visible) { markRead(); composer.focus(); }
     } else if (d.type === "shutdown") {
-      stopped = true;
-      outbox = [];
-      saveOutbox();
-      if (ws) ws.close(1000);
+      shutdown();
     }
+  }
+
+  // shutdown is a logout on the host page: the session ends on the server
+  // too, so its token is worthless even if something kept a copy, and
+  // nothing of this user is sent again from this tab.
+  function shutdown() {
+    shut = stopped = true;
+    clearTimeout(reconnectTimer);
+    clearTimeout(flushTimer);
+    clearInterval(countdownTimer);
+    outbox = [];
+    saveOutbox();
+    endSession(token);
+    token = null;
+    if (ws) ws.close(1000);
+    toParent({ type: "shutdown_done" });
+  }
+
+  // endSession asks the server to forget the token. keepalive lets the
+  // request outlive this document, which the loader removes next.
+  function endSession(t) {
+    if (!t) return;
+    fetch("/api/widget/session", {
+      method: "DELETE", headers: { Authorization: "Bearer " + t }, keepalive: true,
+      credentials: "omit", cache: "no-store"
+    }).catch(function () { /* it still expires on its own */ });
   }
 
   // pageURL keeps what agents may see of the host page: its origin and path,
@@ -137,6 +182,7 @@
   }
 
   function startSession(withoutPage) {
+    if (shut) return;
     stopped = false;
     var req = { app_id: APP_ID, parent_origin: hint };
     for (var k in identity) if (identity[k]) req[k] = identity[k];
@@ -145,19 +191,14 @@
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(req),
       credentials: "omit", cache: "no-store"
     }).then(function (r) {
-      return r.json().then(function (j) { return { status: r.status, json: j }; });
+      return r.json().then(function (j) { return { status: r.status, json: j, retryAfter: r.headers.get("Retry-After") }; });
     }).then(function (res) {
+      // Shut down while this was on its way: end what it created.
+      if (shut) return res.status === 201 && endSession(res.json.token);
       // The page is a nice-to-have for agents: if the server refuses the
       // request with it, try once without it before telling the user.
       if (res.status === 400 && req.page_url) return startSession(true);
-      if (res.status !== 201) {
-        var err = (res.json && res.json.error) || {};
-        if (res.status >= 500 || res.status === 429) return retryLater();
-        fail(err.code === "identity_hash_invalid" || err.code === "identity_hash_missing"
-          ? "We couldn't verify who you are, so this chat is unavailable."
-          : "Chat is unavailable: " + (err.message || "error " + res.status));
-        return;
-      }
+      if (res.status !== 201) return refused(res);
       token = res.json.token;
       unfail();
       if (res.json.visitor_token) identity.visitor_token = res.json.visitor_token;
@@ -165,6 +206,43 @@
       toParent({ type: "session", visitor_token: res.json.visitor_token || null, verified: !!res.json.verified });
       connect();
     }).catch(retryLater);
+  }
+
+  var REFUSALS = {
+    identity_hash_invalid: "We couldn't verify who you are, so this chat is unavailable.",
+    anonymous_not_allowed: "Please sign in to chat with us.",
+    app_disabled: "Chat is turned off on this site."
+  };
+  REFUSALS.identity_hash_missing = REFUSALS.identity_jwt_invalid = REFUSALS.identity_jwt_replayed =
+    REFUSALS.identity_jwt_required = REFUSALS.identity_hash_invalid;
+
+  // refused handles a session request the server said no to.
+  function refused(res) {
+    var err = (res.json && res.json.error) || {};
+    if (res.status === 429) {
+      // The server says when: its hint beats our own backoff.
+      var ms = err.retry_after_ms > 0 ? err.retry_after_ms : Number(res.retryAfter) * 1000 || 5000;
+      clearTimeout(reconnectTimer);
+      reconnectTimer = countdown(ms, "Too many chats are starting from your network. Trying again in", startSession);
+      return;
+    }
+    if (res.status >= 500) return retryLater();
+    fail(REFUSALS[err.code] || "Chat is unavailable: " + (err.message || "error " + res.status));
+  }
+
+  // countdown shows "text N s…" in the notice, counting down, and runs fn
+  // once the time is up. It returns the timer that runs fn.
+  function countdown(ms, text, fn) {
+    var end = Date.now() + ms;
+    clearInterval(countdownTimer);
+    function tick() { say(text + " " + Math.max(1, Math.ceil((end - Date.now()) / 1000)) + " s…"); }
+    tick();
+    countdownTimer = setInterval(tick, 250);
+    return setTimeout(function () {
+      clearInterval(countdownTimer);
+      say("");
+      fn();
+    }, ms);
   }
 
   function retryLater() {
@@ -187,9 +265,32 @@
     sock.onclose = function (e) {
       if (ws !== sock || stopped) return;
       ws = null;
+      if (e.code === 1008) return sessionEnded();
+      if (e.code === 4008) {
+        // Too many sockets from here: wait as long as the server said.
+        var ms = socketRetryMs || 5000;
+        socketRetryMs = 0;
+        clearTimeout(reconnectTimer);
+        reconnectTimer = countdown(ms, "Too many connections. Trying again in", connect);
+        return;
+      }
       if (e.code === 4001) { token = null; }
       retryLater();
     };
+  }
+
+  // sessionEnded handles a session the server ended (its identity secret
+  // was revoked, the app turned off): one new session is tried, and if the
+  // server refuses that, its refusal is shown. It is never tried again for
+  // the same identity, so a server that keeps ending sessions gets no loop.
+  function sessionEnded() {
+    token = null;
+    if (renewed) {
+      fail("This chat was ended. Reload the page to start again.");
+      return;
+    }
+    renewed = true;
+    startSession();
   }
 
   function send(f) {
@@ -199,7 +300,7 @@
   function onFrame(f) {
     switch (f.type) {
       case "welcome":
-        backoff = 0;
+        backoff = socketRetryMs = 0;
         outbox.forEach(function (o) { o.sent = false; });
         say("");
         postUnread(f.unread);
@@ -258,12 +359,19 @@
   }
 
   function onError(f) {
+    // The close that follows says what to do (1008: a new session).
+    if (f.code === "session_ended") return;
+    if (f.code === "rate_limited" && !f.client_msg_id) {
+      // Said just before the server refuses the socket itself (close 4008).
+      socketRetryMs = f.retry_after_ms || 0;
+      return;
+    }
     if (f.client_msg_id) {
       var i = outboxIndex(f.client_msg_id);
       if (f.code === "rate_limited") {
         if (i >= 0) outbox[i].sent = false;
-        say("You're sending messages quickly; retrying…");
-        setTimeout(flushOutbox, f.retry_after_ms || 1000);
+        clearTimeout(flushTimer);
+        flushTimer = countdown(f.retry_after_ms || 1000, "You're sending messages quickly. Sending again in", flushOutbox);
         return;
       }
       if (i >= 0) {
@@ -279,10 +387,6 @@
           el.onclick = function () { composer.value = item.body; el.remove(); composer.focus(); };
         }
       }
-    }
-    if (f.code === "rate_limited") {
-      say("Slow down a little: " + f.message);
-      return;
     }
     say(f.message || f.code);
   }
@@ -409,9 +513,25 @@
   }
   // outboxOwner names the person the host page says is using the widget.
   function outboxOwner() {
-    if (identity.user_id) return "user_id:" + identity.user_id;
-    if (identity.email) return "email:" + identity.email.toLowerCase();
-    return "visitor:" + (identity.visitor_token || "");
+    return person(identity) || "visitor:" + (identity.visitor_token || "");
+  }
+  // person names the user an identity claims to be, "" for a visitor. For
+  // a JWT it is the token's sub, read without checking the signature: it
+  // is only a local label (whose unsent messages these are), and the
+  // server checks the token itself.
+  function person(s) {
+    if (s.user_id) return "user_id:" + s.user_id;
+    if (s.email) return "email:" + s.email.toLowerCase();
+    if (s.user_jwt) return "user_id:" + (jwtSub(s.user_jwt) || s.user_jwt);
+    return "";
+  }
+  function jwtSub(jwt) {
+    try {
+      var b64 = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      var bytes = Uint8Array.from(atob(b64), function (c) { return c.charCodeAt(0); });
+      var sub = JSON.parse(new TextDecoder().decode(bytes)).sub;
+      return typeof sub === "string" ? sub : "";
+    } catch (e) { return ""; }
   }
   function outboxIndex(id) {
     for (var i = 0; i < outbox.length; i++) if (outbox[i].client_msg_id === id) return i;

@@ -8,34 +8,34 @@
   var script = d.currentScript;
   if (!script) return;
   var ORIGIN = new URL(script.src).origin;
-  var KEYS = ["user_id", "email", "name", "user_hash", "visitor_token"];
+  var KEYS = ["user_id", "email", "name", "user_hash", "user_jwt", "visitor_token"];
   var settings = null, frame = null, launcher = null, badge = null, wrap = null;
-  var nonce = null, open = false, ready = false, unread = 0;
+  var port = null, open = false, ready = false, unread = 0;
   var readyFns = [], unreadFns = [];
 
-  function el(tag, id, style) {
+  function el(tag, id, css) {
     var e = d.createElement(tag);
     e.id = id;
-    for (var k in style) e.style[k] = style[k];
+    e.style.cssText = css;
     return e;
   }
 
-  function vtKey() { return "parley:vt:" + settings.app_id; }
-
+  // storage("get" | "set" | "remove", value) keeps the visitor token.
   function storage(op, value) {
     try {
-      if (op === "get") return w.localStorage.getItem(vtKey());
-      if (op === "set") w.localStorage.setItem(vtKey(), value);
-      if (op === "del") w.localStorage.removeItem(vtKey());
+      return w.localStorage[op + "Item"]("parley:vt:" + settings.app_id, value);
     } catch (e) { /* storage blocked: the visitor is new on every load */ }
-    return null;
   }
 
-  // Messages go only to Parley's exact origin, never to "*".
   function post(msg) {
-    if (!frame || !frame.contentWindow) return;
+    if (!port) return;
     msg.parley = 1;
-    frame.contentWindow.postMessage(msg, ORIGIN);
+    port.postMessage(msg);
+  }
+
+  // Not location.href: a query or fragment can hold secrets.
+  function sendIdentity() {
+    post({ type: "identity", settings: identity(), page: location.origin + location.pathname });
   }
 
   function identity() {
@@ -51,17 +51,23 @@
     return out;
   }
 
-  function onMessage(e) {
-    // Only our own iframe, served from Parley's origin, is listened to.
-    if (!frame || e.source !== frame.contentWindow || e.origin !== ORIGIN) return;
+  // Each new frame document (a reload too) gets a new private channel.
+  function onReady(e) {
     var m = e.data;
-    if (!m || m.parley !== 1 || typeof m.type !== "string") return;
-    if (m.type === "ready" && typeof m.nonce === "string") {
-      nonce = m.nonce;
-      // Not location.href: a query or fragment can hold secrets.
-      post({ type: "identity", nonce: nonce, settings: identity(), page: location.origin + location.pathname });
-      if (open) post({ type: "visibility", nonce: nonce, open: true });
-    } else if (m.type === "session") {
+    if (!frame || e.source !== frame.contentWindow || e.origin !== ORIGIN) return;
+    if (!m || m.parley !== 1 || m.type !== "ready" || typeof m.nonce !== "string") return;
+    if (port) port.close();
+    var ch = new MessageChannel();
+    port = ch.port1;
+    port.onmessage = onPort;
+    frame.contentWindow.postMessage({ parley: 1, type: "connect", nonce: m.nonce }, ORIGIN, [ch.port2]);
+    sendIdentity();
+    if (open) post({ type: "visibility", open: true });
+  }
+
+  function onPort(e) {
+    var m = e.data;
+    if (m.type === "session") {
       if (typeof m.visitor_token === "string") storage("set", m.visitor_token);
       if (!ready) {
         ready = true;
@@ -70,7 +76,7 @@
     } else if (m.type === "unread" && typeof m.count === "number") {
       setUnread(m.count);
     } else if (m.type === "close") {
-      hide();
+      setOpen(false);
     }
   }
 
@@ -94,28 +100,22 @@
     }
     settings = {};
     for (var k in s) settings[k] = s[k];
-    launcher = el("button", "parley-launcher", {
-      position: "fixed", right: "20px", bottom: "20px", width: "56px", height: "56px", borderRadius: "50%",
-      border: "0", background: "#2457d6", color: "#fff", font: "24px/56px sans-serif", cursor: "pointer",
-      zIndex: "2147483000", boxShadow: "0 4px 12px rgba(0,0,0,.25)", padding: "0"
-    });
+    launcher = el("button", "parley-launcher", "position:fixed;right:20px;bottom:20px;width:56px;height:56px;" +
+      "border-radius:50%;border:0;background:#2457d6;color:#fff;font:24px/56px sans-serif;cursor:pointer;" +
+      "z-index:2147483000;box-shadow:0 4px 12px rgba(0,0,0,.25);padding:0");
     launcher.type = "button";
     launcher.setAttribute("data-testid", "parley-launcher");
     launcher.setAttribute("aria-label", "Open chat");
     launcher.textContent = "\u{1F4AC}";
-    badge = el("span", "parley-badge", {
-      position: "absolute", top: "-4px", right: "-4px", minWidth: "20px", height: "20px", borderRadius: "10px",
-      background: "#d62424", font: "bold 12px/20px sans-serif", display: "none", padding: "0 4px"
-    });
+    badge = el("span", "parley-badge", "position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;" +
+      "border-radius:10px;background:#d62424;font:bold 12px/20px sans-serif;display:none;padding:0 4px");
     badge.setAttribute("data-testid", "parley-unread");
     launcher.appendChild(badge);
-    launcher.onclick = function () { open ? hide() : show(); };
-    wrap = el("div", "parley-frame-wrap", {
-      position: "fixed", right: "20px", bottom: "88px", width: "370px", height: "560px",
-      maxWidth: "calc(100vw - 40px)", maxHeight: "calc(100vh - 108px)", zIndex: "2147483000",
-      boxShadow: "0 8px 30px rgba(0,0,0,.3)", borderRadius: "12px", overflow: "hidden", display: "none"
-    });
-    frame = el("iframe", "parley-frame", { width: "100%", height: "100%", border: "0" });
+    launcher.onclick = function () { setOpen(!open); };
+    wrap = el("div", "parley-frame-wrap", "position:fixed;right:20px;bottom:88px;width:370px;height:560px;" +
+      "max-width:calc(100vw - 40px);max-height:calc(100vh - 108px);z-index:2147483000;" +
+      "box-shadow:0 8px 30px rgba(0,0,0,.3);border-radius:12px;overflow:hidden;display:none");
+    frame = el("iframe", "parley-frame", "width:100%;height:100%;border:0");
     frame.title = "Chat";
     // The parent origin is a hint only; the frame checks it against the
     // app's allowlist and every message against event.origin.
@@ -128,40 +128,44 @@
   function update(s) {
     if (!settings) return boot(s);
     for (var k in s) settings[k] = s[k];
-    if (nonce) post({ type: "identity", nonce: nonce, settings: identity(), page: location.origin + location.pathname });
+    sendIdentity();
   }
 
-  // shutdown forgets the user (call it on logout): the visitor token is
-  // deleted and the frame removed, so the next boot starts fresh.
+  // shutdown forgets the user (call it on logout): the frame ends the
+  // session on the server (we wait 1 s at most) and the visitor token is
+  // deleted, so the next boot starts fresh.
   function shutdown(keep) {
     if (!settings) return;
-    post({ type: "shutdown", nonce: nonce });
-    if (!keep) storage("del");
-    if (wrap) wrap.remove();
-    if (launcher) launcher.remove();
-    settings = frame = launcher = badge = wrap = nonce = null;
+    var p = port, old = wrap;
+    function remove() {
+      if (p) p.close();
+      old.remove();
+    }
+    old.style.display = "none";
+    old.id = frame.id = ""; // a boot may add new ones meanwhile
+    launcher.remove();
+    if (p && !keep) {
+      p.onmessage = function (e) { if (e.data.type === "shutdown_done") remove(); };
+      post({ type: "shutdown" });
+      setTimeout(remove, 1000);
+    } else remove();
+    if (!keep) storage("remove");
+    settings = frame = launcher = badge = wrap = port = null;
     open = ready = false;
     unread = 0;
   }
 
-  function show() {
+  function setOpen(on) {
     if (!wrap) return;
-    open = true;
-    wrap.style.display = "block";
-    launcher.setAttribute("aria-label", "Close chat");
-    if (nonce) post({ type: "visibility", nonce: nonce, open: true });
-  }
-
-  function hide() {
-    if (!wrap) return;
-    open = false;
-    wrap.style.display = "none";
-    launcher.setAttribute("aria-label", "Open chat");
-    if (nonce) post({ type: "visibility", nonce: nonce, open: false });
+    open = on;
+    wrap.style.display = on ? "block" : "none";
+    launcher.setAttribute("aria-label", on ? "Close chat" : "Open chat");
+    post({ type: "visibility", open: on });
   }
 
   var commands = {
-    boot: boot, update: update, shutdown: function () { shutdown(false); }, show: show, hide: hide,
+    boot: boot, update: update, shutdown: function () { shutdown(false); },
+    show: function () { setOpen(true); }, hide: function () { setOpen(false); },
     onUnreadCountChange: function (fn) { if (typeof fn === "function") unreadFns.push(fn); },
     onReady: function (fn) { if (typeof fn !== "function") return; ready ? call(fn) : readyFns.push(fn); }
   };
@@ -173,7 +177,7 @@
   }
   Parley.parley = 1;
 
-  w.addEventListener("message", onMessage);
+  w.addEventListener("message", onReady);
   var queued = prev && prev.q;
   w.Parley = Parley;
   function start() {

@@ -81,6 +81,21 @@ type Person struct {
 	Kind                string // verified, unverified or anonymous
 	LastSeen            time.Time
 	PageURL             string
+	// EmailSigned and NameSigned: the email and name came in an identity
+	// JWT rather than from the page.
+	EmailSigned, NameSigned bool
+}
+
+// LabelSigned is "name" or "email" when Label is a signed name or email,
+// and "" when it is not signed.
+func (p Person) LabelSigned() string {
+	switch {
+	case p.Name != "" && p.NameSigned:
+		return "name"
+	case p.Name == "" && p.Email != "" && p.EmailSigned:
+		return "email"
+	}
+	return ""
 }
 
 // Label is the best short name for the person.
@@ -132,7 +147,10 @@ type MessageView struct {
 // SettingsView is an app's settings page.
 type SettingsView struct {
 	Shell
+	AppID                       string
 	Name, Origins, IdentityMode string
+	RequireJWT, RefuseAnonymous bool
+	DisabledAt                  time.Time // when the widget was turned off; zero while it is on
 	FormError, Saved            string
 	Stats                       IdentityStats
 	Secret                      SecretView
@@ -141,6 +159,8 @@ type SettingsView struct {
 	Notice                      string
 	Snippet                     string
 	Examples                    []CodeExample
+	JWTSnippet                  string
+	JWTExamples                 []CodeExample
 	Members                     []MemberRow
 	MemberError                 string
 	BaseURL                     string
@@ -172,7 +192,7 @@ type SecretView struct {
 	ExpiresAt time.Time // zero: until revoked
 }
 
-// CodeExample is a user_hash example in one language.
+// CodeExample is a user_hash or identity JWT example in one language.
 type CodeExample struct {
 	Lang, Code string
 }

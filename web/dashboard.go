@@ -92,6 +92,8 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	a.POST("/settings/secret/rotate", settings.RotateSecret)
 	a.POST("/settings/secret/revoke", settings.RevokeSecret)
 	a.POST("/settings/api-key/rotate", settings.RotateAPIKey)
+	a.POST("/settings/disable", settings.Disable)
+	a.POST("/settings/enable", settings.Enable)
 	a.POST("/settings/members", settings.AddMember)
 	a.POST("/settings/members/remove", settings.RemoveMember)
 }

@@ -23,7 +23,9 @@ import (
 
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
+	"github.com/parley-chat/parley/internal/masterkey"
 	"github.com/parley-chat/parley/internal/password"
+	"github.com/parley-chat/parley/internal/ratelimit"
 	"github.com/parley-chat/parley/internal/store"
 )
 
@@ -53,6 +55,19 @@ func withSessionTTL(d time.Duration) serverOption {
 	return func(c *Config) { c.SessionTTL = d }
 }
 
+// generousLimits are newTestServer's: tests make many sessions and sockets
+// from 127.0.0.1 in a hurry, which real widgets do not.
+func generousLimits() Limits {
+	lots := ratelimit.Rate{Burst: 1 << 20, Every: time.Microsecond}
+	return Limits{SessionsPerIP: lots, SessionsPerApp: lots, SocketOpensPerIP: lots,
+		Chat: chat.Limits{Sockets: 1000, Opens: lots, Messages: lots}}
+}
+
+// withLimits changes some of the (generous) limits, for tests of a limit.
+func withLimits(change func(*Limits)) serverOption {
+	return func(c *Config) { change(&c.Limits) }
+}
+
 // newTestServer starts Parley on a fresh database. When the test ends it
 // checks that the server still answers /healthz, that no request failed
 // with an unexpected (logged) error, and that every socket shuts down.
@@ -60,7 +75,7 @@ func newTestServer(t *testing.T, opts ...serverOption) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	dbPath := filepath.Join(t.TempDir(), "parley.db")
-	db, err := store.Open(ctx, dbPath)
+	db, err := store.Open(ctx, dbPath, masterkey.Generate())
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
@@ -73,7 +88,7 @@ func newTestServer(t *testing.T, opts ...serverOption) *testServer {
 
 	// The listener exists before the handler, so the public URL is known.
 	srv := httptest.NewUnstartedServer(nil)
-	cfg := Config{PublicURL: "http://" + srv.Listener.Addr().String(), SessionTTL: time.Hour}
+	cfg := Config{PublicURL: "http://" + srv.Listener.Addr().String(), SessionTTL: time.Hour, Limits: generousLimits()}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -81,6 +96,11 @@ func newTestServer(t *testing.T, opts ...serverOption) *testServer {
 	if err != nil {
 		srv.Listener.Close()
 		t.Fatalf("web.New: %v", err)
+	}
+	// As in `parley serve`; it stops when the test ends.
+	if err := hub.WatchSessionEnds(t.Context(), chat.DefaultEndPoll); err != nil {
+		srv.Listener.Close()
+		t.Fatalf("WatchSessionEnds: %v", err)
 	}
 	srv.Config.Handler = h
 	srv.Start()

@@ -41,6 +41,9 @@ type Config struct {
 	// X-Forwarded-For names the client. With none, the client is the
 	// connection's peer and X-Forwarded-For is ignored.
 	TrustedProxies []string
+	// Limits are the abuse limits of the widget's endpoints; New applies
+	// Limits.Chat to the hub.
+	Limits Limits
 }
 
 // ParseProxies reads trusted-proxy CIDRs; a bare IP is a range of one.
@@ -116,17 +119,22 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 		return nil, err
 	}
 
+	limits := cfg.Limits.orDefault()
+	hub.SetLimits(limits.Chat)
+
 	pages := handlers.Pages{ScriptURL: assets.url("dashboard.js"), StyleURL: assets.url("dashboard.css")}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	// Sign-in throttling is keyed by the client IP, so X-Forwarded-For is
-	// believed only from proxies the operator named.
+	// Sign-in throttling and the widget's limits are keyed by the client
+	// IP, so X-Forwarded-For is believed only from proxies the operator named.
 	e.IPExtractor = ipExtractor(proxies)
 	e.HTTPErrorHandler = handlers.ErrorHandler(log, pages)
 	e.Use(middleware.Recover())
 	e.Use(requestLog(log))
 	e.Use(securityHeaders)
+	// A backstop: a route that forgets its own limit still reads at most this.
+	e.Use(middleware.BodyLimit(bodyLimit))
 	e.Use(middleware.GzipWithConfig(middleware.GzipConfig{
 		Skipper: func(c echo.Context) bool {
 			return !strings.HasPrefix(c.Request().URL.Path, "/static/") && c.Request().URL.Path != "/widget.js"
@@ -134,7 +142,7 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	}))
 
 	frame := &handlers.Frame{Apps: db, PublicOrigin: origin, ScriptURL: assets.url("frame.js"), StyleURL: assets.url("frame.css")}
-	sessions := &handlers.Sessions{Store: db, PublicOrigin: origin, TTL: cfg.SessionTTL, Log: log}
+	sessions := &handlers.Sessions{Store: appSessionBudget{DB: db, perApp: limits.SessionsPerApp.Keyed(limitKeys)}, PublicOrigin: origin, TTL: cfg.SessionTTL, Log: log}
 	socket := handlers.NewWidgetSocket(hub, origin)
 	convs := &handlers.Conversations{Store: db, Delivery: hub}
 
@@ -147,8 +155,11 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 		return assets.serve(c.Param("name"), "public, max-age=31536000, immutable")(c)
 	})
 	e.GET("/w/:app_id", frame.Show)
-	e.POST("/api/widget/sessions", sessions.Create)
-	e.GET("/api/widget/ws", socket.Serve)
+	e.POST("/api/widget/sessions", sessions.Create,
+		perIP(limits.SessionsPerIP.Keyed(limitKeys), "too many chats are starting from your network; try again shortly"))
+	e.DELETE("/api/widget/session", (&handlers.WidgetSession{Store: db, PublicOrigin: origin}).End)
+	e.GET("/api/widget/ws", socket.Serve,
+		perIP(limits.SocketOpensPerIP.Keyed(limitKeys), "too many chat connections are opening from your network; try again shortly"))
 
 	api := e.Group("/api/v1", handlers.RequireAPIKey(db))
 	api.GET("/conversations", convs.List)

@@ -30,13 +30,14 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	dbPath := fs.String("db", ".data/demo.db", "SQLite database `path`")
 	addr := fs.String("addr", "127.0.0.1:8080", "Parley's listen address")
 	shopAddr := fs.String("shop-addr", "localhost:8081", "the demo shop's listen address")
+	keyFile := masterKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(*dbPath), 0o700); err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, *dbPath)
+	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}

@@ -27,19 +27,29 @@ import (
 const usage = `parley — a self-hosted chat widget host
 
 Usage:
-  parley serve --db PATH --addr HOST:PORT --public-url URL [--signup] [--trusted-proxy CIDR …]
-  parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor] [--owner EMAIL] [--json]
+  parley serve --db PATH --addr HOST:PORT --public-url URL [--signup] [--trusted-proxy CIDR …] [--limit-… BURST,EVERY]
+  parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor]
+                     [--require-jwt] [--refuse-anonymous] [--owner EMAIL] [--json]
+  parley apps disable|enable --db PATH --app APP_ID [--json]
   parley owners create --db PATH --email EMAIL [--name NAME] [--password-stdin] [--app APP_ID …] [--json]
   parley owners set-password --db PATH --email EMAIL [--password-stdin] [--json]
   parley hash --secret SECRET (--user-id ID | --email EMAIL)
   parley demo [--db PATH]
+  parley keygen
 
 owners set-password resets a forgotten dashboard password and ends the owner's sign-ins.
+apps disable turns an app's widget off and ends its open chats (a running serve closes
+them within a second); apps enable turns it back on.
 
 serve reads PARLEY_DB, PARLEY_ADDR and PARLEY_PUBLIC_URL when the flags are not given;
 PARLEY_SIGNUP=1 opens sign-up like --signup. Behind a reverse proxy, name it with
 --trusted-proxy (or PARLEY_TRUSTED_PROXIES, comma-separated) so that clients are told
 apart by X-Forwarded-For; otherwise the client IP is the connection's peer.
+The --limit-… flags change the widget's abuse limits (parley serve -h lists them).
+
+Identity secrets are encrypted with a master key: PARLEY_MASTER_KEY when set (keygen
+prints a new one), else the file --master-key-file names, by default the database path
++ ".key" (created at first start; back it up apart from the database).
 `
 
 func main() {
@@ -72,10 +82,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "serve":
 		return serveCmd(ctx, args[1:], stderr)
 	case "apps":
-		if len(args) < 2 || args[1] != "create" {
-			return usageError{"usage: parley apps create --db PATH --name NAME --origin ORIGIN …"}
+		if len(args) >= 2 {
+			switch args[1] {
+			case "create":
+				return appsCreateCmd(ctx, args[2:], stdout, stderr)
+			case "disable", "enable":
+				return appsSetDisabledCmd(ctx, args[1], args[2:], stdout, stderr)
+			}
 		}
-		return appsCreateCmd(ctx, args[2:], stdout, stderr)
+		return usageError{"usage: parley apps create|disable|enable --db PATH …"}
 	case "owners":
 		if len(args) >= 2 {
 			switch args[1] {
@@ -90,6 +105,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return hashCmd(args[1:], stdout, stderr)
 	case "demo":
 		return demoCmd(ctx, args[1:], stdout, stderr)
+	case "keygen":
+		return keygenCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -127,8 +144,11 @@ func appsCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var origins multiFlag
 	fs.Var(&origins, "origin", "allowed parent-page origin, e.g. https://shop.example.com (repeatable)")
 	mode := fs.String("identity", store.ModeEnforced, "identity mode: enforced or monitor")
+	requireJWT := fs.Bool("require-jwt", false, "accept identified users only with an identity JWT (user_jwt), not a user_hash")
+	refuseAnonymous := fs.Bool("refuse-anonymous", false, "refuse visitors who carry no identity")
 	ownerEmail := fs.String("owner", "", "`email` of an existing owner who gets the app in their dashboard")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	keyFile := masterKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -139,7 +159,7 @@ func appsCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if _, err := store.CanonicalOrigins(origins); err != nil {
 		return usageError{err.Error()}
 	}
-	db, err := store.Open(ctx, *dbPath)
+	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}
@@ -155,7 +175,8 @@ func appsCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		ownerID = owner.ID
 	}
-	created, err := db.CreateApp(ctx, store.NewApp{Name: *name, Origins: origins, IdentityMode: *mode, OwnerID: ownerID})
+	created, err := db.CreateApp(ctx, store.NewApp{Name: *name, Origins: origins, IdentityMode: *mode,
+		RequireJWT: *requireJWT, RefuseAnonymous: *refuseAnonymous, OwnerID: ownerID})
 	if ie := new(store.InputError); errors.As(err, &ie) {
 		return usageError{ie.Msg}
 	}
@@ -166,12 +187,14 @@ func appsCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(map[string]any{
 			"app_id": a.ID, "name": a.Name, "origins": a.Origins, "identity_mode": a.IdentityMode,
+			"require_jwt": a.RequireJWT, "refuse_anonymous": a.RefuseAnonymous,
 			"identity_secret": a.IdentitySecret, "api_key": created.APIKey,
 		})
 	}
-	fmt.Fprintf(stdout, "app_id:          %s\nname:            %s\norigins:         %s\nidentity_mode:   %s\nidentity_secret: %s\napi_key:         %s\n\n"+
+	fmt.Fprintf(stdout, "app_id:           %s\nname:             %s\norigins:          %s\nidentity_mode:    %s\n"+
+		"require_jwt:      %t\nrefuse_anonymous: %t\nidentity_secret:  %s\napi_key:          %s\n\n"+
 		"Keep identity_secret and api_key on your server only. The api_key is not shown again.\n",
-		a.ID, a.Name, strings.Join(a.Origins, " "), a.IdentityMode, a.IdentitySecret, created.APIKey)
+		a.ID, a.Name, strings.Join(a.Origins, " "), a.IdentityMode, a.RequireJWT, a.RefuseAnonymous, a.IdentitySecret, created.APIKey)
 	return nil
 }
 
@@ -208,6 +231,8 @@ type serveConfig struct {
 	Signup bool
 	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed.
 	TrustedProxies []string
+	// Limits are the widget's abuse limits (zero: web.DefaultLimits).
+	Limits web.Limits
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -219,10 +244,12 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Signup, "signup", os.Getenv("PARLEY_SIGNUP") == "1", "let anyone create a dashboard account at /signup (PARLEY_SIGNUP=1)")
 	var proxies multiFlag
 	fs.Var(&proxies, "trusted-proxy", "`CIDR` or IP of a reverse proxy whose X-Forwarded-For is believed (repeatable; PARLEY_TRUSTED_PROXIES)")
+	keyFile := masterKeyFlag(fs)
+	limits := limitFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg.TrustedProxies = proxies
+	cfg.TrustedProxies, cfg.Limits = proxies, *limits
 	if len(proxies) == 0 && os.Getenv("PARLEY_TRUSTED_PROXIES") != "" {
 		cfg.TrustedProxies = strings.Split(os.Getenv("PARLEY_TRUSTED_PROXIES"), ",")
 	}
@@ -236,7 +263,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.PublicURL = "http://" + cfg.Addr
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	db, err := store.Open(ctx, cfg.DBPath)
+	db, err := openStore(ctx, cfg.DBPath, *keyFile, log)
 	if err != nil {
 		return err
 	}
@@ -259,12 +286,18 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 		OwnerIdle:      ownerIdle,
 		OwnerMaxAge:    ownerMaxAge,
 		TrustedProxies: cfg.TrustedProxies,
+		Limits:         cfg.Limits,
 	}, db, hub, log)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	go sweepSessions(ctx, db, log)
+	// Before the first socket: sessions ended from now on, here or by the
+	// CLI, close their sockets.
+	if err := hub.WatchSessionEnds(ctx, chat.DefaultEndPoll); err != nil {
+		return err
+	}
+	go sweep(ctx, db, log)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -281,20 +314,48 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 	return errors.Join(srv.Shutdown(shutdownCtx), hub.Shutdown(shutdownCtx))
 }
 
-func sweepSessions(ctx context.Context, db *store.DB, log *slog.Logger) {
-	t := time.NewTicker(time.Hour)
+// sweep runs the periodic clean-ups until ctx ends. Sessions of identity
+// secrets whose grace period ran out are ended every minute, so their
+// sockets close soon after; the rest is housekeeping, hourly.
+func sweep(ctx context.Context, db *store.DB, log *slog.Logger) {
+	t := time.NewTicker(time.Minute)
 	defer t.Stop()
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := db.DeleteExpiredSessions(ctx); err != nil {
-				log.Error("sweeping sessions", "err", err)
-			}
-			if _, err := db.DeleteExpiredOwnerSessions(ctx, ownerIdle); err != nil {
-				log.Error("sweeping owner sessions", "err", err)
-			}
+		}
+		endExpiredSecretSessions(ctx, db, log)
+		if n%60 == 0 {
+			housekeeping(ctx, db, log, time.Now())
+		}
+	}
+}
+
+func endExpiredSecretSessions(ctx context.Context, db *store.DB, log *slog.Logger) {
+	n, err := db.EndSessionsOfExpiredSecrets(ctx)
+	if err != nil {
+		log.Error("ending sessions of expired identity secrets", "err", err)
+	} else if n > 0 {
+		log.Info("ended sessions of expired identity secrets", "sessions", n)
+	}
+}
+
+// sessionEndsKept is how long ended sessions are remembered: every server
+// watching the database has closed their sockets long before.
+const sessionEndsKept = 24 * time.Hour
+
+// housekeeping deletes what has expired and can no longer matter.
+func housekeeping(ctx context.Context, db *store.DB, log *slog.Logger, now time.Time) {
+	for what, del := range map[string]func() (int64, error){
+		"sessions":         func() (int64, error) { return db.DeleteExpiredSessions(ctx) },
+		"owner sessions":   func() (int64, error) { return db.DeleteExpiredOwnerSessions(ctx, ownerIdle) },
+		"identity JWT ids": func() (int64, error) { return db.DeleteExpiredJWTIDs(ctx) },
+		"session ends":     func() (int64, error) { return db.DeleteSessionEndsBefore(ctx, now.Add(-sessionEndsKept)) },
+	} {
+		if _, err := del(); err != nil {
+			log.Error("sweeping "+what, "err", err)
 		}
 	}
 }

@@ -39,6 +39,7 @@ func ownersCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdout
 	var apps multiFlag
 	fs.Var(&apps, "app", "`app_id` the owner becomes a member of (repeatable)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	keyFile := masterKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -55,7 +56,7 @@ func ownersCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdout
 		*name = defaultName(*email)
 	}
 
-	db, err := store.Open(ctx, *dbPath)
+	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}
@@ -97,6 +98,7 @@ func ownersSetPasswordCmd(ctx context.Context, args []string, stdin io.Reader, s
 	email := fs.String("email", "", "the owner's sign-in email")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin instead of generating one")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	keyFile := masterKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -112,7 +114,7 @@ func ownersSetPasswordCmd(ctx context.Context, args []string, stdin io.Reader, s
 		return usageError{fmt.Sprintf("no database at %s", *dbPath)}
 	}
 
-	db, err := store.Open(ctx, *dbPath)
+	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}

@@ -14,13 +14,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/internal/masterkey"
 	"github.com/parley-chat/parley/internal/password"
 	"github.com/parley-chat/parley/internal/store"
 )
 
 func openDB(t *testing.T, path string) *store.DB {
 	t.Helper()
-	db, err := store.Open(context.Background(), path)
+	// The key file the CLI made next to the database at its first start.
+	key, _, err := masterkey.LoadOrCreateFile(path + ".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(context.Background(), path, key)
 	if err != nil {
 		t.Fatal(err)
 	}

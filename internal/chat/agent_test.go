@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/masterkey"
 	"github.com/parley-chat/parley/internal/store"
 )
 
@@ -45,7 +46,7 @@ func newRig(t *testing.T) *rig {
 func newRigWith(t *testing.T, wrap func(*store.DB) chat.Store) *rig {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "parley.db"))
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "parley.db"), masterkey.Generate())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,9 @@ type Store interface {
 	MarkRead(ctx context.Context, subjectID, id string, seq int64) error
 	UnreadCount(ctx context.Context, subjectID string) (int64, error)
 	TouchSubject(ctx context.Context, subjectID string) error
+	// For WatchSessionEnds.
+	LastSessionEnd(ctx context.Context) (int64, error)
+	SessionEndsAfter(ctx context.Context, id int64, limit int) ([]store.SessionEnd, error)
 }
 
 // Timing and flow limits of a connection.
@@ -41,6 +44,7 @@ const (
 	closeGoingAway      = websocket.CloseGoingAway
 	closePolicy         = websocket.ClosePolicyViolation
 	CloseSessionInvalid = 4001 // create a new session, then reconnect
+	CloseRateLimited    = 4008 // a per-subject limit refused the socket; reconnect after retry_after_ms
 )
 
 // Client is one authenticated widget connection.
@@ -62,9 +66,29 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn) {
 	defer h.running.Done()
 	defer h.forget(conn)
 	conn.SetReadLimit(MaxFrameBytes)
-	sess, ok := h.authenticate(ctx, conn)
+	sess, token, ok := h.authenticate(ctx, conn)
 	if !ok {
 		return
+	}
+	c, ok := h.join(ctx, conn, sess)
+	if !ok {
+		return
+	}
+	defer h.unregister(c)
+	if !h.stillLive(ctx, conn, token) {
+		return
+	}
+	c.run(func() { c.readPump(ctx) })
+}
+
+// join registers an authenticated connection with its subject, within the
+// subject's limits, and queues its welcome. On false the connection has
+// been refused.
+func (h *Hub) join(ctx context.Context, conn *websocket.Conn, sess *store.Session) (*Client, bool) {
+	lim := h.limits.Load()
+	if ok, wait := lim.opens.Reserve(sess.SubjectID); !ok {
+		refuse(conn, rateLimited("this chat is reconnecting too often; try again shortly", wait), CloseRateLimited, "rate_limited")
+		return nil, false
 	}
 	// Last seen is a hint for the dashboard, not worth refusing a chat over.
 	if err := h.store.TouchSubject(ctx, sess.SubjectID); err != nil {
@@ -79,25 +103,66 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn) {
 	}
 	c.queue(encode(welcomeFrame{Type: "welcome", Verified: sess.Verified(), Anonymous: sess.Kind == store.KindVisitor,
 		Unread: unread, ExpiresAt: sess.ExpiresAt}))
-	if !h.register(c) {
+	switch h.register(c, lim.sockets) {
+	case hubClosing:
 		goingAway(conn)
-		return
+		return nil, false
+	case subjectFull:
+		refuse(conn, rateLimited("this chat is open in too many tabs or windows; close some and try again", socketsRetry), CloseRateLimited, "rate_limited")
+		return nil, false
 	}
-	defer h.unregister(c)
-	c.run(func() { c.readPump(ctx) })
+	return c, true
 }
 
-func (h *Hub) authenticate(ctx context.Context, conn *websocket.Conn) (*store.Session, bool) {
+// stillLive looks the session up once more now that the socket is
+// registered. A session that ended between the first lookup and the
+// registration was ended while EndSessions could not find this socket;
+// any end after the registration finds it. The write pump has not started,
+// so this writes the refusal itself.
+func (h *Hub) stillLive(ctx context.Context, conn *websocket.Conn, token string) bool {
+	_, err := h.store.SessionByToken(ctx, token)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		refuse(conn, sessionEndedFrame(""), closePolicy, "session ended")
+		return false
+	case err != nil:
+		h.log.Error("session recheck", "err", err)
+		refuse(conn, errorFrame{Type: "error", Code: "unavailable", Message: "try again"}, websocket.CloseTryAgainLater, "unavailable")
+		return false
+	}
+	return true
+}
+
+// refuse sends one error frame and closes the connection with code, for
+// connections whose write pump is not running.
+func refuse(conn *websocket.Conn, f errorFrame, code int, reason string) {
+	conn.SetWriteDeadline(time.Now().Add(writeWait))
+	conn.WriteMessage(websocket.TextMessage, encode(f))
+	conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason))
+}
+
+func rateLimited(msg string, retry time.Duration) errorFrame {
+	return errorFrame{Type: "error", Code: "rate_limited", Message: msg, RetryAfterMS: retryMS(retry)}
+}
+
+// retryMS rounds up, so a client that waits that long finds a token.
+func retryMS(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// authenticate reads the auth frame and returns its session and token.
+func (h *Hub) authenticate(ctx context.Context, conn *websocket.Conn) (*store.Session, string, bool) {
 	conn.SetReadDeadline(time.Now().Add(authWait))
-	reject := func(code, msg string) (*store.Session, bool) {
-		conn.SetWriteDeadline(time.Now().Add(writeWait))
-		conn.WriteMessage(websocket.TextMessage, encode(errorFrame{Type: "error", Code: code, Message: msg}))
-		conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(CloseSessionInvalid, code))
-		return nil, false
+	reject := func(code, msg string) (*store.Session, string, bool) {
+		refuse(conn, errorFrame{Type: "error", Code: code, Message: msg}, CloseSessionInvalid, code)
+		return nil, "", false
 	}
 	kind, data, err := conn.ReadMessage()
 	if err != nil {
-		return nil, false
+		return nil, "", false
 	}
 	if kind != websocket.TextMessage {
 		return reject("bad_frame", "the first frame must be a text auth frame")
@@ -114,7 +179,7 @@ func (h *Hub) authenticate(ctx context.Context, conn *websocket.Conn) (*store.Se
 		h.log.Error("session lookup", "err", err)
 		return reject("unavailable", "try again")
 	}
-	return sess, true
+	return sess, f.Token, true
 }
 
 func (c *Client) readPump(ctx context.Context) {
@@ -155,6 +220,14 @@ func (c *Client) readPump(ctx context.Context) {
 			c.queueError(ferr, 0)
 			continue
 		}
+		// Messages are paced per subject, across all of its sockets, so
+		// more tabs do not mean more messages.
+		if f.Type == TypeSend {
+			if ok, wait := c.hub.limits.Load().messages.Reserve(c.session.SubjectID); !ok {
+				c.queueError(&FrameError{Code: "rate_limited", Message: "you're sending messages too quickly; slow down", ClientMsgID: f.ClientMsgID}, wait)
+				continue
+			}
+		}
 		if err := c.handle(ctx, f); err != nil {
 			c.queueError(err, 0)
 		}
@@ -168,5 +241,5 @@ func (c *Client) readPump(ctx context.Context) {
 
 func (c *Client) queueError(e *FrameError, retry time.Duration) {
 	c.queue(encode(errorFrame{Type: "error", Code: e.Code, Message: e.Message, ClientMsgID: e.ClientMsgID,
-		RetryAfterMS: retry.Milliseconds()}))
+		RetryAfterMS: retryMS(retry)}))
 }

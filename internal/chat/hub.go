@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -21,6 +22,7 @@ type Hub struct {
 	// AgentRecheck is how often an agent socket's Agent.StillAllowed is
 	// asked (NewHub: 30 seconds).
 	AgentRecheck time.Duration
+	limits       atomic.Pointer[subjectLimits] // SetLimits
 
 	mu       sync.RWMutex
 	subjects map[string]map[*Client]struct{}
@@ -33,10 +35,12 @@ type Hub struct {
 	running sync.WaitGroup // connections being served
 }
 
-// NewHub returns an empty hub.
+// NewHub returns an empty hub with DefaultLimits.
 func NewHub(st Store, log *slog.Logger) *Hub {
-	return &Hub{store: st, log: log, AgentRecheck: 30 * time.Second, subjects: map[string]map[*Client]struct{}{}, agents: map[string]map[*agentClient]struct{}{},
+	h := &Hub{store: st, log: log, AgentRecheck: 30 * time.Second, subjects: map[string]map[*Client]struct{}{}, agents: map[string]map[*agentClient]struct{}{},
 		pending: map[*websocket.Conn]struct{}{}}
+	h.SetLimits(Limits{})
+	return h
 }
 
 // admit records a new, not yet authenticated connection. It reports false
@@ -60,22 +64,33 @@ func (h *Hub) forget(conn *websocket.Conn) {
 	delete(h.pending, conn)
 }
 
-// register moves an authenticated connection from pending to its subject.
-// It reports false if the hub began shutting down during authentication.
-func (h *Hub) register(c *Client) bool {
+// Outcomes of register.
+const (
+	registered  = iota
+	hubClosing  // the hub began shutting down during authentication
+	subjectFull // the subject already has its maximum of sockets open
+)
+
+// register moves an authenticated connection from pending to its subject,
+// unless the subject already holds maxSockets. Counting and adding under
+// one lock keeps parallel opens from all squeezing in.
+func (h *Hub) register(c *Client, maxSockets int) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.pending, c.conn)
 	if h.closing {
-		return false
+		return hubClosing
 	}
 	set := h.subjects[c.session.SubjectID]
+	if len(set) >= maxSockets {
+		return subjectFull
+	}
 	if set == nil {
 		set = map[*Client]struct{}{}
 		h.subjects[c.session.SubjectID] = set
 	}
 	set[c] = struct{}{}
-	return true
+	return registered
 }
 
 func (h *Hub) unregister(c *Client) {

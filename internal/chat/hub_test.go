@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/masterkey"
 	"github.com/parley-chat/parley/internal/store"
 )
 
@@ -21,7 +22,7 @@ import (
 // server's memory or delay others; once its queue is full it is dropped.
 func TestSlowClientIsCut(t *testing.T) {
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "parley.db"))
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "parley.db"), masterkey.Generate())
 	if err != nil {
 		t.Fatal(err)
 	}

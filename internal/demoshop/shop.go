@@ -6,6 +6,7 @@ package demoshop
 
 import (
 	"bytes"
+	"embed"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,9 @@ import (
 
 	"github.com/parley-chat/parley/internal/identity"
 )
+
+//go:embed assets
+var assets embed.FS
 
 // User is one of the shop's demo customers.
 type User struct {
@@ -31,11 +35,14 @@ var Users = []User{
 // Shop serves the demo shop. Its secrets stay on this server: the page
 // only ever receives the user_hash the backend computed.
 type Shop struct {
-	ParleyURL      string
-	AppID          string
-	IdentitySecret string
-	APIKey         string
-	client         *http.Client
+	ParleyURL string
+	AppID     string
+	// IdentitySecretID names the secret in the identity JWTs the shop mints
+	// (their kid).
+	IdentitySecretID string
+	IdentitySecret   string
+	APIKey           string
+	client           *http.Client
 }
 
 // Handler returns the shop's routes.
@@ -47,7 +54,21 @@ func (s *Shop) Handler() http.Handler {
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /agent", s.agent)
 	mux.HandleFunc("POST /agent/reply", s.reply)
-	return mux
+	mux.Handle("GET /assets/", http.FileServerFS(assets))
+	return s.withCSP(mux)
+}
+
+// withCSP gives every page the strict policy a careful site has, plus the
+// two lines Parley needs (README, "Content Security Policy on your site"):
+// the loader in script-src and the chat frame in frame-src. Nothing is
+// inline, so no 'unsafe-inline' is needed either.
+func (s *Shop) withCSP(next http.Handler) http.Handler {
+	policy := "default-src 'self'; script-src 'self' " + s.ParleyURL + "; frame-src " + s.ParleyURL +
+		"; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", policy)
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Shop) current(r *http.Request) *User {

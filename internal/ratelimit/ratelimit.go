@@ -1,15 +1,62 @@
 // Package ratelimit keeps one token bucket per key (an email, an IP, an
-// app), for throttling failed sign-ins and similar per-key limits.
+// app, a chat user), for throttling failed sign-ins and the abuse limits
+// of the widget's endpoints.
 package ratelimit
 
 import (
 	"fmt"
 	"math"
+	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 )
+
+// Rate is the shape of a token bucket: Burst tokens at first, then one
+// more every Every.
+type Rate struct {
+	Burst int
+	Every time.Duration
+}
+
+// ParseRate reads "BURST,EVERY", e.g. "20,2s": a burst of 20, then one
+// more every 2 seconds.
+func ParseRate(s string) (Rate, error) {
+	b, e, ok := strings.Cut(s, ",")
+	burst, berr := strconv.Atoi(strings.TrimSpace(b))
+	every, eerr := time.ParseDuration(strings.TrimSpace(e))
+	if !ok || berr != nil || eerr != nil || burst < 1 || every <= 0 {
+		return Rate{}, fmt.Errorf("ratelimit: %q is not BURST,EVERY such as 20,2s (a burst of 20, then one more every 2 seconds)", s)
+	}
+	return Rate{Burst: burst, Every: every}, nil
+}
+
+// String is the form ParseRate reads.
+func (r Rate) String() string { return fmt.Sprintf("%d,%v", r.Burst, r.Every) }
+
+// Valid reports whether the rate can make a bucket.
+func (r Rate) Valid() bool { return r.Burst >= 1 && r.Every > 0 }
+
+// Keyed returns buckets of this rate, keeping about maxKeys keys.
+func (r Rate) Keyed(maxKeys int) *Keyed { return NewKeyed(r.Every, r.Burst, maxKeys) }
+
+// ClientKey is what per-IP limits count by: the address, or for IPv6 its
+// /64, which one subscriber usually holds whole (and could otherwise hop
+// across for a fresh budget each time).
+func ClientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
 
 // Keyed is a set of token buckets, one per key, each refilling one token
 // every `every` up to `burst`. A key that has never been seen, or whose
@@ -73,8 +120,13 @@ func (k *Keyed) Blocked(key string) time.Duration {
 	if tokens >= 1 {
 		return 0
 	}
-	// Round away the float noise of rate's token arithmetic (40s, not
-	// 40.000000001s), but never report 0 for an empty bucket.
+	return k.wait(tokens)
+}
+
+// wait is how long a bucket holding tokens (< 1) takes to hold one. It
+// rounds away the float noise of rate's token arithmetic (40s, not
+// 40.000000001s), but never reports 0 for an empty bucket.
+func (k *Keyed) wait(tokens float64) time.Duration {
 	return max(time.Duration(math.Round((1-tokens)*float64(k.every))), 1)
 }
 
@@ -92,6 +144,21 @@ func (k *Keyed) Allow(key string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.bucket(key).AllowN(k.now(), 1)
+}
+
+// Reserve takes a token from key and reports true, or, when the bucket is
+// empty, reports false and how long until it holds a token again. A refused
+// call takes nothing: a client that waits retryAfter gets in, however often
+// it was refused meanwhile.
+func (k *Keyed) Reserve(key string) (ok bool, retryAfter time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	now := k.now()
+	b := k.bucket(key) // a new key's bucket is full, so only known keys are refused
+	if b.AllowN(now, 1) {
+		return true, 0
+	}
+	return false, k.wait(b.TokensAt(now))
 }
 
 // Try starts an attempt for key (a sign-in, say) and reports whether it

@@ -247,3 +247,102 @@ func TestTryIsAHardCapUnderConcurrency(t *testing.T) {
 		t.Fatal("allowed after 5 failures")
 	}
 }
+
+func TestReserve(t *testing.T) {
+	k, c := newTest(2*time.Second, 3, 100)
+	for i := range 3 {
+		if ok, wait := k.Reserve("ip"); !ok || wait != 0 {
+			t.Fatalf("Reserve %d within the burst = %v, %v; want true, 0", i+1, ok, wait)
+		}
+	}
+	// A refusal says how long until the next token, and costs nothing: a
+	// client hammering away still gets in once that time has passed.
+	for range 20 {
+		if ok, wait := k.Reserve("ip"); ok || wait != 2*time.Second {
+			t.Fatalf("Reserve past the burst = %v, %v; want false, 2s", ok, wait)
+		}
+	}
+	c.add(1500 * time.Millisecond)
+	if ok, wait := k.Reserve("ip"); ok || wait != 500*time.Millisecond {
+		t.Fatalf("1.5s later: Reserve = %v, %v; want false, 500ms", ok, wait)
+	}
+	c.add(500 * time.Millisecond)
+	if ok, _ := k.Reserve("ip"); !ok {
+		t.Fatal("no token after the retry time it was told")
+	}
+	if ok, wait := k.Reserve("ip"); ok || wait != 2*time.Second {
+		t.Fatalf("after taking the refilled token: Reserve = %v, %v; want false, 2s", ok, wait)
+	}
+	if ok, _ := k.Reserve("other"); !ok {
+		t.Fatal("another key is refused")
+	}
+}
+
+func TestReserveKeepsMemoryBound(t *testing.T) {
+	k, c := newTest(time.Second, 1, 10)
+	for i := range 1000 {
+		c.add(time.Second) // each key is full again by the next one
+		k.Reserve(fmt.Sprint("ip-", i))
+	}
+	if n := k.Len(); n > 11 {
+		t.Fatalf("Len = %d after 1000 keys a refill apart, want about maxKeys", n)
+	}
+	// Refusals never create a key of their own.
+	k.Reserve("x")
+	before := k.Len()
+	for range 100 {
+		k.Reserve("x")
+	}
+	if k.Len() != before {
+		t.Fatalf("refused Reserves changed Len from %d to %d", before, k.Len())
+	}
+}
+
+func TestConcurrentReserveNeverExceedsBurst(t *testing.T) {
+	k, _ := newTest(time.Hour, 25, 50) // frozen clock: no refill
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				if ok, _ := k.Reserve("shared"); ok {
+					allowed.Add(1)
+				}
+				k.Reserve(fmt.Sprint("g", g, "-", i%100)) // churn the map and the sweep
+			}
+		})
+	}
+	wg.Wait()
+	if n := allowed.Load(); n != 25 {
+		t.Fatalf("%d Reserves succeeded, want exactly the burst of 25", n)
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	r, err := ParseRate("20,2s")
+	if err != nil || r != (Rate{Burst: 20, Every: 2 * time.Second}) {
+		t.Fatalf("ParseRate(20,2s) = %+v, %v", r, err)
+	}
+	if back, err := ParseRate(r.String()); err != nil || back != r {
+		t.Fatalf("ParseRate(%q) = %+v, %v; want %+v", r.String(), back, err, r)
+	}
+	for _, bad := range []string{"", "20", "20/2s", "0,1s", "-1,1s", "5,0s", "5,-1s", "x,1s", "5,soon"} {
+		if _, err := ParseRate(bad); err == nil {
+			t.Errorf("ParseRate(%q) accepted", bad)
+		}
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	for ip, want := range map[string]string{
+		"203.0.113.7":          "203.0.113.7",
+		"::ffff:203.0.113.7":   "::ffff:203.0.113.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
+		"not an ip":            "not an ip",
+	} {
+		if got := ClientKey(ip); got != want {
+			t.Errorf("ClientKey(%q) = %q, want %q", ip, got, want)
+		}
+	}
+}

@@ -104,7 +104,7 @@ func (db *DB) CreateApp(ctx context.Context, in NewApp) (CreatedApp, error) {
 		if err != nil {
 			return err
 		}
-		err = insertSecret(ctx, tx, app.ID, IdentitySecret{ID: app.IdentitySecretID, Secret: app.IdentitySecret, CreatedAt: app.IdentitySecretCreatedAt})
+		err = db.insertSecret(ctx, tx, app.ID, IdentitySecret{ID: app.IdentitySecretID, Secret: app.IdentitySecret, CreatedAt: app.IdentitySecretCreatedAt})
 		if err != nil {
 			return err
 		}

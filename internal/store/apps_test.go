@@ -336,7 +336,7 @@ func TestMigrationKeepsSecrets(t *testing.T) {
 	}
 	raw.Close()
 
-	db, err := store.Open(ctx, path)
+	db, err := store.Open(ctx, path, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,13 +369,13 @@ func TestMigrationKeepsSecrets(t *testing.T) {
 func TestCreatedAppVerifiesAfterReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
-	db, err := store.Open(ctx, path)
+	db, err := store.Open(ctx, path, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	created := mustApp(t, db, store.ModeEnforced).App
 	db.Close()
-	db, err = store.Open(ctx, path)
+	db, err = store.Open(ctx, path, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,7 +97,7 @@ type ConversationCursor struct {
 // AppConversations lists an app's conversations with their subjects,
 // newest activity first.
 func (db *DB) AppConversations(ctx context.Context, appID string, f ConversationFilter) ([]Conversation, error) {
-	q := `SELECT ` + conversationColumns + `, s.kind, s.user_id, s.email, s.name, s.last_seen_at, s.last_page_url ` + conversationJoins + `
+	q := `SELECT ` + conversationColumns + `, s.kind, s.user_id, s.email, s.name, s.last_seen_at, s.last_page_url, s.email_signed, s.name_signed ` + conversationJoins + `
 		JOIN subjects s ON s.id = c.subject_id
 		WHERE c.app_id = ?`
 	args := []any{appID}
@@ -120,7 +120,7 @@ func (db *DB) AppConversations(ctx context.Context, appID string, f Conversation
 	for rows.Next() {
 		var s Subject
 		var seen int64
-		c, err := scanConversation(rows, &s.Kind, &s.UserID, &s.Email, &s.Name, &seen, &s.LastPageURL)
+		c, err := scanConversation(rows, &s.Kind, &s.UserID, &s.Email, &s.Name, &seen, &s.LastPageURL, &s.EmailSigned, &s.NameSigned)
 		if err != nil {
 			return nil, fmt.Errorf("store: app conversations: %w", err)
 		}

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/parley-chat/parley/internal/masterkey"
 )
 
 //go:embed migrations/*.sql
@@ -37,13 +39,19 @@ type DB struct {
 	write *sql.DB
 	read  *sql.DB
 	now   func() time.Time
+	// key seals the values that must be read back (identity secrets).
+	key masterkey.Key
 }
 
-// Open opens (creating if needed) the database at path and applies any
-// pending migrations.
-func Open(ctx context.Context, path string) (*DB, error) {
+// Open opens (creating if needed) the database at path, applies any
+// pending migrations, checks that key is the database's master key and
+// encrypts identity secrets left in plaintext by earlier versions.
+func Open(ctx context.Context, path string, key masterkey.Key) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("store: empty database path")
+	}
+	if key.IsZero() {
+		return nil, errors.New("store: no master key")
 	}
 	if dir := filepath.Dir(path); dir != "" {
 		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
@@ -52,15 +60,21 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	pragmas := "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
-	w, err := sql.Open("sqlite", base+"?_txlock=immediate&_pragma=journal_mode(WAL)&"+pragmas)
+	// secure_delete zeroes what the writer frees, so deleted rows (old
+	// sessions, revoked secrets, messages) do not linger in the file.
+	w, err := sql.Open("sqlite", base+"?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=secure_delete(1)&"+pragmas)
 	if err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	db := &DB{write: w, now: time.Now}
+	db := &DB{write: w, now: time.Now, key: key}
 	if err := db.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := db.setUpEncryption(ctx); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -132,7 +146,7 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrJWTReplayed) || errors.As(err, new(*InputError)) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrJWTReplayed) || errors.Is(err, ErrMasterKeyMismatch) || errors.As(err, new(*InputError)) {
 			return err
 		}
 		return fmt.Errorf("store: %w", err)

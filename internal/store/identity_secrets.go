@@ -82,6 +82,9 @@ func (db *DB) loadSecrets(ctx context.Context, a *App) error {
 		if err := rows.Scan(&s.ID, &s.Secret, &created, &retired, &expires); err != nil {
 			return fmt.Errorf("store: identity secrets: %w", err)
 		}
+		if s.Secret, err = db.openSecret(a.ID, s.ID, s.Secret); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
 		s.CreatedAt = fromMillis(created)
 		if expires.Valid {
 			s.ExpiresAt = fromMillis(expires.Int64)
@@ -154,7 +157,7 @@ func (db *DB) swapSecret(ctx context.Context, appID string, endCurrent func(tx *
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		return insertSecret(ctx, tx, appID, s)
+		return db.insertSecret(ctx, tx, appID, s)
 	})
 	if err != nil {
 		return IdentitySecret{}, err
@@ -162,9 +165,12 @@ func (db *DB) swapSecret(ctx context.Context, appID string, endCurrent func(tx *
 	return s, nil
 }
 
-func insertSecret(ctx context.Context, tx *sql.Tx, appID string, s IdentitySecret) error {
+// insertSecret stores s sealed with the master key: the secret has to be
+// read back to verify hashes, so it cannot be hashed, but a copy of the
+// database file alone must not reveal it.
+func (db *DB) insertSecret(ctx context.Context, tx *sql.Tx, appID string, s IdentitySecret) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO identity_secrets (id, app_id, secret, created_at) VALUES (?, ?, ?, ?)`,
-		s.ID, appID, s.Secret, s.CreatedAt.UnixMilli())
+		s.ID, appID, db.sealSecret(appID, s.ID, s.Secret), s.CreatedAt.UnixMilli())
 	return err
 }
 

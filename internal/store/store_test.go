@@ -10,13 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/internal/masterkey"
 	"github.com/parley-chat/parley/internal/store"
 )
+
+// testKey is this test run's master key: random, but the same for every
+// reopen of a file within the run.
+var testKey = masterkey.Generate()
 
 // MustOpenDB opens a fresh database file in a temp dir, closed at cleanup.
 func MustOpenDB(tb testing.TB) *store.DB {
 	tb.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(tb.TempDir(), "parley.db"))
+	db, err := store.Open(context.Background(), filepath.Join(tb.TempDir(), "parley.db"), testKey)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -61,7 +66,7 @@ func mustSend(tb testing.TB, db *store.DB, s store.Session, conv, clientID, body
 func TestOpenAppliesMigrationsOnce(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
-	db, err := store.Open(ctx, path)
+	db, err := store.Open(ctx, path, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +76,7 @@ func TestOpenAppliesMigrationsOnce(t *testing.T) {
 	}
 	db.Close()
 
-	db, err = store.Open(ctx, path) // second start: migrations must not run again
+	db, err = store.Open(ctx, path, testKey) // second start: migrations must not run again
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +363,7 @@ func TestUnreadAndAgentReplies(t *testing.T) {
 func TestDataSurvivesReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
-	db, err := store.Open(ctx, path)
+	db, err := store.Open(ctx, path, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +372,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 	p := mustSend(t, db, s, "", "c1", "durable")
 	db.Close()
 
-	db, err = store.Open(ctx, path)
+	db, err = store.Open(ctx, path, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +392,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 }
 
 func TestOpenExplainsAMissingFolder(t *testing.T) {
-	_, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "no", "such", "parley.db"))
+	_, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "no", "such", "parley.db"), testKey)
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("err = %v, want one that says the folder does not exist", err)
 	}

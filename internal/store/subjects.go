@@ -19,6 +19,9 @@ type Subject struct {
 	// LastPageURL is the page the subject last opened the chat on, without
 	// query or fragment; empty when unknown.
 	LastPageURL string
+	// EmailSigned and NameSigned say the email and name came in an
+	// identity JWT; otherwise they are only what the page said.
+	EmailSigned, NameSigned bool
 }
 
 // Verified reports whether the site owner's backend vouched for this subject.
@@ -31,8 +34,9 @@ func (s Subject) Anonymous() bool { return s.Kind == KindVisitor }
 func (db *DB) Subject(ctx context.Context, appID, id string) (Subject, error) {
 	var s Subject
 	var seen int64
-	err := db.read.QueryRowContext(ctx, `SELECT id, kind, user_id, email, name, last_seen_at, last_page_url FROM subjects WHERE id = ? AND app_id = ?`, id, appID).
-		Scan(&s.ID, &s.Kind, &s.UserID, &s.Email, &s.Name, &seen, &s.LastPageURL)
+	err := db.read.QueryRowContext(ctx, `SELECT id, kind, user_id, email, name, last_seen_at, last_page_url, email_signed, name_signed
+		FROM subjects WHERE id = ? AND app_id = ?`, id, appID).
+		Scan(&s.ID, &s.Kind, &s.UserID, &s.Email, &s.Name, &seen, &s.LastPageURL, &s.EmailSigned, &s.NameSigned)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Subject{}, ErrNotFound
 	}

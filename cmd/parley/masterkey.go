@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/parley-chat/parley/internal/masterkey"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// masterKeyEnv, when set, is the master key itself and wins over any key
+// file: for deployments that keep secrets in the environment.
+const masterKeyEnv = "PARLEY_MASTER_KEY"
+
+// masterKeyFlag adds --master-key-file to a command that opens the
+// database.
+func masterKeyFlag(fs *flag.FlagSet) *string {
+	return fs.String("master-key-file", "", "`path` of the master key that encrypts identity secrets "+
+		"(default: the database path + \".key\", created when missing; "+masterKeyEnv+" takes precedence)")
+}
+
+// openStore opens the database at dbPath with the master key from
+// PARLEY_MASTER_KEY or else from keyFile (default dbPath + ".key", created
+// on first start). It logs where the key came from, never the key.
+func openStore(ctx context.Context, dbPath, keyFile string, log *slog.Logger) (*store.DB, error) {
+	if keyFile == "" {
+		keyFile = dbPath + ".key"
+	}
+	key, created, err := loadMasterKey(keyFile, log)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, dbPath, key)
+	if errors.Is(err, store.ErrMasterKeyMismatch) && created {
+		// The key just made is of no use to anyone; leaving it would only
+		// hide that the right one is missing.
+		os.Remove(keyFile)
+		return nil, fmt.Errorf("%w (there was no key file at %s; restore it from your backup, or set %s)", err, keyFile, masterKeyEnv)
+	}
+	return db, err
+}
+
+func loadMasterKey(keyFile string, log *slog.Logger) (key masterkey.Key, created bool, err error) {
+	if v, ok := os.LookupEnv(masterKeyEnv); ok {
+		key, err := masterkey.Parse(v)
+		if err != nil {
+			// The value is never echoed: it may be a real key with a typo.
+			return masterkey.Key{}, false, usageError{fmt.Sprintf("%s is not a valid master key: %s; make one with: parley keygen",
+				masterKeyEnv, strings.TrimPrefix(err.Error(), "masterkey: "))}
+		}
+		log.Info("master key", "source", "env "+masterKeyEnv)
+		return key, false, nil
+	}
+	key, created, err = masterkey.LoadOrCreateFile(keyFile)
+	if err != nil {
+		return masterkey.Key{}, false, err
+	}
+	if created {
+		log.Warn("created a new master key file; back it up apart from the database: without it identity secrets cannot be read",
+			"path", keyFile)
+	}
+	log.Info("master key", "source", "file", "path", keyFile)
+	return key, created, nil
+}
+
+// cliLog is the logger of one-shot commands: quiet unless something needs
+// the operator's attention.
+func cliLog(stderr io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// keygenCmd prints a new random master key, e.g. for PARLEY_MASTER_KEY.
+func keygenCmd(args []string, stdout, stderr io.Writer) error {
+	if err := parse(newFlags("keygen", stderr), args); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(stdout, masterkey.Generate().Encode())
+	return err
+}
