@@ -19,7 +19,9 @@ import (
 
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
+	"github.com/parley-chat/parley/internal/ratelimit"
 	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/web"
 )
 
 // onNewDocument runs src in the tab's pages before any of their own
@@ -442,11 +444,33 @@ func TestWidgetShowsRefusals(t *testing.T) {
 	}
 }
 
-// A user who sends faster than Parley accepts (10 messages, then one a
-// second) is told so with the wait, and nothing is lost: each refused
-// message is sent again after the server's hint.
+// sessionRequests counts the session requests Parley answered with status.
+func (e *env) sessionRequests(status int) int {
+	return strings.Count(e.logs.String(), fmt.Sprintf("path=/api/widget/sessions status=%d ", status))
+}
+
+// noticeMatching waits until the frame's notice matches re and returns it.
+func noticeMatching(t *testing.T, frame context.Context, re *regexp.Regexp) string {
+	t.Helper()
+	return eventually(t, frame, "a notice matching "+re.String(), js[string](
+		`document.querySelector('[data-testid="notice"]').textContent`), re.MatchString)
+}
+
+// secondsIn returns N from a notice "… N s…".
+func secondsIn(t *testing.T, notice string) int {
+	t.Helper()
+	var n int
+	if _, err := fmt.Sscanf(notice[strings.LastIndex(notice, " in ")+4:], "%d s", &n); err != nil {
+		t.Fatalf("no seconds in notice %q: %v", notice, err)
+	}
+	return n
+}
+
+// A user who sends faster than Parley accepts is told so with the wait,
+// and nothing is lost: each refused message is sent again after the
+// server's hint, with the same client_msg_id.
 func TestMessageRateLimitIsWaitedOut(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvLimits(t, func(l *web.Limits) { l.Chat.Messages = ratelimit.Rate{Burst: 3, Every: time.Second} })
 	tab := e.newTab(t, "page")
 	frame, _ := e.openChat(t, tab, "frame", "u_alice")
 	openWidget(t, tab, frame)
@@ -455,30 +479,136 @@ func TestMessageRateLimitIsWaitedOut(t *testing.T) {
 	waitMessages(t, frame, want...)
 
 	do(t, frame, chromedp.Evaluate[chromedp.Void](`(() => {
-	window.notices = [];
-	const n = document.querySelector('[data-testid="notice"]');
-	new MutationObserver(() => notices.push(n.textContent)).observe(n, {childList: true, characterData: true, subtree: true});
 	const c = document.getElementById('composer'), f = document.getElementById('form');
-	for (let i = 1; i <= 11; i++) { c.value = 'Quick ' + i; f.requestSubmit(); }
+	for (let i = 1; i <= 4; i++) { c.value = 'Quick ' + i; f.requestSubmit(); }
 })()`))
-	for i := 1; i <= 11; i++ {
+	for i := 1; i <= 4; i++ {
 		want = append(want, chatMessage{Author: "me", Text: fmt.Sprintf("Quick %d", i)})
 	}
+	notice := noticeMatching(t, frame, regexp.MustCompile(`^You're sending messages quickly\. Sending again in \d+ s…$`))
+	if n := secondsIn(t, notice); n != 1 {
+		t.Errorf("notice %q, want 1 s: the limit refills a message a second", notice)
+	}
 	waitMessages(t, frame, want...)
-
-	notices, err := chromedp.Run(frame, chromedp.Evaluate[[]string](`notices`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	re := regexp.MustCompile(`^You're sending messages quickly\. Sending again in [1-9][0-9]* s…$`)
-	if !slices.ContainsFunc(notices, re.MatchString) {
-		t.Errorf("notices shown = %q, want the rate limit's countdown", notices)
-	}
-	if len(notices) == 0 || notices[len(notices)-1] != "" {
-		t.Errorf("notices shown = %q, want the last one cleared", notices)
-	}
+	noticeMatching(t, frame, regexp.MustCompile(`^$`))
 	convs := e.conversations(t)
-	if len(convs) != 1 || len(e.messages(t, convs[0].ID)) != 12 {
-		t.Fatalf("want the 12 messages stored in one conversation")
+	if len(convs) != 1 || len(e.messages(t, convs[0].ID)) != 5 {
+		t.Fatalf("want the 5 messages stored once each in one conversation")
+	}
+}
+
+// A session request refused for coming too often is tried again when the
+// server says, not on the frame's own backoff, and the user sees the wait.
+func TestSessionRateLimitIsWaitedOut(t *testing.T) {
+	e := newEnvLimits(t, func(l *web.Limits) { l.SessionsPerIP = ratelimit.Rate{Burst: 1, Every: 3 * time.Second} })
+	tab := e.newTab(t, "page")
+	_, frameID := e.openChat(t, tab, "frame", "u_alice")
+
+	do(t, tab, chromedp.Reload())
+	frame, _ := e.chatFrame(t, tab, "frame after reload", frameID)
+	notice := noticeMatching(t, frame, regexp.MustCompile(`^Too many chats are starting from your network\. Trying again in \d+ s…$`))
+	if n := secondsIn(t, notice); n < 1 || n > 3 {
+		t.Errorf("notice %q, want 1 to 3 s", notice)
+	}
+	waitConnected(t, frame)
+	noticeMatching(t, frame, regexp.MustCompile(`^$`))
+	if n := e.sessionRequests(http.StatusTooManyRequests); n != 1 {
+		t.Errorf("%d session requests refused with 429, want 1: the frame must wait as long as it was told", n)
+	}
+	if n := e.sessionRequests(http.StatusCreated); n != 2 {
+		t.Errorf("%d sessions created, want 2", n)
+	}
+}
+
+// A socket refused for reopening too often (an error frame, then close
+// 4008) reconnects with the same session after the server's hint.
+func TestSocketRefusalIsWaitedOut(t *testing.T) {
+	e := newEnvLimits(t, func(l *web.Limits) { l.Chat.Opens = ratelimit.Rate{Burst: 1, Every: 3 * time.Second} })
+	tab := e.newTab(t, "page")
+	frame, _ := e.openChat(t, tab, "frame", "u_alice")
+	openWidget(t, tab, frame)
+
+	e.cutSockets() // the frame reconnects within a second, too soon
+	e.restoreSockets()
+	notice := noticeMatching(t, frame, regexp.MustCompile(`^Too many connections\. Trying again in \d+ s…$`))
+	if n := secondsIn(t, notice); n < 1 || n > 3 {
+		t.Errorf("notice %q, want 1 to 3 s", notice)
+	}
+	noticeMatching(t, frame, regexp.MustCompile(`^$`))
+	waitConnected(t, frame)
+	send(t, frame, "Back")
+	waitMessages(t, frame, chatMessage{Author: "me", Text: "Back"})
+	if n := e.socketCount(); n != 2 {
+		t.Errorf("%d sockets since the cut, want 2: the refused one and the one after the wait", n)
+	}
+	if n := e.sessionRequests(http.StatusCreated); n != 1 {
+		t.Errorf("%d sessions created, want 1: a refused socket keeps its session", n)
+	}
+}
+
+// A socket closed because its session ended on the server (1008) gets one
+// new session. If the server refuses that, the widget says why, and it
+// never asks again in a loop.
+func TestSessionEndedOnTheServer(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(t *testing.T, e *env, token string)
+		want string // the widget's error; "" when the chat goes on
+	}{
+		{
+			name: "session ended",
+			end: func(t *testing.T, e *env, token string) {
+				if err := e.db.EndSession(t.Context(), token); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "app turned off",
+			end: func(t *testing.T, e *env, _ string) {
+				if err := e.db.SetAppDisabled(t.Context(), e.app.ID, true); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: "Chat is turned off on this site.",
+		},
+		{
+			name: "identity secret replaced",
+			end: func(t *testing.T, e *env, _ string) {
+				if _, err := e.db.ReplaceIdentitySecret(t.Context(), e.app.ID); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: "We couldn't verify who you are, so this chat is unavailable.",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			tab := e.newTab(t, "page")
+			frame, _ := e.openChat(t, tab, "frame", "u_alice")
+			openWidget(t, tab, frame)
+			first := chatMessage{Author: "me", Text: "Before"}
+			send(t, frame, first.Text)
+			waitMessages(t, frame, first)
+			token := e.sessionToken(t, frame)
+
+			tc.end(t, e, token)
+			if tc.want == "" {
+				eventually(t, frame, "a second session", func(context.Context) (int, error) {
+					return e.sessionRequests(http.StatusCreated), nil
+				}, func(n int) bool { return n == 2 })
+				waitConnected(t, frame)
+				e.stillAlice(t, frame, "After", first)
+				return
+			}
+			do(t, frame, chromedp.WaitVisible(chromedp.CSS(errorSel)))
+			if msg, err := chromedp.Run(frame, chromedp.Text(chromedp.CSS(errorSel))); err != nil || msg != tc.want {
+				t.Errorf("widget error = %q, %v; want %q", msg, err, tc.want)
+			}
+			time.Sleep(1500 * time.Millisecond) // time for a loop to show
+			if all, ok := strings.Count(e.logs.String(), "path=/api/widget/sessions "), e.sessionRequests(http.StatusCreated); all != 2 || ok != 1 {
+				t.Errorf("%d session requests, %d of them created; want 2 and 1: one try after the end, no loop", all, ok)
+			}
+		})
 	}
 }

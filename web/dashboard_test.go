@@ -146,7 +146,8 @@ func (ts *testServer) state(t *testing.T) state {
 		Statuses: one(`SELECT coalesce(group_concat(id || '=' || status || '@' || agent_read_seq, ','), '') FROM (SELECT * FROM conversations ORDER BY id)`),
 		AppNames: one(`SELECT coalesce(group_concat(id || '=' || name || '/' || api_key_hash, ','), '') FROM (SELECT * FROM apps ORDER BY id)`),
 		Origins:  one(`SELECT coalesce(group_concat(app_id || '=' || origin, ','), '') FROM (SELECT * FROM app_origins ORDER BY app_id, origin)`),
-		Modes:    one(`SELECT coalesce(group_concat(identity_mode, ','), '') FROM (SELECT * FROM apps ORDER BY id)`),
+		Modes: one(`SELECT coalesce(group_concat(identity_mode || '/' || require_jwt || '/' || refuse_anonymous || '/' || coalesce(disabled_at, 'on'), ','), '')
+			FROM (SELECT * FROM apps ORDER BY id)`),
 	}
 }
 
@@ -180,6 +181,8 @@ func mutations(app testApp, convID, otherOwnerEmail string) []struct {
 		{s + "/api-key/rotate", nil},
 		{s + "/members", url.Values{"email": {otherOwnerEmail}}},
 		{s + "/members/remove", url.Values{"owner_id": {"own_whatever"}}},
+		{s + "/disable", nil},
+		{s + "/enable", nil},
 	}
 }
 

@@ -62,7 +62,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	shop := &demoshop.Shop{ParleyURL: parleyURL, AppID: app.ID, IdentitySecret: app.IdentitySecret, APIKey: apiKey}
+	shop := &demoshop.Shop{ParleyURL: parleyURL, AppID: app.ID, IdentitySecretID: app.IdentitySecretID, IdentitySecret: app.IdentitySecret, APIKey: apiKey}
 	shopSrv := &http.Server{Handler: shop.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go shopSrv.Serve(shopLn)
 	defer shopSrv.Close()

@@ -1,6 +1,6 @@
 // Package demoshop is the demo's stand-in for a site owner's website: a
 // page on its own origin that embeds Parley, a "backend" that computes
-// user_hash with the identity secret, and a small agent page that answers
+// a short-lived identity JWT with the identity secret, and a small agent page that answers
 // through Parley's server API with the app's API key.
 package demoshop
 
@@ -14,8 +14,7 @@ import (
 	"time"
 
 	"github.com/a-h/templ"
-
-	"github.com/parley-chat/parley/internal/identity"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 //go:embed assets
@@ -33,7 +32,7 @@ var Users = []User{
 }
 
 // Shop serves the demo shop. Its secrets stay on this server: the page
-// only ever receives the user_hash the backend computed.
+// only ever receives the identity JWT the backend signed.
 type Shop struct {
 	ParleyURL string
 	AppID     string
@@ -88,11 +87,33 @@ func (s *Shop) home(w http.ResponseWriter, r *http.Request) {
 	settings := map[string]string{"app_id": s.AppID}
 	u := s.current(r)
 	if u != nil {
-		// This is the one line a site owner's backend adds.
-		settings["user_id"], settings["name"], settings["email"] = u.ID, u.Name, u.Email
-		settings["user_hash"] = identity.UserHash(s.IdentitySecret, u.ID)
+		token, err := s.userJWT(u, time.Now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		settings["user_jwt"] = token
 	}
 	render(w, r, Home(HomeView{User: u, Users: Users, Settings: settings, WidgetURL: s.ParleyURL + "/widget.js"}))
+}
+
+// userJWT is what a site owner's backend adds: an identity JWT for the
+// logged-in user, signed with the app's identity secret and naming it by
+// its id (kid), valid for 10 minutes. Email and name inside it show as
+// signed in Parley's inbox. It has no jti: that would make it single-use,
+// and the widget needs it again when it reconnects after a reload of its
+// frame; pages that mint a token per widget boot can add one.
+func (s *Shop) userJWT(u *User, now time.Time) (string, error) {
+	token := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub":   u.ID,
+		"aud":   s.AppID,
+		"iat":   now.Unix(),
+		"exp":   now.Add(10 * time.Minute).Unix(),
+		"email": u.Email,
+		"name":  u.Name,
+	})
+	token.Header["kid"] = s.IdentitySecretID
+	return token.SignedString([]byte(s.IdentitySecret))
 }
 
 func (s *Shop) login(w http.ResponseWriter, r *http.Request) {

@@ -130,7 +130,7 @@ func Home(v HomeView) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "). The shop's backend computed this user's <code>user_hash</code>, so the chat is verified.</p><form method=\"post\" action=\"/logout\" id=\"logout\"><button type=\"submit\">Log out</button></form>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "). The shop's backend signed a short-lived identity JWT for this user (<code>user_jwt</code>), so the chat is verified.</p><form method=\"post\" action=\"/logout\" id=\"logout\"><button type=\"submit\">Log out</button></form>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

@@ -45,7 +45,7 @@ func jwtRefused(format string, args ...any) error {
 
 // userJWTClaims are the claims Parley reads. Email, Name and JTI are
 // pointers so that a claim that is present but empty is told apart from
-// one left out; JTI shadows RegisteredClaims.ID for the same reason.
+// one left out (RegisteredClaims.ID, a plain string, could not).
 type userJWTClaims struct {
 	jwt.RegisteredClaims
 	Email *string `json:"email"`
