@@ -28,6 +28,8 @@ test-short: ## everything but the browser tests
 fuzz: ## run each fuzzer for a while (seeds alone run in make test)
 	$(GO) test ./internal/chat -run '^$$' -fuzz FuzzDecodeClientFrame -fuzztime 30s
 	$(GO) test ./internal/identity -run '^$$' -fuzz FuzzCanonicalOrigin -fuzztime 30s
+	$(GO) test ./internal/identity -run '^$$' -fuzz FuzzParseUserJWT -fuzztime 30s
+	$(GO) test ./handlers -run '^$$' -fuzz FuzzSessionRequest -fuzztime 30s
 
 screenshots: ## retake the dashboard screenshots in docs/screenshots (headless Chromium)
 	PARLEY_SCREENSHOTS=1 $(GO) test ./e2e -run Dashboard -count=1
