@@ -127,7 +127,12 @@ func TestAPIKeyLookupAndRotation(t *testing.T) {
 	if err != nil || got.ID != a.App.ID {
 		t.Fatalf("AppByAPIKey = %v, %v", got, err)
 	}
-	for _, key := range []string{"", "wrong", a.APIKey[:len(a.APIKey)-1] + "A", a.App.IdentitySecret} {
+	// One character changed: whatever the key ends with, "A" or "B" differs.
+	last := "A"
+	if strings.HasSuffix(a.APIKey, last) {
+		last = "B"
+	}
+	for _, key := range []string{"", "wrong", a.APIKey[:len(a.APIKey)-1] + last, a.App.IdentitySecret} {
 		if _, err := db.AppByAPIKey(ctx, key); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("AppByAPIKey(%q) err = %v, want ErrNotFound", key, err)
 		}
