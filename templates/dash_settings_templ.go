@@ -188,7 +188,7 @@ func SettingsPage(v SettingsView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 18, " data-testid=\"require-jwt\"> <span><strong>Require identity JWTs (refuse plain user_hash)</strong>: signed-in users must come with a <code>user_jwt</code>, which expires within the hour and works once; a <code>user_hash</code>, which never expires, is refused.</span></label> <label class=\"choice\"><input type=\"checkbox\" name=\"refuse_anonymous\" value=\"on\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 18, " data-testid=\"require-jwt\"> <span><strong>Require identity JWTs (refuse plain user_hash)</strong>: signed-in users must come with a <code>user_jwt</code>, which expires within the hour and can be made single-use; a <code>user_hash</code>, which never expires, is refused.</span></label> <label class=\"choice\"><input type=\"checkbox\" name=\"refuse_anonymous\" value=\"on\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -572,7 +572,7 @@ func SettingsPage(v SettingsView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 57, "<h3>Or an identity JWT</h3><p>Instead of <code>user_id</code> and <code>user_hash</code>, your server can mint a short-lived token for each page and pass it as <code>user_jwt</code>. Unlike a <code>user_hash</code>, it expires, works once (its <code>jti</code>) and names the secret that signed it (its <code>kid</code>), so rotating secrets is seamless. Email and name inside it are shown to your agents as signed.</p><div class=\"code\"><pre id=\"jwt-snippet\" data-testid=\"jwt-snippet\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 57, "<h3>Or an identity JWT</h3><p>Instead of <code>user_id</code> and <code>user_hash</code>, your server can mint a short-lived token for each page and pass it as <code>user_jwt</code>. Unlike a <code>user_hash</code>, it expires, can be made single-use (its <code>jti</code>) and names the secret that signed it (its <code>kid</code>), so rotating secrets is seamless. Email and name inside it are shown to your agents as signed.</p><div class=\"code\"><pre id=\"jwt-snippet\" data-testid=\"jwt-snippet\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

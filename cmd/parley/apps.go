@@ -40,7 +40,7 @@ func appsSetDisabledCmd(ctx context.Context, verb string, args []string, stdout,
 	defer db.Close()
 	err = db.SetAppDisabled(ctx, *appID, disabled)
 	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no app has the id %q", *appID)
+		return usageError{fmt.Sprintf("no app has the id %q", *appID)}
 	}
 	if err != nil {
 		return err

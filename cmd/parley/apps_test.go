@@ -106,10 +106,10 @@ func TestAppsDisableRefusesBadInput(t *testing.T) {
 		}
 	}
 
-	// An unknown app is exit 1, with a message naming it.
+	// An unknown app is exit 2, as for the other commands, with a message naming it.
 	out, _, err := runCLI(t, "apps", "disable", "--db", db, "--app", "app_nosuchapp")
-	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "app_nosuchapp") || out != "" {
-		t.Fatalf("unknown app: err = %v, stdout %q; want exit 1 naming the app", err, out)
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "app_nosuchapp") || out != "" {
+		t.Fatalf("unknown app: err = %v, stdout %q; want exit 2 naming the app", err, out)
 	}
 
 	missing := filepath.Join(t.TempDir(), "missing.db")
