@@ -36,6 +36,8 @@ Usage:
   parley hash --secret SECRET (--user-id ID | --email EMAIL)
   parley demo [--db PATH]
   parley keygen
+  parley master-key rotate --db PATH --new-key-file NEW
+  parley master-key reset --db PATH --forget-identity-secrets [--json]
 
 owners set-password resets a forgotten dashboard password and ends the owner's sign-ins.
 apps disable turns an app's widget off and ends its open chats (a running serve closes
@@ -49,7 +51,10 @@ The --limit-… flags change the widget's abuse limits (parley serve -h lists th
 
 Identity secrets are encrypted with a master key: PARLEY_MASTER_KEY when set (keygen
 prints a new one), else the file --master-key-file names, by default the database path
-+ ".key" (created at first start; back it up apart from the database).
++ ".key" (created at first start; back it up apart from the database). Stop serve before
+master-key rotate, which re-seals them under the key in NEW (created when missing) or in
+PARLEY_NEW_MASTER_KEY. master-key reset is for a lost key: every app gets a new identity
+secret, to reveal in the dashboard and deploy to its site.
 `
 
 func main() {
@@ -107,6 +112,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return demoCmd(ctx, args[1:], stdout, stderr)
 	case "keygen":
 		return keygenCmd(args[1:], stdout, stderr)
+	case "master-key":
+		return masterKeyCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

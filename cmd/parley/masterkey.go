@@ -29,21 +29,32 @@ func masterKeyFlag(fs *flag.FlagSet) *string {
 // PARLEY_MASTER_KEY or else from keyFile (default dbPath + ".key", created
 // on first start). It logs where the key came from, never the key.
 func openStore(ctx context.Context, dbPath, keyFile string, log *slog.Logger) (*store.DB, error) {
-	if keyFile == "" {
-		keyFile = dbPath + ".key"
-	}
+	keyFile = keyFilePath(dbPath, keyFile)
 	key, created, err := loadMasterKey(keyFile, log)
 	if err != nil {
 		return nil, err
 	}
 	db, err := store.Open(ctx, dbPath, key)
-	if errors.Is(err, store.ErrMasterKeyMismatch) && created {
-		// The key just made is of no use to anyone; leaving it would only
-		// hide that the right one is missing.
-		os.Remove(keyFile)
-		return nil, fmt.Errorf("%w (there was no key file at %s; restore it from your backup, or set %s)", err, keyFile, masterKeyEnv)
+	return db, missingKeyFile(err, created, keyFile)
+}
+
+// keyFilePath is the key file used when PARLEY_MASTER_KEY is not set.
+func keyFilePath(dbPath, keyFile string) string {
+	if keyFile == "" {
+		return dbPath + ".key"
 	}
-	return db, err
+	return keyFile
+}
+
+// missingKeyFile explains a mismatch with a key file that was only just
+// created: the right key is missing. The new key is of no use to anyone;
+// leaving it would only hide that.
+func missingKeyFile(err error, created bool, keyFile string) error {
+	if errors.Is(err, store.ErrMasterKeyMismatch) && created {
+		os.Remove(keyFile)
+		return fmt.Errorf("%w (there was no key file at %s; restore it from your backup, or set %s)", err, keyFile, masterKeyEnv)
+	}
+	return err
 }
 
 func loadMasterKey(keyFile string, log *slog.Logger) (key masterkey.Key, created bool, err error) {

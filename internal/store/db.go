@@ -47,24 +47,47 @@ type DB struct {
 // pending migrations, checks that key is the database's master key and
 // encrypts identity secrets left in plaintext by earlier versions.
 func Open(ctx context.Context, path string, key masterkey.Key) (*DB, error) {
+	db, base, err := openWriter(ctx, path, key, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := db.setUpEncryption(ctx); err != nil {
+		db.write.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", base+"?mode=ro&_pragma=query_only(1)&"+pragmas)
+	if err != nil {
+		db.write.Close()
+		return nil, fmt.Errorf("store: open readers: %w", err)
+	}
+	r.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
+	db.read = r
+	return db, nil
+}
+
+const pragmas = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+
+// openWriter opens the write connection, its DSN starting with the extra
+// pragmas given, and applies pending migrations. It returns the DSN base
+// for further connections.
+func openWriter(ctx context.Context, path string, key masterkey.Key, extra string) (*DB, string, error) {
 	if path == "" {
-		return nil, errors.New("store: empty database path")
+		return nil, "", errors.New("store: empty database path")
 	}
 	if key.IsZero() {
-		return nil, errors.New("store: no master key")
+		return nil, "", errors.New("store: no master key")
 	}
 	if dir := filepath.Dir(path); dir != "" {
 		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("store: database folder %s does not exist", dir)
+			return nil, "", fmt.Errorf("store: database folder %s does not exist", dir)
 		}
 	}
-	pragmas := "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
 	// secure_delete zeroes what the writer frees, so deleted rows (old
 	// sessions, revoked secrets, messages) do not linger in the file.
-	w, err := sql.Open("sqlite", base+"?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=secure_delete(1)&"+pragmas)
+	w, err := sql.Open("sqlite", base+"?"+extra+"_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=secure_delete(1)&"+pragmas)
 	if err != nil {
-		return nil, fmt.Errorf("store: open: %w", err)
+		return nil, "", fmt.Errorf("store: open: %w", err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxLifetime(0)
@@ -72,20 +95,9 @@ func Open(ctx context.Context, path string, key masterkey.Key) (*DB, error) {
 	db := &DB{write: w, now: time.Now, key: key}
 	if err := db.migrate(ctx); err != nil {
 		w.Close()
-		return nil, err
+		return nil, "", err
 	}
-	if err := db.setUpEncryption(ctx); err != nil {
-		w.Close()
-		return nil, err
-	}
-	r, err := sql.Open("sqlite", base+"?mode=ro&_pragma=query_only(1)&"+pragmas)
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("store: open readers: %w", err)
-	}
-	r.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
-	db.read = r
-	return db, nil
+	return db, base, nil
 }
 
 // Close closes both pools.
@@ -146,7 +158,7 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrJWTReplayed) || errors.Is(err, ErrMasterKeyMismatch) || errors.As(err, new(*InputError)) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrJWTReplayed) || errors.Is(err, ErrMasterKeyMismatch) || errors.Is(err, ErrMasterKeyNotLost) || errors.As(err, new(*InputError)) {
 			return err
 		}
 		return fmt.Errorf("store: %w", err)
