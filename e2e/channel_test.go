@@ -131,6 +131,31 @@ addEventListener('message', e => { if (e.data && e.data.type === 'ready') sniffe
 	}
 }
 
+// A script on the host page that answers the frame's ready before the
+// loader does, with a connect whose nonce is wrong, does not get the
+// frame's channel: the frame waits for the loader's connect, whose nonce
+// is right, and the chat is Alice's as her page's backend said.
+func TestConnectWithAWrongNonceIsIgnored(t *testing.T) {
+	e := newEnv(t)
+	tab := e.newTab(t, "page")
+	// Its listener is added before the loader's, so its connect is posted,
+	// and reaches the frame, first.
+	onNewDocument(t, tab, fmt.Sprintf(`window.strayPorts = [];
+addEventListener('message', e => {
+	if (!e.data || e.data.type !== 'ready' || e.origin !== %[1]q) return;
+	const stray = new MessageChannel();
+	strayPorts.push(stray.port1);
+	e.source.postMessage({parley: 1, type: 'connect', nonce: '0'.repeat(32)}, e.origin, [stray.port2]);
+	stray.port1.postMessage({parley: 1, type: 'identity', settings: {user_id: 'u_mallory', user_hash: %[2]q}});
+});`, e.parleyURL, identity.UserHash(e.app.IdentitySecret, "u_mallory")))
+	frame, _ := e.openChat(t, tab, "frame", "u_alice")
+	if n, err := chromedp.Run(tab, chromedp.Evaluate[int](`strayPorts.length`)); err != nil || n != 1 {
+		t.Fatalf("the host script answered %d ready messages (%v), want 1", n, err)
+	}
+	openWidget(t, tab, frame)
+	e.stillAlice(t, frame, "Hello from Alice")
+}
+
 // evilPage is a page on another origin that a host page embeds (an ad, a
 // third-party widget). It sprays the chat frame, through parent.frames,
 // with every message the frame knows, with guessed nonces and a hash that

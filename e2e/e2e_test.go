@@ -3,16 +3,20 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 
 	"github.com/parley-chat/parley/internal/identity"
+	"github.com/parley-chat/parley/internal/store"
 )
 
 // A verified user sends a message: the frame shows it, the server acks it,
@@ -268,6 +272,52 @@ func TestFrameRefusedOnOtherOrigins(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The frame's own checks, behind frame-ancestors, on an allowlisted page
+// that frames the chat with a wrong #origin hint. A hint off the allowlist
+// ("*", which would send the nonce to whatever document framed it) is
+// refused outright; one on the allowlist but not the page's own origin
+// gets the ready message, which is posted to the hint's origin only, so
+// the browser drops it. Either way the page hears nothing from the frame.
+func TestFrameRefusesAWrongHint(t *testing.T) {
+	e := newEnv(t)
+	const other = "https://other.example.com"
+	if _, err := e.db.UpdateApp(t.Context(), e.app.ID, store.AppSettings{Name: e.app.Name,
+		Origins: []string{e.hostURL(), other}, IdentityMode: store.ModeEnforced}); err != nil {
+		t.Fatal(err)
+	}
+	tab := e.newTab(t, "page")
+	onNewDocument(t, tab, `window.rogueMessages = 0;
+addEventListener('message', e => {
+	if ([...document.querySelectorAll('.rogue')].some(f => e.source === f.contentWindow)) rogueMessages++;
+});`)
+	navigate(t, tab, e.pageURL(e.hostURL(), "u_alice"))
+	_, loaderFrame := e.chatFrame(t, tab, "frame")
+	seen := []target.ID{loaderFrame}
+	for _, tc := range []struct{ hint, error string }{
+		{"*", "This chat can't be shown on this page."},
+		{other, ""}, // it waits for a connect that can't come
+	} {
+		do(t, tab, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
+	const f = document.createElement('iframe');
+	f.className = 'rogue';
+	f.src = %q;
+	document.body.append(f);
+})()`, e.parleyURL+"/w/"+e.app.ID+"#origin="+url.QueryEscape(tc.hint))))
+		rogue, id := e.chatFrame(t, tab, "rogue "+tc.hint, seen...)
+		seen = append(seen, id)
+		eventually(t, rogue, "the frame's script to run", js[bool](`document.readyState === 'complete'`), func(ok bool) bool { return ok })
+		if tc.error != "" {
+			eventually(t, rogue, "the frame to refuse the page", js[string](
+				`(document.querySelector('`+errorSel+`') || {}).textContent || ""`),
+				func(s string) bool { return s == tc.error })
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // time for a message, which is not coming
+	if n, err := chromedp.Run(tab, chromedp.Evaluate[int](`rogueMessages`)); err != nil || n != 0 {
+		t.Errorf("the mis-hinted frames posted %d messages to the page (%v), want 0", n, err)
 	}
 }
 

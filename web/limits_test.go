@@ -279,11 +279,14 @@ func TestOversizedBodies(t *testing.T) {
 			httpResult{Status: res.StatusCode, Header: res.Header, Body: data}.wantError(t, tc.status, tc.code)
 		})
 	}
-	// The dashboard's forms: 413, as a page.
-	res := ts.do(t, http.MethodPost, "/login", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {ts.Origin},
-		"Sec-Fetch-Site": {"same-origin"}}, bytes.NewReader(bytes.Repeat([]byte("a"), 2<<20)))
-	if res.Status != http.StatusRequestEntityTooLarge {
-		t.Fatalf("2 MB sign-in form: %d, want 413", res.Status)
+	// The dashboard's forms: 413, as a page, over its own 64 KiB limit
+	// (100 KB) as well as over the 1 MB backstop (2 MB).
+	for _, size := range []int{100 << 10, 2 << 20} {
+		res := ts.do(t, http.MethodPost, "/login", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {ts.Origin},
+			"Sec-Fetch-Site": {"same-origin"}}, bytes.NewReader(bytes.Repeat([]byte("a"), size)))
+		if res.Status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%d KB sign-in form: %d, want 413", size>>10, res.Status)
+		}
 	}
 
 	ts.wantState(t, before, "oversized bodies")

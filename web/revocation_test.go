@@ -153,8 +153,8 @@ func TestDisabledAppClosesItsWidgets(t *testing.T) {
 	other := ts.ownerApp(t, ann, store.ModeEnforced)
 	inbox := ts.signIn(t, ann).inbox(t, app.ID)
 
-	wUser := ts.connect(t, ts.session(t, verifiedUser(app, "u1")).Token)
-	wVisitor := ts.connect(t, ts.session(t, fields(app)).Token)
+	user, visitor := ts.session(t, verifiedUser(app, "u1")), ts.session(t, fields(app))
+	wUser, wVisitor := ts.connect(t, user.Token), ts.connect(t, visitor.Token)
 	wOther := ts.connect(t, ts.session(t, verifiedUser(other, "u1")).Token)
 	convID := wUser.startConversation("hello")
 	inbox.waitFor("message")
@@ -173,10 +173,14 @@ func TestDisabledAppClosesItsWidgets(t *testing.T) {
 		t.Fatalf("inbox got %s, want the reply in %s", f.raw, convID)
 	}
 	ts.postSession(t, fields(app)).wantError(t, http.StatusForbidden, "app_disabled")
+	// The sessions are gone, not just their sockets: a reconnect is refused.
+	ts.wantTokenDead(t, user.Token)
+	ts.wantTokenDead(t, visitor.Token)
 
 	if err := ts.DB.SetAppDisabled(context.Background(), app.ID, false); err != nil {
 		t.Fatal(err)
 	}
+	ts.wantTokenDead(t, user.Token) // turning it back on does not revive them
 	ts.connect(t, ts.session(t, verifiedUser(app, "u1")).Token).ping()
 }
 

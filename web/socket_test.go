@@ -431,7 +431,9 @@ func TestSocketRateLimitCutsOffFlood(t *testing.T) {
 	// not mid-write when the server closes (which could reset the
 	// connection before the close frame is read).
 	limited, cut := 0, false
-	for !cut && limited < 1000 {
+	// Bounded in frames sent too: without a limit no rate_limited ever
+	// comes, and the loop must still end.
+	for sent := 0; !cut && limited < 1000 && sent < 5000; sent++ {
 		if err := c.conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"list"}`)); err != nil {
 			t.Fatalf("write: %v", err)
 		}
