@@ -29,6 +29,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
@@ -295,10 +296,13 @@ func (e *env) useIdentitySecret(secret string) { e.hostSecret.Store(&secret) }
 
 // serveHostPage plays the site owner's backend: for ?user=ID it vouches for
 // that user with identity.UserHash, or with a wrong secret when ?forge is set.
-// ?name= sets the user's display name.
+// ?name= sets the user's display name. With ?jwt it vouches with a
+// single-use identity JWT (a fresh jti for every page) instead.
 func (e *env) serveHostPage(w http.ResponseWriter, r *http.Request) {
 	settings := map[string]string{"app_id": e.app.ID}
-	if id := r.URL.Query().Get("user"); id != "" {
+	if id := r.URL.Query().Get("user"); id != "" && r.URL.Query().Has("jwt") {
+		settings["user_jwt"] = e.userJWT(id)
+	} else if id != "" {
 		secret := e.app.IdentitySecret
 		if s := e.hostSecret.Load(); s != nil {
 			secret = *s
@@ -320,6 +324,21 @@ func (e *env) serveHostPage(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		fmt.Fprintln(e.logs, "host page:", err)
 	}
+}
+
+// userJWT is an identity JWT for userID, as the examples on the settings
+// page make it: ten minutes, and a jti that makes it single-use.
+func (e *env) userJWT(userID string) string {
+	now := time.Now()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": userID, "aud": e.app.ID, "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(), "jti": rand.Text(),
+	})
+	tok.Header["kid"] = e.app.IdentitySecretID
+	signed, err := tok.SignedString([]byte(e.app.IdentitySecret))
+	if err != nil {
+		panic(err) // HS256 with a []byte key does not fail
+	}
+	return signed
 }
 
 // newTab opens a tab in a browser context of its own: a separate cookie

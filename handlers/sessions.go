@@ -82,14 +82,29 @@ func (h *Sessions) Create(c echo.Context) error {
 		return err
 	}
 	sess, err := h.Store.CreateSession(ctx, in)
-	if errors.Is(err, store.ErrJWTReplayed) {
+	switch {
+	case errors.Is(err, store.ErrJWTReplayed):
 		return apiError(http.StatusUnauthorized, "identity_jwt_replayed", "this user_jwt was already used: mint a new one (with a new jti) for each page")
-	}
-	if err != nil {
+	case errors.Is(err, store.ErrAppDisabled): // turned off since the app was read
+		return apiError(http.StatusForbidden, "app_disabled", "chat is turned off for this app")
+	case errors.Is(err, store.ErrSecretRevoked): // revoked since the proof was checked
+		return apiError(http.StatusUnauthorized, revokedCode(in.Proof), "the identity secret that signed this proof was revoked")
+	case errors.Is(err, store.ErrNotFound):
+		return apiError(http.StatusNotFound, "app_not_found", "no such app")
+	case err != nil:
 		return err
 	}
 	return c.JSON(http.StatusCreated, sessionResponse{Token: sess.Token, ExpiresAt: sess.ExpiresAt, Verified: sess.Verified(),
 		Anonymous: sess.Kind == store.KindVisitor, VisitorToken: sess.VisitorToken})
+}
+
+// revokedCode is the refusal of a proof whose secret was revoked, as if
+// the secret had been gone when it was checked.
+func revokedCode(proof string) string {
+	if proof == store.ProofJWT {
+		return "identity_jwt_invalid"
+	}
+	return "identity_hash_invalid"
 }
 
 // admit decides from the app and the request alone whether a session may
@@ -189,7 +204,7 @@ func jwtUser(app *store.App, req *sessionRequest, in store.NewSession, now time.
 		return in, apiError(http.StatusUnauthorized, "identity_jwt_invalid", "user_id does not match the user_jwt's sub")
 	}
 	// The same subject as a user_hash user with this user_id.
-	in.Kind, in.IdentityKey, in.UserID, in.SecretID = store.KindUser, "uid:"+claims.Subject, claims.Subject, claims.KeyID
+	in.Kind, in.IdentityKey, in.UserID, in.SecretID, in.Proof = store.KindUser, "uid:"+claims.Subject, claims.Subject, claims.KeyID, store.ProofJWT
 	if claims.Email != "" {
 		in.Email, in.EmailSigned = claims.Email, true
 	}
@@ -214,7 +229,7 @@ func (h *Sessions) hashUser(app *store.App, req *sessionRequest, in store.NewSes
 	in.IdentityKey = key
 	if req.UserHash != nil {
 		if id, ok := app.MatchUserHash(claim, *req.UserHash, now); ok {
-			in.Kind, in.SecretID = store.KindUser, id
+			in.Kind, in.SecretID, in.Proof = store.KindUser, id, store.ProofHash
 			return in, nil
 		}
 	}

@@ -114,6 +114,13 @@
     if (shut || !d || typeof d !== "object" || d.parley !== 1) return;
     if (d.type === "identity" && validIdentity(d.settings) && (d.page === undefined || typeof d.page === "string")) {
       clearTimeout(handshakeTimer);
+      // The same identity JWT again (Parley('update') on a page change):
+      // the session it made stands, and a token with a jti would be
+      // refused as a replay if sent twice.
+      if (token && identity && d.settings.user_jwt && d.settings.user_jwt === identity.user_jwt) {
+        page = pageURL(d.page);
+        return;
+      }
       var changed = identity && person(identity) !== person(d.settings);
       identity = d.settings;
       renewed = false;

@@ -20,9 +20,11 @@ type Limits struct {
 	// address (an IPv6 /64): each session is a write, and for a visitor a
 	// new subject too.
 	SessionsPerIP ratelimit.Rate
-	// SessionsPerApp paces the sessions created for one app from all
-	// addresses together, so many addresses can't fill the database
-	// through one app either.
+	// SessionsPerApp paces the anonymous and unverified sessions created
+	// for one app from all addresses together, so many addresses can't fill
+	// the database through one app either. Verified sessions are not
+	// charged: they need a proof only the site's backend can make, and a
+	// flood of anonymous requests must not lock its real users out.
 	SessionsPerApp ratelimit.Rate
 	// SocketOpensPerIP paces widget socket upgrades from one address.
 	SocketOpensPerIP ratelimit.Rate
@@ -73,16 +75,20 @@ func perIP(k *ratelimit.Keyed, message string) echo.MiddlewareFunc {
 	}
 }
 
-// appSessionBudget charges an app's session budget for each session about
-// to be created, after every other check has passed: requests refused
-// anyway cost the app nothing, and the 429 names the one limit that was
-// reached. The per-IP limit in front bounds any one address's share.
+// appSessionBudget charges an app's session budget for each anonymous or
+// unverified session about to be created, after every other check has
+// passed: requests refused anyway cost the app nothing, and the 429 names
+// the one limit that was reached. The per-IP limit in front bounds any one
+// address's share.
 type appSessionBudget struct {
 	*store.DB
 	perApp *ratelimit.Keyed
 }
 
 func (s appSessionBudget) CreateSession(ctx context.Context, in store.NewSession) (store.Session, error) {
+	if in.Kind == store.KindUser {
+		return s.DB.CreateSession(ctx, in)
+	}
 	if ok, wait := s.perApp.Reserve(in.AppID); !ok {
 		return store.Session{}, handlers.TooManyRequests("too many chats are starting on this site right now; try again shortly", wait)
 	}

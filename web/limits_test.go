@@ -131,6 +131,26 @@ func TestSessionsPerApp(t *testing.T) {
 	if res := ts.postSessionAs(t, "203.0.113.3", fields(other)); res.Status != http.StatusCreated {
 		t.Fatalf("another app: %d %s, want 201", res.Status, res.Body)
 	}
+	// Verified users are not charged: a flood of anonymous requests that
+	// spent the app's budget must not lock the site's real users out.
+	for i := range 3 {
+		if res := ts.postSessionAs(t, "203.0.113.4", verifiedUser(app, "u"+strconv.Itoa(i))); res.Status != http.StatusCreated {
+			t.Fatalf("verified user %d after the budget was spent: %d %s, want 201", i, res.Status, res.Body)
+		}
+	}
+}
+
+// TestEndSessionsPerIP: ending sessions shares the address's session
+// budget, so made-up tokens can't keep the database's writer busy.
+func TestEndSessionsPerIP(t *testing.T) {
+	ts := newTestServer(t, withLimits(func(l *Limits) {
+		l.SessionsPerIP = ratelimit.Rate{Burst: 2, Every: never}
+	}))
+	hdr := http.Header{"Origin": {ts.Origin}, "Authorization": {"Bearer pst_" + strings.Repeat("A", 43)}}
+	for range 2 {
+		ts.do(t, http.MethodDelete, "/api/widget/session", hdr, nil).wantError(t, http.StatusUnauthorized, "invalid_token")
+	}
+	ts.do(t, http.MethodDelete, "/api/widget/session", hdr, nil).wantRateLimited(t)
 }
 
 // TestSocketOpensPerIP: too many socket opens from one address are

@@ -155,9 +155,11 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 		return assets.serve(c.Param("name"), "public, max-age=31536000, immutable")(c)
 	})
 	e.GET("/w/:app_id", frame.Show)
-	e.POST("/api/widget/sessions", sessions.Create,
-		perIP(limits.SessionsPerIP.Keyed(limitKeys), "too many chats are starting from your network; try again shortly"))
-	e.DELETE("/api/widget/session", (&handlers.WidgetSession{Store: db, PublicOrigin: origin}).End)
+	// Starting and ending sessions share one budget per address: each is a
+	// write, and ending one takes nothing but a guessable-looking token.
+	sessionsPerIP := perIP(limits.SessionsPerIP.Keyed(limitKeys), "too many chats are starting from your network; try again shortly")
+	e.POST("/api/widget/sessions", sessions.Create, sessionsPerIP)
+	e.DELETE("/api/widget/session", (&handlers.WidgetSession{Store: db, PublicOrigin: origin}).End, sessionsPerIP)
 	e.GET("/api/widget/ws", socket.Serve,
 		perIP(limits.SocketOpensPerIP.Keyed(limitKeys), "too many chat connections are opening from your network; try again shortly"))
 

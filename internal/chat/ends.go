@@ -67,6 +67,8 @@ func sessionEndedFrame(reason string) errorFrame {
 		msg = "this chat has been turned off by the site"
 	case store.EndShutdown:
 		msg = "this chat session has ended: you were logged out"
+	case store.EndSettingsChanged:
+		msg = "this chat session has ended: the site changed who may chat"
 	}
 	return errorFrame{Type: "error", Code: "session_ended", Message: msg}
 }

@@ -134,30 +134,68 @@ type AppSettings struct {
 
 // UpdateApp replaces the app's name, allowed origins and identity mode,
 // validated as CreateApp does, except that the mode has no default: a form
-// that forgot it must not silently change it.
+// that forgot it must not silently change it. Open sessions that the new
+// settings no longer allow end with it (see endSessionsNoLongerAllowed).
 func (db *DB) UpdateApp(ctx context.Context, appID string, in AppSettings) (*App, error) {
 	s, err := checkAppSettings(in)
 	if err != nil {
 		return nil, err
 	}
 	err = db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE apps SET name = ?, identity_mode = ?, require_jwt = ?, refuse_anonymous = ? WHERE id = ?`,
+		var old AppSettings
+		err := tx.QueryRowContext(ctx, `SELECT identity_mode, require_jwt, refuse_anonymous FROM apps WHERE id = ?`, appID).
+			Scan(&old.IdentityMode, &old.RequireJWT, &old.RefuseAnonymous)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE apps SET name = ?, identity_mode = ?, require_jwt = ?, refuse_anonymous = ? WHERE id = ?`,
 			s.Name, s.IdentityMode, s.RequireJWT, s.RefuseAnonymous, appID)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM app_origins WHERE app_id = ?`, appID); err != nil {
 			return err
 		}
-		return insertOrigins(ctx, tx, appID, s.Origins)
+		if err := insertOrigins(ctx, tx, appID, s.Origins); err != nil {
+			return err
+		}
+		return endSessionsNoLongerAllowed(ctx, tx, appID, old, s, db.now().UnixMilli())
 	})
 	if err != nil {
 		return nil, err
 	}
 	return db.App(ctx, appID)
+}
+
+// endSessionsNoLongerAllowed ends the app's open sessions that the old
+// settings let in and the new ones would refuse, so tightening who may chat
+// takes effect on open chats too, not only on new ones:
+//   - monitor to enforced ends unverified claims;
+//   - requiring JWTs ends sessions verified by a user_hash;
+//   - refusing anonymous visitors ends the visitors' sessions.
+//
+// Loosening a setting, or saving it unchanged, ends nothing.
+func endSessionsNoLongerAllowed(ctx context.Context, tx *sql.Tx, appID string, from, to AppSettings, now int64) error {
+	const ofKind = `subject_id IN (SELECT id FROM subjects WHERE app_id = ? AND kind = ?)`
+	var refused []string // conditions on the app's sessions
+	var args []any
+	if from.IdentityMode == ModeMonitor && to.IdentityMode == ModeEnforced {
+		refused, args = append(refused, ofKind), append(args, appID, KindUnverified)
+	}
+	if !from.RequireJWT && to.RequireJWT {
+		refused, args = append(refused, `proof = ?`), append(args, ProofHash)
+	}
+	if !from.RefuseAnonymous && to.RefuseAnonymous {
+		refused, args = append(refused, ofKind), append(args, appID, KindVisitor)
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	_, err := endSessions(ctx, tx, EndSettingsChanged, now, `app_id = ? AND (`+strings.Join(refused, " OR ")+`)`, append([]any{appID}, args...)...)
+	return err
 }
 
 // checkAppSettings returns the settings trimmed and canonicalised, or an

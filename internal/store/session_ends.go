@@ -14,6 +14,10 @@ const (
 	EndSecretRevoked = "secret_revoked" // the identity secret that vouched for it was revoked or expired
 	EndAppDisabled   = "app_disabled"
 	EndShutdown      = "shutdown" // the widget was shut down (Parley('shutdown'), i.e. a logout)
+	// EndSettingsChanged: the owner tightened who may chat (enforced the
+	// identity mode, required JWTs or refused anonymous visitors) and the
+	// new settings no longer allow the session.
+	EndSettingsChanged = "settings_changed"
 )
 
 // SessionEnd records sessions ended early. TokenHash names one session;
@@ -34,6 +38,11 @@ func (db *DB) EndSession(ctx context.Context, token string) error {
 		return ErrNotFound
 	}
 	hash := identity.TokenHash(token)
+	// A made-up token is turned away on the read pool, so guessing costs
+	// the single writer nothing.
+	if _, err := db.SessionByToken(ctx, token); err != nil {
+		return err
+	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		now := db.now().UnixMilli()
 		res, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, token_hash, reason, created_at)
@@ -49,17 +58,27 @@ func (db *DB) EndSession(ctx context.Context, token string) error {
 	})
 }
 
+// endSessions ends, for reason, every session matching where (an SQL
+// condition on sessions, with its args): each is logged in session_ends,
+// for the hubs to close its sockets, then deleted. It returns how many
+// ended.
+func endSessions(ctx context.Context, tx *sql.Tx, reason string, now int64, where string, args ...any) (int64, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, token_hash, reason, created_at)
+		SELECT app_id, token_hash, ?, ? FROM sessions WHERE `+where, append([]any{reason, now}, args...)...)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE `+where, args...)
+	return n, err
+}
+
 // endSessionsOfSecret ends every session the secret vouched for.
 func endSessionsOfSecret(ctx context.Context, tx *sql.Tx, secretID, reason string, now int64) error {
 	if secretID == "" {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, token_hash, reason, created_at)
-		SELECT app_id, token_hash, ?, ? FROM sessions WHERE secret_id = ?`, reason, now, secretID)
-	if err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE secret_id = ?`, secretID)
+	_, err := endSessions(ctx, tx, reason, now, `secret_id = ?`, secretID)
 	return err
 }
 
@@ -72,13 +91,8 @@ func (db *DB) EndSessionsOfExpiredSecrets(ctx context.Context) (int64, error) {
 		now := db.now().UnixMilli()
 		const stale = `secret_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM identity_secrets i
 			WHERE i.id = sessions.secret_id AND (i.expires_at IS NULL OR i.expires_at > ?))`
-		res, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, token_hash, reason, created_at)
-			SELECT app_id, token_hash, ?, ? FROM sessions WHERE `+stale, EndSecretRevoked, now, now)
-		if err != nil {
-			return err
-		}
-		n, _ = res.RowsAffected()
-		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE `+stale, now)
+		var err error
+		n, err = endSessions(ctx, tx, EndSecretRevoked, now, stale, now)
 		return err
 	})
 	if err != nil {

@@ -247,3 +247,35 @@ func TestSecretLookupForHashesAndJWTs(t *testing.T) {
 		t.Error("hash of an expired secret still matches")
 	}
 }
+
+// A session request checks the app and the proof before its transaction;
+// a disable or a revocation that commits in between must still win, or the
+// session would outlive the kill switch it raced.
+func TestSessionRacingARevocationIsRefused(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	a := mustApp(t, db, store.ModeEnforced)
+	checked := store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: "uid:u1", UserID: "u1", TTL: time.Hour,
+		ParentOrigin: "https://shop.example", SecretID: a.App.IdentitySecretID, Proof: store.ProofHash}
+
+	if _, err := db.ReplaceIdentitySecret(ctx, a.App.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateSession(ctx, checked); !errors.Is(err, store.ErrSecretRevoked) {
+		t.Fatalf("session of a secret revoked after the check: err = %v, want ErrSecretRevoked", err)
+	}
+
+	visitor := store.NewSession{AppID: a.App.ID, Kind: store.KindVisitor, TTL: time.Hour, ParentOrigin: "https://shop.example"}
+	if err := db.SetAppDisabled(ctx, a.App.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateSession(ctx, visitor); !errors.Is(err, store.ErrAppDisabled) {
+		t.Fatalf("session of an app disabled after the check: err = %v, want ErrAppDisabled", err)
+	}
+	if err := db.SetAppDisabled(ctx, a.App.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateSession(ctx, visitor); err != nil {
+		t.Fatalf("after enabling again: %v", err)
+	}
+}

@@ -38,6 +38,9 @@ type NewSession struct {
 	// SecretID is the identity secret that vouched for a KindUser session;
 	// revoking it ends the session.
 	SecretID string
+	// Proof is how a KindUser session's user was vouched for: ProofHash or
+	// ProofJWT. Requiring JWTs ends the ProofHash ones.
+	Proof string
 	// EmailSigned and NameSigned say the email and name came signed, in an
 	// identity JWT, rather than as hints from the page.
 	EmailSigned, NameSigned bool
@@ -47,6 +50,20 @@ type NewSession struct {
 	JWTID        string
 	JWTExpiresAt time.Time
 }
+
+// Proofs of a verified session.
+const (
+	ProofHash = "hash"
+	ProofJWT  = "jwt"
+)
+
+// ErrAppDisabled refuses a session for an app whose widget was turned off
+// after the caller read it.
+var ErrAppDisabled = errors.New("store: app disabled")
+
+// ErrSecretRevoked refuses a verified session whose identity secret was
+// revoked (or expired) after the caller checked the proof with it.
+var ErrSecretRevoked = errors.New("store: identity secret revoked")
 
 // ErrJWTReplayed refuses a session whose identity JWT's jti was used before.
 var ErrJWTReplayed = errors.New("store: identity JWT already used")
@@ -84,6 +101,9 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 	}
 	s.TokenHash = identity.TokenHash(s.Token)
 	err := db.tx(ctx, func(tx *sql.Tx) error {
+		if err := stillAdmissible(ctx, tx, in, now); err != nil {
+			return err
+		}
 		if in.JWTID != "" {
 			if err := useJWTID(ctx, tx, in.AppID, in.JWTID, in.JWTExpiresAt, now); err != nil {
 				return err
@@ -123,18 +143,50 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 		if err := countSession(ctx, tx, in.AppID, in.Kind, now); err != nil {
 			return err
 		}
-		var secretID any // NULL unless a secret vouched for the session
+		var secretID, proof any // NULL unless a secret vouched for the session
 		if in.Kind == KindUser && in.SecretID != "" {
-			secretID = in.SecretID
+			secretID, proof = in.SecretID, in.Proof
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (token_hash, app_id, subject_id, parent_origin, secret_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			s.TokenHash, s.AppID, s.SubjectID, s.ParentOrigin, secretID, now.UnixMilli(), s.ExpiresAt.UnixMilli())
+		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (token_hash, app_id, subject_id, parent_origin, secret_id, proof, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			s.TokenHash, s.AppID, s.SubjectID, s.ParentOrigin, secretID, proof, now.UnixMilli(), s.ExpiresAt.UnixMilli())
 		return err
 	})
 	if err != nil {
 		return Session{}, err
 	}
 	return s, nil
+}
+
+// stillAdmissible checks, inside the session's transaction, what the
+// caller checked before it: that the app's widget is on and the secret
+// that vouched for the user still verifies. Revocations are written by the
+// same single writer, so a session either commits before one, and is ended
+// by it, or sees it here.
+func stillAdmissible(ctx context.Context, tx *sql.Tx, in NewSession, now time.Time) error {
+	var disabled sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT disabled_at FROM apps WHERE id = ?`, in.AppID).Scan(&disabled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if disabled.Valid {
+		return ErrAppDisabled
+	}
+	if in.Kind != KindUser || in.SecretID == "" {
+		return nil
+	}
+	var n int
+	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM identity_secrets WHERE id = ? AND app_id = ? AND (expires_at IS NULL OR expires_at > ?)`,
+		in.SecretID, in.AppID, now.UnixMilli()).Scan(&n)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrSecretRevoked
+	}
+	return nil
 }
 
 // useJWTID records a JWT's jti as used, or refuses it if it was used before
@@ -191,8 +243,8 @@ func (db *DB) SessionByToken(ctx context.Context, token string) (*Session, error
 	var expires int64
 	err := db.read.QueryRowContext(ctx, `
 		SELECT s.app_id, s.subject_id, sub.kind, s.parent_origin, s.expires_at
-		FROM sessions s JOIN subjects sub ON sub.id = s.subject_id
-		WHERE s.token_hash = ? AND s.expires_at > ?`,
+		FROM sessions s JOIN subjects sub ON sub.id = s.subject_id JOIN apps a ON a.id = s.app_id
+		WHERE s.token_hash = ? AND s.expires_at > ? AND a.disabled_at IS NULL`,
 		identity.TokenHash(token), db.now().UnixMilli(),
 	).Scan(&s.AppID, &s.SubjectID, &s.Kind, &s.ParentOrigin, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
