@@ -23,6 +23,7 @@
   var shut = false;       // shut down by the host page: this document never chats again
   var renewed = false;    // a session ended server-side was replaced once for this identity
   var socketRetryMs = 0;  // the server's hint before it refuses this socket (close 4008)
+  var endedByServer = false; // the server said session_ended: the 1008 that follows ends the session
   var flushTimer = null, countdownTimer = null;
   var visible = false;
   var conv = null;        // current conversation id, null for "new conversation"
@@ -272,7 +273,9 @@
     sock.onclose = function (e) {
       if (ws !== sock || stopped) return;
       ws = null;
-      if (e.code === 1008) return sessionEnded();
+      // 1008 after session_ended: the session is gone. A 1008 without it
+      // (a flood cut-off) only loses the socket.
+      if (e.code === 1008 && endedByServer) return sessionEnded();
       if (e.code === 4008) {
         // Too many sockets from here: wait as long as the server said.
         var ms = socketRetryMs || 5000;
@@ -292,6 +295,7 @@
   // the same identity, so a server that keeps ending sessions gets no loop.
   function sessionEnded() {
     token = null;
+    endedByServer = false;
     if (renewed) {
       fail("This chat was ended. Reload the page to start again.");
       return;
@@ -367,7 +371,7 @@
 
   function onError(f) {
     // The close that follows says what to do (1008: a new session).
-    if (f.code === "session_ended") return;
+    if (f.code === "session_ended") { endedByServer = true; return; }
     if (f.code === "rate_limited" && !f.client_msg_id) {
       // Said just before the server refuses the socket itself (close 4008).
       socketRetryMs = f.retry_after_ms || 0;
