@@ -89,6 +89,8 @@ func (h *Sessions) Create(c echo.Context) error {
 		return apiError(http.StatusForbidden, "app_disabled", "chat is turned off for this app")
 	case errors.Is(err, store.ErrSecretRevoked): // revoked since the proof was checked
 		return apiError(http.StatusUnauthorized, revokedCode(in.Proof), "the identity secret that signed this proof was revoked")
+	case errors.Is(err, store.ErrSettingsChanged): // tightened since the app was read
+		return apiError(http.StatusConflict, "settings_changed", "this site just changed who may chat; ask for a session again")
 	case errors.Is(err, store.ErrNotFound):
 		return apiError(http.StatusNotFound, "app_not_found", "no such app")
 	case err != nil:

@@ -234,7 +234,9 @@
       reconnectTimer = countdown(ms, "Too many chats are starting from your network. Trying again in", startSession);
       return;
     }
-    if (res.status >= 500) return retryLater();
+    // 409: the site changed its settings mid-request; asking again gets
+    // the answer that holds now.
+    if (res.status >= 500 || res.status === 409) return retryLater();
     fail(REFUSALS[err.code] || "Chat is unavailable: " + (err.message || "error " + res.status));
   }
 

@@ -158,7 +158,7 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrJWTReplayed) || errors.Is(err, ErrAppDisabled) || errors.Is(err, ErrSecretRevoked) || errors.Is(err, ErrMasterKeyMismatch) || errors.Is(err, ErrMasterKeyNotLost) || errors.As(err, new(*InputError)) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrJWTReplayed) || errors.Is(err, ErrAppDisabled) || errors.Is(err, ErrSecretRevoked) || errors.Is(err, ErrSettingsChanged) || errors.Is(err, ErrMasterKeyMismatch) || errors.Is(err, ErrMasterKeyNotLost) || errors.As(err, new(*InputError)) {
 			return err
 		}
 		return fmt.Errorf("store: %w", err)

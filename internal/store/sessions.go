@@ -61,6 +61,11 @@ const (
 // after the caller read it.
 var ErrAppDisabled = errors.New("store: app disabled")
 
+// ErrSettingsChanged refuses a session that the app's settings stopped
+// allowing after the caller checked them (UpdateApp ends the ones made
+// before).
+var ErrSettingsChanged = errors.New("store: the app's settings changed")
+
 // ErrSecretRevoked refuses a verified session whose identity secret was
 // revoked (or expired) after the caller checked the proof with it.
 var ErrSecretRevoked = errors.New("store: identity secret revoked")
@@ -158,13 +163,17 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 }
 
 // stillAdmissible checks, inside the session's transaction, what the
-// caller checked before it: that the app's widget is on and the secret
-// that vouched for the user still verifies. Revocations are written by the
+// caller checked before it: that the app's widget is on, that its settings
+// still allow this kind of session, and that the secret that vouched for
+// the user still verifies. Revocations are written by the
 // same single writer, so a session either commits before one, and is ended
 // by it, or sees it here.
 func stillAdmissible(ctx context.Context, tx *sql.Tx, in NewSession, now time.Time) error {
 	var disabled sql.NullInt64
-	err := tx.QueryRowContext(ctx, `SELECT disabled_at FROM apps WHERE id = ?`, in.AppID).Scan(&disabled)
+	var mode string
+	var requireJWT, refuseAnonymous bool
+	err := tx.QueryRowContext(ctx, `SELECT disabled_at, identity_mode, require_jwt, refuse_anonymous FROM apps WHERE id = ?`, in.AppID).
+		Scan(&disabled, &mode, &requireJWT, &refuseAnonymous)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
 	}
@@ -173,6 +182,10 @@ func stillAdmissible(ctx context.Context, tx *sql.Tx, in NewSession, now time.Ti
 	}
 	if disabled.Valid {
 		return ErrAppDisabled
+	}
+	if (in.Kind == KindUnverified && mode == ModeEnforced) || (in.Kind == KindVisitor && refuseAnonymous) ||
+		(in.Kind == KindUser && in.Proof == ProofHash && requireJWT) {
+		return ErrSettingsChanged
 	}
 	if in.Kind != KindUser || in.SecretID == "" {
 		return nil

@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/internal/store"
 )
@@ -15,23 +17,42 @@ type openChats struct {
 	hash, jwt, unverified, visitor store.Session
 }
 
+// all are the sessions that exist: the app's settings refuse some kinds.
 func (o openChats) all() map[string]store.Session {
-	return map[string]store.Session{"hash": o.hash, "jwt": o.jwt, "unverified": o.unverified, "visitor": o.visitor}
+	m := map[string]store.Session{}
+	for name, s := range map[string]store.Session{"hash": o.hash, "jwt": o.jwt, "unverified": o.unverified, "visitor": o.visitor} {
+		if s.Token != "" {
+			m[name] = s
+		}
+	}
+	return m
 }
 
-// mustOpenChats makes one session of each kind in app, as the session
-// handler would: verified ones name the app's current secret and their proof.
+// mustOpenChats makes one session of each kind the app's settings allow,
+// as the session handler would: verified ones name the app's current secret
+// and their proof.
 func mustOpenChats(tb testing.TB, db *store.DB, app store.App) openChats {
 	tb.Helper()
+	open := func(in store.NewSession) store.Session {
+		in.AppID, in.TTL, in.ParentOrigin = app.ID, time.Hour, "https://shop.example"
+		s, err := db.CreateSession(context.Background(), in)
+		if errors.Is(err, store.ErrSettingsChanged) {
+			return store.Session{} // a kind the settings refuse
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return s
+	}
 	verified := func(userID, proof string) store.Session {
-		return mustSession(tb, db, store.NewSession{AppID: app.ID, Kind: store.KindUser, IdentityKey: "uid:" + userID, UserID: userID,
+		return open(store.NewSession{Kind: store.KindUser, IdentityKey: "uid:" + userID, UserID: userID,
 			SecretID: app.IdentitySecretID, Proof: proof})
 	}
 	return openChats{
 		hash:       verified("u-hash", store.ProofHash),
 		jwt:        verified("u-jwt", store.ProofJWT),
-		unverified: mustSession(tb, db, store.NewSession{AppID: app.ID, Kind: store.KindUnverified, IdentityKey: "uid:u-claim", UserID: "u-claim"}),
-		visitor:    mustSession(tb, db, store.NewSession{AppID: app.ID, Kind: store.KindVisitor}),
+		unverified: open(store.NewSession{Kind: store.KindUnverified, IdentityKey: "uid:u-claim", UserID: "u-claim"}),
+		visitor:    open(store.NewSession{Kind: store.KindVisitor}),
 	}
 }
 
@@ -114,8 +135,15 @@ func TestTighteningSettingsEndsSessionsNoLongerAllowed(t *testing.T) {
 			mustUpdateApp(t, db, a.ID, settings(a, tc.mode, tc.requireJWT, tc.refuseAnonymous))
 			wantEnded(t, db, start, a.ID, chats, others, tc.ended...)
 
-			// Saving the same settings again ends nothing more.
+			// The new settings refuse new sessions of those kinds, even
+			// from a request that read the app before the update; saving
+			// the same settings again ends nothing more.
 			fresh := mustOpenChats(t, db, a)
+			for _, kind := range tc.ended {
+				if _, ok := fresh.all()[kind]; ok {
+					t.Errorf("a new %s session was made after the settings refused it", kind)
+				}
+			}
 			start, _ = db.LastSessionEnd(ctx)
 			mustUpdateApp(t, db, a.ID, settings(a, tc.mode, tc.requireJWT, tc.refuseAnonymous))
 			wantEnded(t, db, start, a.ID, fresh, others)
@@ -148,9 +176,8 @@ func TestLooseningOrKeepingSettingsEndsNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := c.App
-			// Sessions of every kind, whatever the settings: the store does
-			// not check them, and an update must not end any of them when it
-			// tightens nothing.
+			// Every kind of session the settings allow: an update must
+			// not end any of them when it tightens nothing.
 			chats := mustOpenChats(t, db, a)
 			to := settings(a, tc.to.IdentityMode, tc.to.RequireJWT, tc.to.RefuseAnonymous)
 			to.Name, to.Origins = "Bikes", []string{"https://bikes.example", "https://shop.example"}

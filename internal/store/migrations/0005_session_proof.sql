@@ -3,8 +3,8 @@
 -- app starts to require JWTs, its 'hash' sessions end.
 ALTER TABLE sessions ADD COLUMN proof TEXT;
 
--- Verified sessions from before sessions recorded their secret can't be
--- matched to one, so revoking that secret would miss them. They end here;
--- the widget makes a new session with the page's proof when it reconnects.
-DELETE FROM sessions WHERE secret_id IS NULL
-    AND subject_id IN (SELECT id FROM subjects WHERE kind = 'user');
+-- Verified sessions from before this don't say how they were proved (nor,
+-- from before 0003, which secret proved them), so requiring JWTs or
+-- revoking a secret would miss them. They end here; the widget makes a new
+-- session with the page's proof when it reconnects.
+DELETE FROM sessions WHERE subject_id IN (SELECT id FROM subjects WHERE kind = 'user');
