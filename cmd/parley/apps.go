@@ -29,9 +29,8 @@ func appsSetDisabledCmd(ctx context.Context, verb string, args []string, stdout,
 	if *dbPath == "" || strings.TrimSpace(*appID) == "" {
 		return usageError{fmt.Sprintf("apps %s needs --db and --app", verb)}
 	}
-	// A mistyped path must not leave a new, empty database behind.
-	if _, err := os.Stat(*dbPath); errors.Is(err, os.ErrNotExist) {
-		return usageError{fmt.Sprintf("no database at %s", *dbPath)}
+	if err := needDatabase(*dbPath); err != nil {
+		return err
 	}
 	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
 	if err != nil {

@@ -50,8 +50,8 @@ func currentKeySource(keyFile string) keySource {
 	return keySource{file: keyFile}
 }
 
-// needDatabase refuses a path with no database: changing the key of a
-// mistyped path must not leave a new, empty database behind.
+// needDatabase refuses a path with no database, for the commands that
+// change one: a mistyped path must not leave a new, empty database behind.
 func needDatabase(dbPath string) error {
 	if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
 		return usageError{fmt.Sprintf("no database at %s", dbPath)}

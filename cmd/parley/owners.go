@@ -109,9 +109,8 @@ func ownersSetPasswordCmd(ctx context.Context, args []string, stdin io.Reader, s
 	if err != nil {
 		return err
 	}
-	// A mistyped path must not leave a new, empty database behind.
-	if _, err := os.Stat(*dbPath); errors.Is(err, os.ErrNotExist) {
-		return usageError{fmt.Sprintf("no database at %s", *dbPath)}
+	if err := needDatabase(*dbPath); err != nil {
+		return err
 	}
 
 	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
