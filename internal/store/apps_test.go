@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -319,6 +320,10 @@ func TestMigrationKeepsSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A verified user's session and a visitor's, from before sessions
+	// recorded the secret and proof that verified them.
+	userToken, visitorToken := identity.NewToken("pst_"), identity.NewToken("pst_")
+	future := time.Now().Add(time.Hour).UnixMilli()
 	for _, q := range []string{
 		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`,
 		string(init),
@@ -329,6 +334,9 @@ func TestMigrationKeepsSecrets(t *testing.T) {
 		`INSERT INTO messages (id, conversation_id, seq, author, author_subject_id, body, created_at) VALUES
 			('m1', 'cnv_1', 1, 'user', 'sub_1', 'hi', 1), ('m3', 'cnv_1', 3, 'user', 'sub_1', 'again', 3)`,
 		`INSERT INTO messages (id, conversation_id, seq, author, body, created_at) VALUES ('m2', 'cnv_1', 2, 'agent', 'hello', 2)`,
+		`INSERT INTO subjects (id, app_id, kind, lookup_key, created_at, last_seen_at) VALUES ('sub_2', 'app_old', 'visitor', 'vt', 1, 1)`,
+		fmt.Sprintf(`INSERT INTO sessions VALUES ('%s', 'app_old', 'sub_1', 'https://shop.example', 1, %d), ('%s', 'app_old', 'sub_2', 'https://shop.example', 1, %d)`,
+			identity.TokenHash(userToken), future, identity.TokenHash(visitorToken), future),
 	} {
 		if _, err := raw.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -347,6 +355,14 @@ func TestMigrationKeepsSecrets(t *testing.T) {
 	}
 	if a.IdentitySecret != "oldsecret" || !strings.HasPrefix(a.IdentitySecretID, "isk_") {
 		t.Fatalf("migrated secret = %q (%s)", a.IdentitySecret, a.IdentitySecretID)
+	}
+	// Nothing ties the old verified session to a secret or a proof, so no
+	// revocation could end it: the upgrade does. The visitor's stays.
+	if _, err := db.SessionByToken(ctx, userToken); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a verified session from before the upgrade survived it: %v", err)
+	}
+	if _, err := db.SessionByToken(ctx, visitorToken); err != nil {
+		t.Errorf("a visitor's session from before the upgrade: %v", err)
 	}
 	if !a.VerifyUserHash("u1", identity.UserHash("oldsecret", "u1"), time.Now()) {
 		t.Fatal("a hash made before the migration no longer verifies")
