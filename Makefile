@@ -2,7 +2,7 @@
 GO ?= go
 export CHROMIUM_PATH ?= /usr/bin/chromium
 
-.PHONY: build run test test-short generate check-generate fuzz bench screenshots clean
+.PHONY: build run test test-short generate check-generate fuzz bench bench-go screenshots clean
 
 build: ## bin/parley
 	$(GO) build -o bin/parley ./cmd/parley
@@ -39,7 +39,10 @@ fuzz: ## run each fuzzer for a while (seeds alone run in make test)
 screenshots: ## retake the dashboard screenshots in docs/screenshots (headless Chromium)
 	PARLEY_SCREENSHOTS=1 $(GO) test ./e2e -run Dashboard -count=1
 
-bench: ## Go benchmarks
+bench: build ## load generator, short profile (under 3 minutes on 2 cores): runs bin/parley serve, writes BENCHMARKS.md
+	$(GO) run ./cmd/parley-bench -profile short -bin bin/parley -out BENCHMARKS.md
+
+bench-go: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -28,6 +29,7 @@ const usage = `parley — a self-hosted chat widget host
 
 Usage:
   parley serve --db PATH --addr HOST:PORT --public-url URL [--signup] [--trusted-proxy CIDR …] [--limit-… BURST,EVERY]
+               [--pprof HOST:PORT]
   parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor]
                      [--require-jwt] [--refuse-anonymous] [--owner EMAIL] [--json]
   parley apps disable|enable --db PATH --app APP_ID [--json]
@@ -48,6 +50,10 @@ PARLEY_SIGNUP=1 opens sign-up like --signup. Behind a reverse proxy, name it wit
 --trusted-proxy (or PARLEY_TRUSTED_PROXIES, comma-separated) so that clients are told
 apart by X-Forwarded-For; otherwise the client IP is the connection's peer.
 The --limit-… flags change the widget's abuse limits (parley serve -h lists them).
+--pprof 127.0.0.1:6060 serves Go's profiler (/debug/pprof/) on a second listener of its
+own, never on --addr; give it a loopback or otherwise private address only.
+SIGINT/SIGTERM stop serve gracefully: it stops accepting, lets requests and message
+writes in progress finish, closes sockets with 1001 and exits 0.
 
 Identity secrets are encrypted with a master key: PARLEY_MASTER_KEY when set (keygen
 prints a new one), else the file --master-key-file names, by default the database path
@@ -240,6 +246,9 @@ type serveConfig struct {
 	TrustedProxies []string
 	// Limits are the widget's abuse limits (zero: web.DefaultLimits).
 	Limits web.Limits
+	// Pprof, when set, is the address of a separate listener serving
+	// net/http/pprof. It must be private: profiles reveal memory contents.
+	Pprof string
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -251,6 +260,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Signup, "signup", os.Getenv("PARLEY_SIGNUP") == "1", "let anyone create a dashboard account at /signup (PARLEY_SIGNUP=1)")
 	var proxies multiFlag
 	fs.Var(&proxies, "trusted-proxy", "`CIDR` or IP of a reverse proxy whose X-Forwarded-For is believed (repeatable; PARLEY_TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.Pprof, "pprof", "", "serve net/http/pprof at /debug/pprof/ on this separate, private `address` (e.g. 127.0.0.1:6060; off by default)")
 	keyFile := masterKeyFlag(fs)
 	limits := limitFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -304,6 +314,17 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 	if err := hub.WatchSessionEnds(ctx, chat.DefaultEndPoll); err != nil {
 		return err
 	}
+	if cfg.Pprof != "" {
+		pln, err := net.Listen("tcp", cfg.Pprof)
+		if err != nil {
+			return fmt.Errorf("pprof listener: %w", err)
+		}
+		psrv := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
+		go psrv.Serve(pln)
+		// Closed, not drained: a CPU profile in progress may run for 30 s.
+		defer psrv.Close()
+		log.Warn("pprof listening: keep this address private", "addr", pln.Addr().String(), "path", "/debug/pprof/")
+	}
 	go sweep(ctx, db, log)
 
 	errc := make(chan error, 1)
@@ -319,6 +340,19 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 	defer cancel()
 	// Shutdown does not track hijacked websocket connections; the hub does.
 	return errors.Join(srv.Shutdown(shutdownCtx), hub.Shutdown(shutdownCtx))
+}
+
+// pprofMux serves net/http/pprof's handlers under /debug/pprof/ on a mux of
+// its own (importing the package also registers them on
+// http.DefaultServeMux, which Parley never serves).
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // sweep runs the periodic clean-ups until ctx ends. Sessions of identity

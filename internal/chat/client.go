@@ -183,9 +183,9 @@ func (h *Hub) authenticate(ctx context.Context, conn *websocket.Conn) (*store.Se
 }
 
 func (c *Client) readPump(ctx context.Context) {
-	c.conn.SetReadDeadline(time.Now().Add(pongWait))
+	c.extendRead(pongWait)
 	c.conn.SetPongHandler(func(string) error {
-		return c.conn.SetReadDeadline(time.Now().Add(pongWait))
+		return c.extendRead(pongWait)
 	})
 	limiter := rate.NewLimiter(frameRate, frameBurst)
 	strikes := 0
@@ -197,7 +197,7 @@ func (c *Client) readPump(ctx context.Context) {
 			}
 			return
 		}
-		c.conn.SetReadDeadline(time.Now().Add(pongWait))
+		c.extendRead(pongWait)
 		var f ClientFrame
 		ferr := &FrameError{Code: "bad_frame", Message: "only text frames are accepted"}
 		if kind == websocket.TextMessage {
@@ -230,6 +230,9 @@ func (c *Client) readPump(ctx context.Context) {
 		}
 		if err := c.handle(ctx, f); err != nil {
 			c.queueError(err, 0)
+		}
+		if c.isStopping() { // the answer is queued; the server is shutting down
+			return
 		}
 		select {
 		case <-c.done:

@@ -154,13 +154,15 @@ func (h *Hub) pushUnread(ctx context.Context, subjectID string) {
 }
 
 // Shutdown closes every connection with a going-away code and waits,
-// until ctx ends, for their handlers to finish.
+// until ctx ends, for their handlers to finish. A widget connection first
+// finishes the frame it is handling: a message being committed is acked
+// before the close, and no frame after it is read.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing = true
 	for _, set := range h.subjects {
 		for c := range set {
-			c.closeWith(closeGoingAway, "server shutting down")
+			c.stopReading()
 		}
 	}
 	for _, set := range h.agents {

@@ -26,6 +26,11 @@ type peer struct {
 	closeOnce sync.Once
 	closeCode int
 	closeText string
+
+	// readMu guards stopping and the read deadline together, so that a
+	// deadline extension never undoes stopReading.
+	readMu   sync.Mutex
+	stopping bool // set by stopReading: the server is shutting down
 }
 
 func newPeer(conn *websocket.Conn, log *slog.Logger, expiresAt time.Time) *peer {
@@ -41,8 +46,39 @@ func (p *peer) run(read func()) {
 		p.writePump()
 	}()
 	read()
-	p.closeWith(websocket.CloseNormalClosure, "")
+	if p.isStopping() {
+		p.closeWith(closeGoingAway, "server shutting down")
+	} else {
+		p.closeWith(websocket.CloseNormalClosure, "")
+	}
 	<-writerDone
+}
+
+// stopReading is how a shutdown drains a connection: the frame being
+// handled (a message being committed, say) finishes and queues its answer,
+// no further frame is read, and the connection is then closed with 1001
+// after everything queued has been written.
+func (p *peer) stopReading() {
+	p.readMu.Lock()
+	defer p.readMu.Unlock()
+	p.stopping = true
+	p.conn.SetReadDeadline(time.Now()) // a blocked read returns at once
+}
+
+// extendRead pushes the read deadline d ahead, unless stopReading was called.
+func (p *peer) extendRead(d time.Duration) error {
+	p.readMu.Lock()
+	defer p.readMu.Unlock()
+	if p.stopping {
+		return nil
+	}
+	return p.conn.SetReadDeadline(time.Now().Add(d))
+}
+
+func (p *peer) isStopping() bool {
+	p.readMu.Lock()
+	defer p.readMu.Unlock()
+	return p.stopping
 }
 
 // queue hands a frame to the write pump. A client whose queue is full is

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHistQuantiles(t *testing.T) {
+	var h Hist
+	for i := 1; i <= 1000; i++ {
+		h.Record(time.Duration(i) * time.Microsecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{.5, 500 * time.Microsecond}, {.9, 900 * time.Microsecond}, {.99, 990 * time.Microsecond}, {1, 1000 * time.Microsecond}} {
+		got := h.Quantile(c.q)
+		if got < c.want || float64(got) > float64(c.want)*1.035 {
+			t.Errorf("Quantile(%v) = %v, want %v within +3.5%%", c.q, got, c.want)
+		}
+	}
+	if h.Max() != time.Millisecond || h.Count() != 1000 {
+		t.Errorf("Max %v Count %d", h.Max(), h.Count())
+	}
+	for v := int64(0); v < 1<<20; v += 7 {
+		if i := bucketOf(v); bucketTop(i) < v || (i > 0 && bucketTop(i-1) >= v) {
+			t.Fatalf("value %d in bucket %d with top %d", v, i, bucketTop(i))
+		}
+	}
+}
+
+// TestSmoke runs every workload with tiny sizes against the real server
+// binary and checks that the numbers are sane.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the real server; skipped with -short")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "parley")
+	build := exec.Command("go", "build", "-o", bin, "github.com/parley-chat/parley/cmd/parley")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cfg := config{
+		Idle:     20,
+		Sessions: 20, SessionConc: 4,
+		LatUsers: 10, LatRate: 40, LatDur: time.Second,
+		SusSockets: 20, SusPerSocket: 5, SusWindow: 4, SusDur: time.Second,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := run(ctx, bin, dir, cfg, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if x := res.Idle; x.N != 20 || x.RSSBefore <= 0 || x.RSSAfter <= 0 {
+		t.Errorf("idle: %+v", x)
+	}
+	if x := res.Sessions; x.Lat.Count() != 20 || x.Rate <= 0 || x.Lat.Quantile(.5) <= 0 || x.Lat.Quantile(.99) > x.Lat.Max() {
+		t.Errorf("sessions: %d recorded, %.0f/s, p50 %v", x.Lat.Count(), x.Rate, x.Lat.Quantile(.5))
+	}
+	if x := res.Latency; x.Sent < 30 || x.Acked != x.Sent || x.Delivered != x.Sent || x.Errs != 0 ||
+		x.Ack.Quantile(.5) <= 0 || x.Deliver.Quantile(.99) <= 0 {
+		t.Errorf("latency: sent %d acked %d delivered %d errors %d, ack p50 %v, delivered p99 %v",
+			x.Sent, x.Acked, x.Delivered, x.Errs, x.Ack.Quantile(.5), x.Deliver.Quantile(.99))
+	}
+	if x := res.Sustained; x.Sent < 60 || x.Acked != x.Sent || x.Errs != 0 || x.Missing != 0 ||
+		x.Rows != int(x.Acked)+x.Sockets || x.Ack.Quantile(.99) <= 0 || x.BusyLogLines != 0 {
+		t.Errorf("sustained: sent %d acked %d errors %d stored %d missing %d busy %d",
+			x.Sent, x.Acked, x.Errs, x.Rows, x.Missing, x.BusyLogLines)
+	}
+	if res.LoaderGz <= 0 || res.LoaderGz >= res.LoaderRaw || res.ServerCPU <= 0 || res.ServerHWM <= 0 {
+		t.Errorf("loader %d/%d bytes, server CPU %v, peak RSS %d", res.LoaderGz, res.LoaderRaw, res.ServerCPU, res.ServerHWM)
+	}
+	res.Profile = "smoke"
+	md := res.markdown()
+	for _, want := range []string{"| idle authenticated widget sockets | 20 open", "p99", "0 acked but missing", "not measured"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}

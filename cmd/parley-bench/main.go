@@ -1,0 +1,221 @@
+// Command parley-bench is Parley's load generator (issue 5). It starts the
+// real server, `parley serve` from an already built binary, as a child
+// process on a temporary database on 127.0.0.1, creates an app with
+// `parley apps create --json`, and speaks the widget protocol over loopback:
+// sessions with valid user_hash values through POST /api/widget/sessions,
+// then the widget websocket. It reports latency percentiles from a
+// log-linear histogram, throughput, and the server process's RSS and CPU
+// from /proc, and writes them to a markdown file (BENCHMARKS.md).
+//
+//	go build -o bin/parley ./cmd/parley && go run ./cmd/parley-bench
+//	go run ./cmd/parley-bench -profile full -out BENCHMARKS.md
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// config sizes every workload; a size of 0 skips the workload.
+type config struct {
+	Idle int // (1) idle authenticated widget sockets
+
+	Sessions, SessionConc int // (2) sessions created, how many at once
+
+	LatUsers int           // (3) users, each with two sockets
+	LatRate  float64       // (3) messages a second, all users together
+	LatDur   time.Duration // (3)
+
+	SusSockets   int           // (4) sockets sending
+	SusPerSocket float64       // (4) messages a second per socket (the server allows 10 frames/s)
+	SusWindow    int           // (4) unacked messages per socket at most
+	SusDur       time.Duration // (4)
+}
+
+var profiles = map[string]config{
+	// short: the whole run in well under 3 minutes on 2 cores.
+	"short": {
+		Idle:     2000,
+		Sessions: 2000, SessionConc: 32,
+		LatUsers: 1000, LatRate: 500, LatDur: 15 * time.Second,
+		SusSockets: 1200, SusPerSocket: 9, SusWindow: 8, SusDur: 20 * time.Second,
+	},
+	// full: the sizes of the issue's targets.
+	"full": {
+		Idle:     10000,
+		Sessions: 10000, SessionConc: 64,
+		LatUsers: 4000, LatRate: 2000, LatDur: 60 * time.Second,
+		SusSockets: 1200, SusPerSocket: 9, SusWindow: 8, SusDur: 60 * time.Second,
+	},
+}
+
+func main() {
+	if err := cli(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "parley-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func cli(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("parley-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	profile := fs.String("profile", "short", "workload sizes: short (under 3 minutes on 2 cores) or full (the issue's targets); the flags below override single sizes")
+	bin := fs.String("bin", "bin/parley", "the parley binary to run (make build writes it)")
+	out := fs.String("out", "", "write the report as markdown to this file (e.g. BENCHMARKS.md); stdout always gets it")
+	keep := fs.Bool("keep", false, "keep the temporary directory with the database and the server's log")
+	idle := fs.Int("idle", -1, "(1) idle authenticated widget sockets")
+	sessions := fs.Int("sessions", -1, "(2) sessions to create (POST + websocket auth)")
+	sessionConc := fs.Int("session-conc", -1, "(2) sessions created at once")
+	latUsers := fs.Int("lat-users", -1, "(3) users sending, each with a second socket that receives")
+	latRate := fs.Float64("lat-rate", -1, "(3) target messages a second, all users together")
+	latDur := fs.Duration("lat-dur", -1, "(3) duration")
+	susSockets := fs.Int("sus-sockets", -1, "(4) sockets sending as fast as the per-socket frame limit allows")
+	susDur := fs.Duration("sus-dur", -1, "(4) duration")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, ok := profiles[*profile]
+	if !ok {
+		return fmt.Errorf("unknown -profile %q (short or full)", *profile)
+	}
+	setInt := func(dst *int, v int) {
+		if v >= 0 {
+			*dst = v
+		}
+	}
+	setInt(&cfg.Idle, *idle)
+	setInt(&cfg.Sessions, *sessions)
+	setInt(&cfg.SessionConc, *sessionConc)
+	setInt(&cfg.LatUsers, *latUsers)
+	setInt(&cfg.SusSockets, *susSockets)
+	if *latRate >= 0 {
+		cfg.LatRate = *latRate
+	}
+	if *latDur >= 0 {
+		cfg.LatDur = *latDur
+	}
+	if *susDur >= 0 {
+		cfg.SusDur = *susDur
+	}
+	if _, err := os.Stat(*bin); err != nil {
+		return fmt.Errorf("%v: build it first (make build)", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+	}
+	dir, err := os.MkdirTemp("", "parley-bench-")
+	if err != nil {
+		return err
+	}
+	if *keep {
+		logf("keeping %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	res, err := run(ctx, *bin, dir, cfg, logf)
+	if err != nil {
+		return err
+	}
+	res.Profile, res.Args, res.Bin = *profile, args, *bin
+	report := res.markdown()
+	fmt.Fprint(stdout, report)
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
+			return err
+		}
+		logf("wrote %s", *out)
+	}
+	return nil
+}
+
+// results is everything one run measured.
+type results struct {
+	Profile             string
+	Args                []string // the command line, for the report
+	Bin                 string
+	Cfg                 config
+	Started             time.Time
+	Took                time.Duration
+	Idle                *idleResult
+	Sessions            *sessionResult
+	Latency             *latencyResult
+	Sustained           *sustainedResult
+	ServerHWM           int64         // peak server RSS over the run
+	ServerCPU           time.Duration // server CPU over the whole run
+	BenchCPU            time.Duration // the generator's own CPU
+	LoaderRaw, LoaderGz int
+	BusyLines           int // server log lines mentioning SQLITE_BUSY / locked
+}
+
+func run(ctx context.Context, bin, dir string, cfg config, logf func(string, ...any)) (*results, error) {
+	res := &results{Cfg: cfg, Started: time.Now()}
+	self0, _ := readProc(os.Getpid())
+	srv, err := startServer(ctx, bin, dir)
+	if err != nil {
+		return nil, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			srv.kill()
+		}
+	}()
+	logf("parley serve pid %d at %s, app %s", srv.pid(), srv.url, srv.appID)
+	c := newClient(srv)
+
+	if res.LoaderRaw, res.LoaderGz, err = loaderSize(c); err != nil {
+		return nil, err
+	}
+	if cfg.Idle > 0 {
+		logf("(1) opening %d idle widget sockets", cfg.Idle)
+		if res.Idle, err = runIdle(ctx, c, cfg.Idle, logf); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Sessions > 0 {
+		logf("(2) creating %d sessions, %d at once", cfg.Sessions, cfg.SessionConc)
+		if res.Sessions, err = runSessions(ctx, c, cfg.Sessions, cfg.SessionConc); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.LatUsers > 0 {
+		logf("(3) %d users × 2 sockets, %.0f msg/s for %v", cfg.LatUsers, cfg.LatRate, cfg.LatDur)
+		if res.Latency, err = runLatency(ctx, c, cfg.LatUsers, cfg.LatRate, cfg.LatDur); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.SusSockets > 0 {
+		logf("(4) %d sockets × %.0f msg/s for %v", cfg.SusSockets, cfg.SusPerSocket, cfg.SusDur)
+		if res.Sustained, err = runSustained(ctx, c, cfg.SusSockets, cfg.SusPerSocket, cfg.SusWindow, cfg.SusDur); err != nil {
+			return nil, err
+		}
+	}
+	if p, err := readProc(srv.pid()); err == nil {
+		res.ServerHWM, res.ServerCPU = p.HWM, p.CPU
+	}
+	logf("stopping the server (SIGTERM)")
+	stopped = true
+	if err := srv.stop(); err != nil {
+		return nil, err
+	}
+	res.BusyLines = srv.logCount("SQLITE_BUSY", "database is locked")
+	if res.Sustained != nil {
+		if err := countRows(srv.db, res.Sustained); err != nil {
+			return nil, fmt.Errorf("counting stored messages: %w", err)
+		}
+		res.Sustained.BusyLogLines = res.BusyLines
+	}
+	self1, _ := readProc(os.Getpid())
+	res.BenchCPU = self1.CPU - self0.CPU
+	res.Took = time.Since(res.Started)
+	return res, nil
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// parentOrigin is the host page origin the bench app allows.
+const parentOrigin = "http://127.0.0.1:9"
+
+// benchLimits raise every abuse limit of `serve` far above what the bench
+// sends: the bench measures the server, not its refusals, and all its
+// clients share 127.0.0.1.
+var benchLimits = []string{
+	"--limit-sessions-per-ip", "100000000,1us",
+	"--limit-sessions-per-app", "100000000,1us",
+	"--limit-sockets-per-ip", "100000000,1us",
+	"--limit-sockets-per-user", "100000,1us",
+	"--limit-open-sockets-per-user", "1000",
+	"--limit-messages-per-user", "100000,1us",
+}
+
+// server is `parley serve` running as a child process on a temp database.
+type server struct {
+	bin, dir, db, url string
+	env               []string
+	cmd               *exec.Cmd
+	stderr            *os.File
+	done              chan error
+
+	appID, secret, apiKey string
+}
+
+func startServer(ctx context.Context, bin, dir string) (*server, error) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	s := &server{bin: bin, dir: dir, db: filepath.Join(dir, "bench.db")}
+	s.env = append(os.Environ(), "PARLEY_MASTER_KEY="+hex.EncodeToString(key))
+
+	out, err := s.run(ctx, "apps", "create", "--db", s.db, "--name", "bench", "--origin", parentOrigin, "--json")
+	if err != nil {
+		return nil, err
+	}
+	var app struct {
+		AppID          string `json:"app_id"`
+		IdentitySecret string `json:"identity_secret"`
+		APIKey         string `json:"api_key"`
+	}
+	if err := json.Unmarshal(out, &app); err != nil || app.AppID == "" || app.IdentitySecret == "" {
+		return nil, fmt.Errorf("apps create printed %q: %v", out, err)
+	}
+	s.appID, s.secret, s.apiKey = app.AppID, app.IdentitySecret, app.APIKey
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s.url = "http://" + addr
+
+	s.stderr, err = os.Create(filepath.Join(dir, "serve.log"))
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"serve", "--db", s.db, "--addr", addr, "--public-url", s.url}, benchLimits...)
+	s.cmd = exec.Command(bin, args...)
+	s.cmd.Env = s.env
+	s.cmd.Stdout = s.stderr
+	s.cmd.Stderr = s.stderr
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	s.done = make(chan error, 1)
+	go func() { s.done <- s.cmd.Wait() }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(s.url + "/widget.js")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s, nil
+			}
+		}
+		select {
+		case err := <-s.done:
+			return nil, fmt.Errorf("parley serve exited: %v (log in %s)", err, s.stderr.Name())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.kill()
+			return nil, errors.New("parley serve did not answer within 20 s")
+		}
+	}
+}
+
+func (s *server) run(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, s.bin, args...)
+	cmd.Env = s.env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %v: %s", s.bin, strings.Join(args, " "), err, stderr.String())
+	}
+	return out, nil
+}
+
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+// stop sends SIGTERM (graceful: requests finish, writes drain) and waits.
+func (s *server) stop() error {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return nil
+	case <-time.After(30 * time.Second):
+		s.kill()
+		return errors.New("parley serve did not stop within 30 s of SIGTERM; killed")
+	}
+}
+
+func (s *server) kill() {
+	s.cmd.Process.Kill()
+	<-s.done
+}
+
+// logCount counts lines of the server's log that contain any of words.
+func (s *server) logCount(words ...string) int {
+	data, err := os.ReadFile(s.stderr.Name())
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for line := range strings.SplitSeq(string(data), "\n") {
+		for _, w := range words {
+			if strings.Contains(line, w) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// procStat is a process's resident memory and CPU time, from /proc.
+type procStat struct {
+	RSS, HWM int64 // bytes: VmRSS and its peak VmHWM
+	CPU      time.Duration
+	At       time.Time
+}
+
+// clockTick is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTick = 100
+
+func readProc(pid int) (procStat, error) {
+	p := procStat{At: time.Now()}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return p, err
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			if f[0] == "VmRSS:" {
+				p.RSS = kb << 10
+			} else {
+				p.HWM = kb << 10
+			}
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return p, err
+	}
+	// Fields after the command name (which may hold spaces) in parentheses:
+	// state is field 3, utime 14, stime 15.
+	rest := string(stat[bytes.LastIndexByte(stat, ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return p, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	p.CPU = time.Duration(ut+st) * time.Second / clockTick
+	return p, nil
+}
+
+// cpuPercent is the CPU used between a and b, in percent of one core.
+func cpuPercent(a, b procStat) float64 {
+	wall := b.At.Sub(a.At)
+	if wall <= 0 {
+		return 0
+	}
+	return 100 * float64(b.CPU-a.CPU) / float64(wall)
+}
