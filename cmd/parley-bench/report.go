@@ -147,14 +147,14 @@ func (r *results) markdown() string {
 	p("")
 	p("## Why the misses")
 	p("")
-	p("Notes from this run's own figures. The code facts (one writer connection, `synchronous=FULL`, a transaction per message) describe the store as of the commit above; `internal/store/db.go` has the settings.")
+	p("Notes from this run's own figures. The code facts (one writer connection, `synchronous=FULL`, user messages group-committed by one writer goroutine, sessions committed one per transaction) describe the store as of the commit above; `internal/store/db.go` and `writer.go` have them.")
 	p("")
 	if x := r.Sustained; x != nil && x.Rate < 10000 {
-		p("- **Sustained writes** plateaued at %.0f msg/s while the server used %.0f%% of one core and the load generator %.0f%% (of %d cores): the CPUs were not the limit. The store writes on one connection with `synchronous=FULL` and commits each message in its own transaction, so each message waits for its own WAL fsync; the plateau is consistent with one commit per fsync (compare workload 3's ack p50, about one commit). Group commit (many messages per transaction, each acked after it; issue 5 part 2) is what would close it. The acks' latency here is queueing behind that: up to %d × %d messages are unacked at once.",
+		p("- **Sustained writes** plateaued at %.0f msg/s while the server used %.0f%% of one core and the load generator %.0f%% (of %d cores). User messages are group-committed (up to 256 per transaction, one fsync each), so the fsync no longer sets the pace; with the server above one core, CPU on these 2 shared cores is the likely limit now (not profiled yet). The acks' latency here is queueing: up to %d × %d messages are unacked at once.",
 			x.Rate, x.CPU, x.BenchCPU, runtime.NumCPU(), x.Sockets, x.Window)
 	}
 	if x := r.Latency; x != nil {
-		p("- **Message latency** at %.0f msg/s: ack p50 %s. Every message is one commit (above), so the latency is at least one fsync, and it grows into queueing as the rate nears the write path's capacity (workload 4: %s). Delivery follows the ack closely because the hub fans out after the commit.",
+		p("- **Message latency** at %.0f msg/s: ack p50 %s. A message waits for the commit of its group (at least one fsync), and the latency grows into queueing as the rate nears the write path's capacity (workload 4: %s). Delivery follows the ack closely because the hub fans out after the commit.",
 			x.Rate, ms(x.Ack.Quantile(.5)), capacity(r))
 	}
 	if x := r.Sessions; x != nil && (x.Rate < 2000 || x.Lat.Quantile(.99) >= 50*time.Millisecond) {

@@ -3,7 +3,8 @@
 // SQLite allows one writer at a time, so the DB keeps one dedicated write
 // connection (transactions start with BEGIN IMMEDIATE, so a read-then-write
 // never fails half way with SQLITE_BUSY) and a pool of read-only connections
-// that WAL lets run beside it.
+// that WAL lets run beside it. User messages, the bulk of the writes, are
+// committed in groups by one goroutine (writer.go).
 package store
 
 import (
@@ -41,6 +42,9 @@ type DB struct {
 	now   func() time.Time
 	// key seals the values that must be read back (identity secrets).
 	key masterkey.Key
+	// userMessages commits user messages in groups (writer.go); nil on
+	// the exclusive connection of a master key change.
+	userMessages *writer
 }
 
 // Open opens (creating if needed) the database at path, applies any
@@ -62,6 +66,7 @@ func Open(ctx context.Context, path string, key masterkey.Key) (*DB, error) {
 	}
 	r.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
 	db.read = r
+	db.userMessages = db.startWriter()
 	return db, nil
 }
 
@@ -100,8 +105,9 @@ func openWriter(ctx context.Context, path string, key masterkey.Key, extra strin
 	return db, base, nil
 }
 
-// Close closes both pools.
+// Close commits the user messages already queued, then closes both pools.
 func (db *DB) Close() error {
+	db.userMessages.close()
 	return errors.Join(db.read.Close(), db.write.Close())
 }
 
@@ -158,15 +164,21 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrJWTReplayed) || errors.Is(err, ErrAppDisabled) || errors.Is(err, ErrSecretRevoked) || errors.Is(err, ErrSettingsChanged) || errors.Is(err, ErrMasterKeyMismatch) || errors.Is(err, ErrMasterKeyNotLost) || errors.As(err, new(*InputError)) {
-			return err
-		}
-		return fmt.Errorf("store: %w", err)
+		return wrapTxError(err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
+}
+
+// wrapTxError passes the store's own refusals through as they are and
+// marks anything else as a storage failure.
+func wrapTxError(err error) error {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrJWTReplayed) || errors.Is(err, ErrAppDisabled) || errors.Is(err, ErrSecretRevoked) || errors.Is(err, ErrSettingsChanged) || errors.Is(err, ErrMasterKeyMismatch) || errors.Is(err, ErrMasterKeyNotLost) || errors.As(err, new(*InputError)) {
+		return err
+	}
+	return fmt.Errorf("store: %w", err)
 }
 
 // InputError is a refusal the caller can show to whoever sent the input.

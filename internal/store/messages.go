@@ -46,55 +46,61 @@ type UserMessage struct {
 	Body           string
 }
 
-// AddUserMessage commits a user's message. A resend with a client_msg_id the
-// subject already used returns the stored message instead of a second copy.
-// A conversation outside the subject's scope is ErrNotFound.
+// AddUserMessage commits a user's message and returns once it is durable
+// (it shares its commit with the others waiting: see writer.go). A resend
+// with a client_msg_id the subject already used returns the stored message
+// instead of a second copy. A conversation outside the subject's scope is
+// ErrNotFound. If ctx ends first, the message is either committed whole or
+// not at all, and the caller gets ctx's error without knowing which: a
+// resend with the same client_msg_id finds out.
 func (db *DB) AddUserMessage(ctx context.Context, in UserMessage) (Posted, error) {
+	return db.userMessages.add(ctx, in)
+}
+
+// addUserMessage is AddUserMessage's work inside the writer's transaction.
+func (db *DB) addUserMessage(ctx context.Context, tx *sql.Tx, in UserMessage) (Posted, error) {
 	var p Posted
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		var existing string
-		err := tx.QueryRowContext(ctx, `SELECT id FROM messages WHERE author_subject_id = ? AND client_msg_id = ?`, in.SubjectID, in.ClientMsgID).Scan(&existing)
-		if err == nil {
-			p.Duplicate = true
-			p.Message, err = messageByID(ctx, tx, existing)
-			if err != nil {
-				return err
-			}
-			return conversationForPost(ctx, tx, &p)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		now := db.now().UnixMilli()
-		convID := in.ConversationID
-		if convID == "" {
-			convID = identity.NewID("cnv_")
-			_, err := tx.ExecContext(ctx, `INSERT INTO conversations (id, app_id, subject_id, created_at, last_message_at) VALUES (?, ?, ?, ?, ?)`,
-				convID, in.AppID, in.SubjectID, now, now)
-			if err != nil {
-				return err
-			}
-		}
-		// Writing reopens a closed conversation, as users expect.
-		var seq int64
-		err = tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, user_read_seq = last_seq + 1, last_message_at = ?, status = 'open'
-			WHERE id = ? AND subject_id = ? AND app_id = ? RETURNING last_seq`, now, convID, in.SubjectID, in.AppID).Scan(&seq)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
+	var existing string
+	err := tx.QueryRowContext(ctx, `SELECT id FROM messages WHERE author_subject_id = ? AND client_msg_id = ?`, in.SubjectID, in.ClientMsgID).Scan(&existing)
+	if err == nil {
+		p.Duplicate = true
+		p.Message, err = messageByID(ctx, tx, existing)
 		if err != nil {
-			return err
+			return p, err
 		}
-		p.Message = Message{ID: identity.NewID("msg_"), ConversationID: convID, Seq: seq, Author: AuthorUser,
-			ClientMsgID: in.ClientMsgID, Body: in.Body, CreatedAt: fromMillis(now)}
-		_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, seq, author, author_subject_id, client_msg_id, body, created_at)
-			VALUES (?, ?, ?, 'user', ?, ?, ?, ?)`, p.Message.ID, convID, seq, in.SubjectID, in.ClientMsgID, in.Body, now)
+		return p, conversationForPost(ctx, tx, &p)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return p, err
+	}
+	now := db.now().UnixMilli()
+	convID := in.ConversationID
+	if convID == "" {
+		convID = identity.NewID("cnv_")
+		_, err := tx.ExecContext(ctx, `INSERT INTO conversations (id, app_id, subject_id, created_at, last_message_at) VALUES (?, ?, ?, ?, ?)`,
+			convID, in.AppID, in.SubjectID, now, now)
 		if err != nil {
-			return err
+			return p, err
 		}
-		return conversationForPost(ctx, tx, &p)
-	})
-	return p, err
+	}
+	// Writing reopens a closed conversation, as users expect.
+	var seq int64
+	err = tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, user_read_seq = last_seq + 1, last_message_at = ?, status = 'open'
+		WHERE id = ? AND subject_id = ? AND app_id = ? RETURNING last_seq`, now, convID, in.SubjectID, in.AppID).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, ErrNotFound
+	}
+	if err != nil {
+		return p, err
+	}
+	p.Message = Message{ID: identity.NewID("msg_"), ConversationID: convID, Seq: seq, Author: AuthorUser,
+		ClientMsgID: in.ClientMsgID, Body: in.Body, CreatedAt: fromMillis(now)}
+	_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, seq, author, author_subject_id, client_msg_id, body, created_at)
+		VALUES (?, ?, ?, 'user', ?, ?, ?, ?)`, p.Message.ID, convID, seq, in.SubjectID, in.ClientMsgID, in.Body, now)
+	if err != nil {
+		return p, err
+	}
+	return p, conversationForPost(ctx, tx, &p)
 }
 
 // AddAgentMessage commits a reply from the site owner's side to one of the
