@@ -329,12 +329,7 @@ func (db *DB) resetSecrets(ctx context.Context, tx *sql.Tx) ([]ResetSecret, erro
 // endVerifiedSessions ends every session an identity secret vouched for:
 // the secrets are all going, and with them what they verified.
 func endVerifiedSessions(ctx context.Context, tx *sql.Tx, now int64) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, token_hash, reason, created_at)
-		SELECT app_id, token_hash, ?, ? FROM sessions WHERE secret_id IS NOT NULL`, EndSecretRevoked, now)
-	if err != nil {
-		return fmt.Errorf("ending verified sessions: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE secret_id IS NOT NULL`); err != nil {
+	if _, err := endSessions(ctx, tx, EndSecretRevoked, now, `secret_id IS NOT NULL`); err != nil {
 		return fmt.Errorf("ending verified sessions: %w", err)
 	}
 	return nil

@@ -45,15 +45,10 @@ func (db *DB) EndSession(ctx context.Context, token string) error {
 	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		now := db.now().UnixMilli()
-		res, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, token_hash, reason, created_at)
-			SELECT app_id, token_hash, ?, ? FROM sessions WHERE token_hash = ? AND expires_at > ?`, EndShutdown, now, hash, now)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		n, err := endSessions(ctx, tx, EndShutdown, now, `token_hash = ? AND expires_at > ?`, hash, now)
+		if err == nil && n == 0 {
 			return ErrNotFound
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, hash)
 		return err
 	})
 }
