@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -154,6 +155,8 @@ type results struct {
 	BenchCPU            time.Duration // the generator's own CPU
 	LoaderRaw, LoaderGz int
 	BusyLines           int // server log lines mentioning SQLITE_BUSY / locked
+	// ProfileTop is the top of the server's CPU profile during workload 4.
+	ProfileTop, ProfileErr string
 }
 
 func run(ctx context.Context, bin, dir string, cfg config, logf func(string, ...any)) (*results, error) {
@@ -195,8 +198,20 @@ func run(ctx context.Context, bin, dir string, cfg config, logf func(string, ...
 	}
 	if cfg.SusSockets > 0 {
 		logf("(4) %d sockets × %.0f msg/s for %v", cfg.SusSockets, cfg.SusPerSocket, cfg.SusDur)
+		profiled := make(chan error, 1)
+		profPath := filepath.Join(dir, "cpu-sustained.pprof")
+		go func() { // the heaviest workload: profile its middle
+			warm := min(5*time.Second, cfg.SusDur/4)
+			time.Sleep(warm + 3*time.Second) // + the sockets' opening, roughly
+			profiled <- cpuProfile(ctx, srv.pprofURL, profPath, cfg.SusDur-2*warm)
+		}()
 		if res.Sustained, err = runSustained(ctx, c, cfg.SusSockets, cfg.SusPerSocket, cfg.SusWindow, cfg.SusDur); err != nil {
 			return nil, err
+		}
+		if err := <-profiled; err != nil {
+			res.ProfileErr = err.Error()
+		} else if res.ProfileTop, err = profileTop(bin, profPath, 25); err != nil {
+			res.ProfileErr = err.Error()
 		}
 	}
 	if p, err := readProc(srv.pid()); err == nil {

@@ -145,6 +145,20 @@ func (r *results) markdown() string {
 	}
 	p("**Whole run.** Server: %v CPU, peak RSS %s. Load generator: %v CPU (same cores).", r.ServerCPU.Round(10*time.Millisecond), mb(r.ServerHWM), r.BenchCPU.Round(10*time.Millisecond))
 	p("")
+	if r.Sustained != nil {
+		p("## Where the time goes: CPU profile of workload 4")
+		p("")
+		if r.ProfileErr != "" {
+			p("No profile: %s", r.ProfileErr)
+		} else {
+			p("The server's own CPU profile (`serve --pprof`, `/debug/pprof/profile`) over the middle of the sustained-writes workload, the heaviest one, by flat and by cumulative time (`go tool pprof -top`):")
+			p("")
+			p("```")
+			b.WriteString(strings.TrimRight(r.ProfileTop, "\n") + "\n")
+			p("```")
+		}
+		p("")
+	}
 	p("## Why the misses")
 	p("")
 	p("Notes from this run's own figures. The code facts (one writer connection, `synchronous=FULL`, user messages group-committed by one writer goroutine, sessions committed one per transaction) describe the store as of the commit above; `internal/store/db.go` and `writer.go` have them.")
@@ -173,7 +187,6 @@ func (r *results) markdown() string {
 	p("")
 	p("- the dashboard workload (conversation list + last 50 messages under writes), the reconnect storm and the slow-consumer workload, and the frame's first-open bytes: their rows above say \"not measured\".")
 	p("- delivery to a dashboard agent socket: workload 3 measures delivery to the user's second widget socket instead.")
-	p("- where the time goes (the top of a CPU profile of the heaviest workload).")
 	return b.String()
 }
 

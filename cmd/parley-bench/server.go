@@ -43,6 +43,17 @@ type server struct {
 	done              chan error
 
 	appID, secret, apiKey string
+	pprofURL              string // the server's private profiler, http://127.0.0.1:N/debug/pprof
+}
+
+// freeAddr is a loopback address nobody listens on right now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 func startServer(ctx context.Context, bin, dir string) (*server, error) {
@@ -65,19 +76,22 @@ func startServer(ctx context.Context, bin, dir string) (*server, error) {
 	}
 	s.appID, s.secret, s.apiKey = app.AppID, app.IdentitySecret, app.APIKey
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	paddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	s.url = "http://" + addr
+	s.pprofURL = "http://" + paddr + "/debug/pprof"
 
 	s.stderr, err = os.Create(filepath.Join(dir, "serve.log"))
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"serve", "--db", s.db, "--addr", addr, "--public-url", s.url}, benchLimits...)
+	args := append([]string{"serve", "--db", s.db, "--addr", addr, "--public-url", s.url, "--pprof", paddr}, benchLimits...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = s.env
 	s.cmd.Stdout = s.stderr
