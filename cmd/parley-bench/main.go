@@ -172,7 +172,7 @@ func run(ctx context.Context, bin, dir string, cfg config, logf func(string, ...
 			srv.kill()
 		}
 	}()
-	logf("parley serve pid %d at %s, app %s", srv.pid(), srv.url, srv.appID)
+	logf("parley serve pid %d at %s, app %s, profiler %s", srv.pid(), srv.url, srv.appID, srv.pprofURL)
 	c := newClient(srv)
 
 	if res.LoaderRaw, res.LoaderGz, err = loaderSize(c); err != nil {
