@@ -262,6 +262,8 @@ func TestServeLimitFlags(t *testing.T) {
 		{"--limit-sessions-per-ip", "20/2s"},
 		{"--limit-messages-per-user", "0,1s"},
 		{"--limit-open-sockets-per-user", "0"},
+		{"--synchronous", "off"},
+		{"--synchronous", ""},
 	} {
 		_, _, err := runCLI(t, append([]string{"serve", "--db", db}, bad...)...)
 		if exitCode(err) != 2 {

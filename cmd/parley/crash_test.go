@@ -71,12 +71,21 @@ type serverFrame struct {
 // ack named; every resend must be stored once (a resend of a message that
 // was committed but not acked is answered as a duplicate); and each user's
 // history after the reconnect must have no gaps and no duplicates.
+//
+// Both durability settings are run: a SIGKILL is a crash of the process,
+// which synchronous=NORMAL survives too (it only gives up power loss).
 func TestAckedMessagesSurviveSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the parley binary")
 	}
+	for _, mode := range []string{"full", "normal"} {
+		t.Run(mode, func(t *testing.T) { ackedSurviveSIGKILL(t, mode) })
+	}
+}
+
+func ackedSurviveSIGKILL(t *testing.T, mode string) {
 	e := newBinEnv(t)
-	srv := e.serve()
+	srv := e.serve("--synchronous", mode)
 
 	clients, conns := startClients(t, e, 20)
 	killAt := int64(200 + rand.IntN(200))
@@ -109,7 +118,7 @@ func TestAckedMessagesSurviveSIGKILL(t *testing.T) {
 	}
 	t.Logf("killed after %d acks (target %d): %d messages sent, %d acked", acks.Load(), killAt, totalSent, totalAcked)
 
-	srv = e.serve()
+	srv = e.serve("--synchronous", mode)
 	var wg2 sync.WaitGroup
 	var resent, duplicates atomic.Int64
 	for _, c := range clients {

@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,7 +30,7 @@ const usage = `parley — a self-hosted chat widget host
 
 Usage:
   parley serve --db PATH --addr HOST:PORT --public-url URL [--signup] [--trusted-proxy CIDR …] [--limit-… BURST,EVERY]
-               [--pprof HOST:PORT]
+               [--synchronous full|normal] [--pprof HOST:PORT]
   parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor]
                      [--require-jwt] [--refuse-anonymous] [--owner EMAIL] [--json]
   parley apps disable|enable --db PATH --app APP_ID [--json]
@@ -50,6 +51,9 @@ PARLEY_SIGNUP=1 opens sign-up like --signup. Behind a reverse proxy, name it wit
 --trusted-proxy (or PARLEY_TRUSTED_PROXIES, comma-separated) so that clients are told
 apart by X-Forwarded-For; otherwise the client IP is the connection's peer.
 The --limit-… flags change the widget's abuse limits (parley serve -h lists them).
+--synchronous (PARLEY_SYNCHRONOUS) is what an acknowledged message survives: full, the
+default, fsyncs every commit so it survives power loss; normal survives a crash of parley
+itself but may lose the last commits to a power loss or kernel crash (README "Durability").
 --pprof 127.0.0.1:6060 serves Go's profiler (/debug/pprof/) on a second listener of its
 own, never on --addr; give it a loopback or otherwise private address only.
 SIGINT/SIGTERM stop serve gracefully: it stops accepting, lets requests and message
@@ -261,10 +265,15 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	var proxies multiFlag
 	fs.Var(&proxies, "trusted-proxy", "`CIDR` or IP of a reverse proxy whose X-Forwarded-For is believed (repeatable; PARLEY_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.Pprof, "pprof", "", "serve net/http/pprof at /debug/pprof/ on this separate, private `address` (e.g. 127.0.0.1:6060; off by default)")
+	syncMode := fs.String("synchronous", envOr("PARLEY_SYNCHRONOUS", string(store.SyncFull)), "what an acked write survives: full (fsync every commit; power loss) or normal (a crash of parley only) (PARLEY_SYNCHRONOUS)")
 	keyFile := masterKeyFlag(fs)
 	limits := limitFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	sync, err := store.ParseSynchronous(*syncMode)
+	if err != nil {
+		return usageError{"--synchronous must be full or normal, not " + strconv.Quote(*syncMode)}
 	}
 	cfg.TrustedProxies, cfg.Limits = proxies, *limits
 	if len(proxies) == 0 && os.Getenv("PARLEY_TRUSTED_PROXIES") != "" {
@@ -280,11 +289,12 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.PublicURL = "http://" + cfg.Addr
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	db, err := openStore(ctx, cfg.DBPath, *keyFile, log)
+	db, err := openStoreWith(ctx, cfg.DBPath, *keyFile, log, store.Options{Synchronous: sync})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	log.Info("database", "path", cfg.DBPath, "synchronous", string(sync))
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err

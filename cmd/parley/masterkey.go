@@ -29,12 +29,17 @@ func masterKeyFlag(fs *flag.FlagSet) *string {
 // PARLEY_MASTER_KEY or else from keyFile (default dbPath + ".key", created
 // on first start). It logs where the key came from, never the key.
 func openStore(ctx context.Context, dbPath, keyFile string, log *slog.Logger) (*store.DB, error) {
+	return openStoreWith(ctx, dbPath, keyFile, log, store.Options{})
+}
+
+// openStoreWith is openStore with the database options of serve.
+func openStoreWith(ctx context.Context, dbPath, keyFile string, log *slog.Logger, opts store.Options) (*store.DB, error) {
 	keyFile = keyFilePath(dbPath, keyFile)
 	key, created, err := loadMasterKey(keyFile, log)
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, dbPath, key)
+	db, err := store.OpenWith(ctx, dbPath, key, opts)
 	return db, missingKeyFile(err, created, keyFile)
 }
 

@@ -3,7 +3,7 @@
 // SQLite allows one writer at a time, so the DB keeps one dedicated write
 // connection (transactions start with BEGIN IMMEDIATE, so a read-then-write
 // never fails half way with SQLITE_BUSY) and a pool of read-only connections
-// that WAL lets run beside it. User messages, the bulk of the writes, are
+// that WAL lets run beside it. The frequent writes (messages, sessions) are
 // committed in groups by one goroutine (writer.go).
 package store
 
@@ -42,16 +42,60 @@ type DB struct {
 	now   func() time.Time
 	// key seals the values that must be read back (identity secrets).
 	key masterkey.Key
-	// userMessages commits user messages in groups (writer.go); nil on
+	// writes commits the frequent writes in groups (writer.go); nil on
 	// the exclusive connection of a master key change.
-	userMessages *writer
+	writes *writer
 }
 
-// Open opens (creating if needed) the database at path, applies any
-// pending migrations, checks that key is the database's master key and
-// encrypts identity secrets left in plaintext by earlier versions.
+// Synchronous is SQLite's synchronous setting for commits, which decides
+// what an acknowledged write survives.
+type Synchronous string
+
+const (
+	// SyncFull fsyncs the WAL at every commit: an acked write survives a
+	// crash of the process and also of the machine (power loss, kernel
+	// panic). The default.
+	SyncFull Synchronous = "full"
+	// SyncNormal fsyncs only at checkpoints: an acked write survives a
+	// crash of the process (SIGKILL, OOM), but the last ones before a power
+	// loss or kernel crash can be rolled back. The database stays
+	// consistent either way.
+	SyncNormal Synchronous = "normal"
+)
+
+// ParseSynchronous reads a synchronous setting as an operator writes it.
+func ParseSynchronous(s string) (Synchronous, error) {
+	switch v := Synchronous(strings.ToLower(strings.TrimSpace(s))); v {
+	case SyncFull, SyncNormal:
+		return v, nil
+	}
+	return "", fmt.Errorf("store: synchronous must be full or normal, not %q", s)
+}
+
+// Options are the database settings an operator may choose; the zero
+// value is the default.
+type Options struct {
+	Synchronous Synchronous // "" is SyncFull
+}
+
+// Open opens (creating if needed) the database at path with the default
+// options, applies any pending migrations, checks that key is the
+// database's master key and encrypts identity secrets left in plaintext by
+// earlier versions.
 func Open(ctx context.Context, path string, key masterkey.Key) (*DB, error) {
-	db, base, err := openWriter(ctx, path, key, "")
+	return OpenWith(ctx, path, key, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, key masterkey.Key, opts Options) (*DB, error) {
+	sync := opts.Synchronous
+	if sync == "" {
+		sync = SyncFull
+	}
+	if _, err := ParseSynchronous(string(sync)); err != nil {
+		return nil, err
+	}
+	db, base, err := openWriter(ctx, path, key, "_pragma=synchronous("+strings.ToUpper(string(sync))+")&")
 	if err != nil {
 		return nil, err
 	}
@@ -66,15 +110,16 @@ func Open(ctx context.Context, path string, key masterkey.Key) (*DB, error) {
 	}
 	r.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
 	db.read = r
-	db.userMessages = db.startWriter()
+	db.writes = db.startWriter()
 	return db, nil
 }
 
-const pragmas = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+const pragmas = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)"
 
 // openWriter opens the write connection, its DSN starting with the extra
-// pragmas given, and applies pending migrations. It returns the DSN base
-// for further connections.
+// pragmas given (synchronous is FULL unless they say otherwise), and
+// applies pending migrations. It returns the DSN base for further
+// connections.
 func openWriter(ctx context.Context, path string, key masterkey.Key, extra string) (*DB, string, error) {
 	if path == "" {
 		return nil, "", errors.New("store: empty database path")
@@ -88,9 +133,16 @@ func openWriter(ctx context.Context, path string, key masterkey.Key, extra strin
 		}
 	}
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
+	if !strings.Contains(extra, "synchronous(") {
+		extra += "_pragma=synchronous(FULL)&"
+	}
 	// secure_delete zeroes what the writer frees, so deleted rows (old
 	// sessions, revoked secrets, messages) do not linger in the file.
-	w, err := sql.Open("sqlite", base+"?"+extra+"_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=secure_delete(1)&"+pragmas)
+	// temp_store keeps the savepoints' journals of the group commit in
+	// memory instead of writing them to a temporary file, and a 16 MiB page
+	// cache (the default is 2 MiB) keeps the writer from re-reading the
+	// index pages that random conversation ids scatter its writes over.
+	w, err := sql.Open("sqlite", base+"?"+extra+"_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=secure_delete(1)&_pragma=temp_store(MEMORY)&_pragma=cache_size(-16384)&"+pragmas)
 	if err != nil {
 		return nil, "", fmt.Errorf("store: open: %w", err)
 	}
@@ -105,9 +157,9 @@ func openWriter(ctx context.Context, path string, key masterkey.Key, extra strin
 	return db, base, nil
 }
 
-// Close commits the user messages already queued, then closes both pools.
+// Close commits the writes already queued, then closes both pools.
 func (db *DB) Close() error {
-	db.userMessages.close()
+	db.writes.close()
 	return errors.Join(db.read.Close(), db.write.Close())
 }
 

@@ -54,11 +54,20 @@ type UserMessage struct {
 // not at all, and the caller gets ctx's error without knowing which: a
 // resend with the same client_msg_id finds out.
 func (db *DB) AddUserMessage(ctx context.Context, in UserMessage) (Posted, error) {
-	return db.userMessages.add(ctx, in)
+	var p Posted
+	err := db.group(ctx, func(ctx context.Context, tx txn) error {
+		var err error
+		p, err = db.addUserMessage(ctx, tx, in)
+		return err
+	})
+	if err != nil {
+		return Posted{}, err
+	}
+	return p, nil
 }
 
 // addUserMessage is AddUserMessage's work inside the writer's transaction.
-func (db *DB) addUserMessage(ctx context.Context, tx *sql.Tx, in UserMessage) (Posted, error) {
+func (db *DB) addUserMessage(ctx context.Context, tx txn, in UserMessage) (Posted, error) {
 	var p Posted
 	var existing string
 	err := tx.QueryRowContext(ctx, `SELECT id FROM messages WHERE author_subject_id = ? AND client_msg_id = ?`, in.SubjectID, in.ClientMsgID).Scan(&existing)
@@ -108,7 +117,8 @@ func (db *DB) addUserMessage(ctx context.Context, tx *sql.Tx, in UserMessage) (P
 // seen what they answered. A conversation of another app is ErrNotFound.
 func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string) (Posted, error) {
 	var p Posted
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.group(ctx, func(ctx context.Context, tx txn) error {
+		p = Posted{} // a failed attempt leaves nothing behind
 		now := db.now().UnixMilli()
 		var seq int64
 		err := tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, agent_read_seq = last_seq + 1, last_message_at = ?
@@ -128,16 +138,19 @@ func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, author
 		}
 		return conversationForPost(ctx, tx, &p)
 	})
-	return p, err
+	if err != nil {
+		return Posted{}, err
+	}
+	return p, nil
 }
 
-func conversationForPost(ctx context.Context, tx *sql.Tx, p *Posted) error {
+func conversationForPost(ctx context.Context, tx txn, p *Posted) error {
 	c, err := scanConversation(tx.QueryRowContext(ctx, `SELECT `+conversationColumns+` `+conversationJoins+` WHERE c.id = ?`, p.Message.ConversationID))
 	p.Conversation = c
 	return err
 }
 
-func messageByID(ctx context.Context, tx *sql.Tx, id string) (Message, error) {
+func messageByID(ctx context.Context, tx txn, id string) (Message, error) {
 	return scanMessage(tx.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE id = ?`, id))
 }
 

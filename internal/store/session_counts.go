@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 )
@@ -12,7 +11,7 @@ const dayMillis = 24 * 60 * 60 * 1000
 // unixDay is the UTC day number session_counts is keyed by.
 func unixDay(t time.Time) int64 { return t.UnixMilli() / dayMillis }
 
-func countSession(ctx context.Context, tx *sql.Tx, appID, kind string, now time.Time) error {
+func countSession(ctx context.Context, tx txn, appID, kind string, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO session_counts (app_id, day, kind, n) VALUES (?, ?, ?, 1)
 		ON CONFLICT (app_id, day, kind) DO UPDATE SET n = n + 1`, appID, unixDay(now), kind)
 	return err

@@ -105,7 +105,7 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 		ExpiresAt:    fromMillis(now.Add(in.TTL).UnixMilli()),
 	}
 	s.TokenHash = identity.TokenHash(s.Token)
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.group(ctx, func(ctx context.Context, tx txn) error {
 		if err := stillAdmissible(ctx, tx, in, now); err != nil {
 			return err
 		}
@@ -168,7 +168,7 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 // the user still verifies. Revocations are written by the
 // same single writer, so a session either commits before one, and is ended
 // by it, or sees it here.
-func stillAdmissible(ctx context.Context, tx *sql.Tx, in NewSession, now time.Time) error {
+func stillAdmissible(ctx context.Context, tx txn, in NewSession, now time.Time) error {
 	var disabled sql.NullInt64
 	var mode string
 	var requireJWT, refuseAnonymous bool
@@ -204,7 +204,7 @@ func stillAdmissible(ctx context.Context, tx *sql.Tx, in NewSession, now time.Ti
 
 // useJWTID records a JWT's jti as used, or refuses it if it was used before
 // and has not expired.
-func useJWTID(ctx context.Context, tx *sql.Tx, appID, jti string, expires, now time.Time) error {
+func useJWTID(ctx context.Context, tx txn, appID, jti string, expires, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM jwt_ids WHERE app_id = ? AND jti = ? AND expires_at <= ?`, appID, jti, now.UnixMilli()); err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func (db *DB) DeleteExpiredJWTIDs(ctx context.Context) (int64, error) {
 
 // visitorToken returns sent if Parley issued it for this app, and a newly
 // minted token otherwise, so a client can never choose its own.
-func visitorToken(ctx context.Context, tx *sql.Tx, appID, sent string, now time.Time) (string, error) {
+func visitorToken(ctx context.Context, tx txn, appID, sent string, now time.Time) (string, error) {
 	if identity.LooksLikeToken("pvt_", sent) {
 		var n int
 		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM visitor_tokens WHERE app_id = ? AND token_hash = ?`, appID, identity.TokenHash(sent)).Scan(&n)

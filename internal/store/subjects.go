@@ -50,12 +50,16 @@ func (db *DB) Subject(ctx context.Context, appID, id string) (Subject, error) {
 // TouchSubject records that the subject is around now (a widget socket
 // connected), for the inbox's "last seen".
 func (db *DB) TouchSubject(ctx context.Context, subjectID string) error {
-	res, err := db.write.ExecContext(ctx, `UPDATE subjects SET last_seen_at = ? WHERE id = ?`, db.now().UnixMilli(), subjectID)
-	if err != nil {
-		return fmt.Errorf("store: touch subject: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	now := db.now().UnixMilli()
+	err := db.group(ctx, func(ctx context.Context, tx txn) error {
+		res, err := tx.ExecContext(ctx, `UPDATE subjects SET last_seen_at = ? WHERE id = ?`, now, subjectID)
+		if err != nil {
+			return fmt.Errorf("touch subject: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	return err
 }
