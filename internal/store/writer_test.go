@@ -290,3 +290,66 @@ func TestCloseCommitsQueuedMessages(t *testing.T) {
 		t.Fatalf("%d conversations after reopen (%v), want 11", len(convs), err)
 	}
 }
+
+// TestGroupCommitMixesWrites: sessions, agent replies and last-seen
+// updates share a group with user messages; a session refused in the
+// group (a replayed JWT id) is rolled back alone.
+func TestGroupCommitMixesWrites(t *testing.T) {
+	db := MustOpenDB(t)
+	ctx := context.Background()
+	a := mustApp(t, db, store.ModeEnforced)
+	s := mustSession(t, db, store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: "uid:x", UserID: "x"})
+	conv := mustSend(t, db, s, "", "start", "start").Message.ConversationID
+	sizes, gate, held := holdWriter(t, db, s)
+
+	newSession := func(key, jti string) <-chan error {
+		c := make(chan error, 1)
+		go func() {
+			_, err := db.CreateSession(ctx, store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: key, UserID: key,
+				TTL: time.Hour, ParentOrigin: "https://shop.example", JWTID: jti, JWTExpiresAt: time.Now().Add(time.Minute)})
+			c <- err
+		}()
+		return c
+	}
+	first := newSession("uid:a", "j1")
+	waitQueued(t, db, 1)
+	replay := newSession("uid:b", "j1")
+	waitQueued(t, db, 2)
+	reply := make(chan error, 1)
+	go func() {
+		_, err := db.AddAgentMessage(ctx, a.App.ID, conv, "Ann", "hello")
+		reply <- err
+	}()
+	waitQueued(t, db, 3)
+	touch := make(chan error, 1)
+	go func() { touch <- db.TouchSubject(ctx, s.SubjectID) }()
+	waitQueued(t, db, 4)
+	msg := sendAsync(ctx, db, s, conv, "m1")
+	waitQueued(t, db, 5)
+
+	gate <- struct{}{}
+	if n := <-sizes; n != 5 {
+		t.Fatalf("batch of %d, want 5", n)
+	}
+	gate <- struct{}{}
+	if r := <-held; r.err != nil {
+		t.Fatal(r.err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first session: %v", err)
+	}
+	if err := <-replay; !errors.Is(err, store.ErrJWTReplayed) {
+		t.Fatalf("session with a used JWT id in the same group: %v, want ErrJWTReplayed", err)
+	}
+	if err := <-reply; err != nil {
+		t.Fatalf("agent reply: %v", err)
+	}
+	if err := <-touch; err != nil {
+		t.Fatalf("touch: %v", err)
+	}
+	r := <-msg
+	// In queue order: "start" is 1, the agent's reply 2, this message 3.
+	if r.err != nil || r.p.Message.Seq != 3 {
+		t.Fatalf("message = %+v, %v; want seq 3", r.p, r.err)
+	}
+}
