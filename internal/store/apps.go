@@ -273,7 +273,7 @@ func (db *DB) appWhere(ctx context.Context, where string, args ...any) (*App, er
 	var a App
 	var created int64
 	var disabled sql.NullInt64
-	err := db.read.QueryRowContext(ctx, `SELECT id, name, identity_mode, require_jwt, refuse_anonymous, disabled_at, created_at FROM apps WHERE `+where, args...).
+	err := db.readRow(ctx, `SELECT id, name, identity_mode, require_jwt, refuse_anonymous, disabled_at, created_at FROM apps WHERE `+where, args...).
 		Scan(&a.ID, &a.Name, &a.IdentityMode, &a.RequireJWT, &a.RefuseAnonymous, &disabled, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -285,7 +285,7 @@ func (db *DB) appWhere(ctx context.Context, where string, args ...any) (*App, er
 	if disabled.Valid {
 		a.DisabledAt = fromMillis(disabled.Int64)
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT origin FROM app_origins WHERE app_id = ? ORDER BY origin`, a.ID)
+	rows, err := db.readRows(ctx, `SELECT origin FROM app_origins WHERE app_id = ? ORDER BY origin`, a.ID)
 	if err != nil {
 		return nil, fmt.Errorf("store: app origins: %w", err)
 	}

@@ -63,7 +63,7 @@ func scanConversation(sc interface{ Scan(...any) error }, extra ...any) (Convers
 
 // SubjectConversations lists a subject's conversations, newest activity first.
 func (db *DB) SubjectConversations(ctx context.Context, subjectID string, limit int) ([]Conversation, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+conversationColumns+` `+conversationJoins+`
+	rows, err := db.readRows(ctx, `SELECT `+conversationColumns+` `+conversationJoins+`
 		WHERE c.subject_id = ? ORDER BY c.last_message_at DESC, c.id LIMIT ?`, subjectID, clampLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("store: conversations: %w", err)
@@ -111,7 +111,7 @@ func (db *DB) AppConversations(ctx context.Context, appID string, f Conversation
 	}
 	q += ` ORDER BY c.last_message_at DESC, c.id LIMIT ?`
 	args = append(args, clampLimit(f.Limit))
-	rows, err := db.read.QueryContext(ctx, q, args...)
+	rows, err := db.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: app conversations: %w", err)
 	}
@@ -142,7 +142,7 @@ func (db *DB) AppConversation(ctx context.Context, appID, id string) (Conversati
 }
 
 func (db *DB) conversationWhere(ctx context.Context, where string, args ...any) (Conversation, error) {
-	c, err := scanConversation(db.read.QueryRowContext(ctx, `SELECT `+conversationColumns+` `+conversationJoins+` WHERE `+where, args...))
+	c, err := scanConversation(db.readRow(ctx, `SELECT `+conversationColumns+` `+conversationJoins+` WHERE `+where, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Conversation{}, ErrNotFound
 	}
@@ -211,7 +211,7 @@ func (db *DB) MarkAgentRead(ctx context.Context, appID, id string, seq int64) er
 // UnreadCount is the number of agent messages the subject has not read.
 func (db *DB) UnreadCount(ctx context.Context, subjectID string) (int64, error) {
 	var n int64
-	err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM conversations c JOIN messages m ON m.conversation_id = c.id
+	err := db.readRow(ctx, `SELECT count(*) FROM conversations c JOIN messages m ON m.conversation_id = c.id
 		WHERE c.subject_id = ? AND m.author = 'agent' AND m.seq > c.user_read_seq`, subjectID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: unread count: %w", err)

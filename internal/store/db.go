@@ -39,6 +39,7 @@ var ErrNotFound = errors.New("store: not found")
 type DB struct {
 	write *sql.DB
 	read  *sql.DB
+	reads readStmts // prepared on read
 	now   func() time.Time
 	// key seals the values that must be read back (identity secrets).
 	key masterkey.Key
@@ -160,6 +161,7 @@ func openWriter(ctx context.Context, path string, key masterkey.Key, extra strin
 // Close commits the writes already queued, then closes both pools.
 func (db *DB) Close() error {
 	db.writes.close()
+	db.reads.close()
 	return errors.Join(db.read.Close(), db.write.Close())
 }
 

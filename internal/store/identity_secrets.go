@@ -68,7 +68,7 @@ func (s IdentitySecret) ExpiredBy(now time.Time) bool {
 // loadSecrets fills the app's current secret and the previous ones that
 // still verify.
 func (db *DB) loadSecrets(ctx context.Context, a *App) error {
-	rows, err := db.read.QueryContext(ctx, `SELECT id, secret, created_at, retired_at, expires_at FROM identity_secrets
+	rows, err := db.readRows(ctx, `SELECT id, secret, created_at, retired_at, expires_at FROM identity_secrets
 		WHERE app_id = ? AND (retired_at IS NULL OR expires_at IS NULL OR expires_at > ?)
 		ORDER BY created_at DESC, rowid DESC`, a.ID, db.now().UnixMilli())
 	if err != nil {

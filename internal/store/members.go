@@ -77,7 +77,7 @@ func (db *DB) RemoveMember(ctx context.Context, appID, ownerID string) error {
 
 // Members lists the app's owners by email.
 func (db *DB) Members(ctx context.Context, appID string) ([]Owner, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT o.id, o.email, o.name, o.created_at
+	rows, err := db.readRows(ctx, `SELECT o.id, o.email, o.name, o.created_at
 		FROM app_members m JOIN owners o ON o.id = m.owner_id WHERE m.app_id = ? ORDER BY o.email`, appID)
 	if err != nil {
 		return nil, fmt.Errorf("store: members: %w", err)
@@ -103,7 +103,7 @@ type AppSummary struct {
 
 // OwnerApps lists the apps the owner is a member of, by name.
 func (db *DB) OwnerApps(ctx context.Context, ownerID string) ([]AppSummary, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT a.id,
+	rows, err := db.readRows(ctx, `SELECT a.id,
 			(SELECT count(*) FROM conversations c WHERE c.app_id = a.id AND c.status = 'open'),
 			(SELECT count(*) FROM conversations c WHERE c.app_id = a.id AND `+agentUnread+`)
 		FROM app_members m JOIN apps a ON a.id = m.app_id

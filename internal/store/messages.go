@@ -176,7 +176,7 @@ type MessagePage struct {
 // subject's or app's ids from reaching another's rows.
 func (db *DB) Messages(ctx context.Context, c Conversation, afterSeq int64, limit int) (MessagePage, error) {
 	limit = clampLimit(limit)
-	rows, err := db.read.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+	rows, err := db.readRows(ctx, `SELECT `+messageColumns+` FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
 		c.ID, afterSeq, limit+1)
 	if err != nil {
 		return MessagePage{}, fmt.Errorf("store: messages: %w", err)

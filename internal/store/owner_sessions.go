@@ -61,7 +61,7 @@ func (db *DB) OwnerSessionByToken(ctx context.Context, token string, idle time.D
 	now := db.now()
 	s := OwnerSession{TokenHash: identity.TokenHash(token)}
 	var created, seen, expires, ownerCreated int64
-	err := db.read.QueryRowContext(ctx, `
+	err := db.readRow(ctx, `
 		SELECT s.owner_id, s.created_at, s.last_seen_at, s.expires_at, o.email, o.name, o.created_at
 		FROM owner_sessions s JOIN owners o ON o.id = s.owner_id
 		WHERE s.token_hash = ? AND s.expires_at > ? AND s.last_seen_at > ?`,

@@ -69,7 +69,7 @@ func (db *DB) OwnerByEmail(ctx context.Context, email string) (Owner, string, er
 	var o Owner
 	var hash string
 	var created int64
-	err = db.read.QueryRowContext(ctx, `SELECT id, email, name, password_hash, created_at FROM owners WHERE email = ?`, email).
+	err = db.readRow(ctx, `SELECT id, email, name, password_hash, created_at FROM owners WHERE email = ?`, email).
 		Scan(&o.ID, &o.Email, &o.Name, &hash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Owner{}, "", ErrNotFound
@@ -83,7 +83,7 @@ func (db *DB) OwnerByEmail(ctx context.Context, email string) (Owner, string, er
 
 // Owner returns the owner with the given id.
 func (db *DB) Owner(ctx context.Context, id string) (Owner, error) {
-	o, err := scanOwner(db.read.QueryRowContext(ctx, `SELECT id, email, name, created_at FROM owners WHERE id = ?`, id))
+	o, err := scanOwner(db.readRow(ctx, `SELECT id, email, name, created_at FROM owners WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Owner{}, ErrNotFound
 	}

@@ -33,7 +33,7 @@ type IdentityStats struct {
 func (db *DB) IdentityStats(ctx context.Context, appID string, since time.Time) (IdentityStats, error) {
 	day := unixDay(since)
 	st := IdentityStats{Since: fromMillis(day * dayMillis)}
-	rows, err := db.read.QueryContext(ctx, `SELECT kind, sum(n) FROM session_counts WHERE app_id = ? AND day >= ? GROUP BY kind`, appID, day)
+	rows, err := db.readRows(ctx, `SELECT kind, sum(n) FROM session_counts WHERE app_id = ? AND day >= ? GROUP BY kind`, appID, day)
 	if err != nil {
 		return IdentityStats{}, fmt.Errorf("store: identity stats: %w", err)
 	}

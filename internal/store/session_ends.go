@@ -99,7 +99,7 @@ func (db *DB) EndSessionsOfExpiredSecrets(ctx context.Context) (int64, error) {
 // SessionEndsAfter returns up to limit session ends recorded after id,
 // oldest first.
 func (db *DB) SessionEndsAfter(ctx context.Context, id int64, limit int) ([]SessionEnd, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT id, app_id, coalesce(token_hash, ''), reason, created_at
+	rows, err := db.readRows(ctx, `SELECT id, app_id, coalesce(token_hash, ''), reason, created_at
 		FROM session_ends WHERE id > ? ORDER BY id LIMIT ?`, id, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: session ends: %w", err)
@@ -125,7 +125,7 @@ func (db *DB) SessionEndsAfter(ctx context.Context, id int64, limit int) ([]Sess
 // server starting up has no sockets from before it to close.
 func (db *DB) LastSessionEnd(ctx context.Context) (int64, error) {
 	var id int64
-	if err := db.read.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM session_ends`).Scan(&id); err != nil {
+	if err := db.readRow(ctx, `SELECT coalesce(max(id), 0) FROM session_ends`).Scan(&id); err != nil {
 		return 0, fmt.Errorf("store: last session end: %w", err)
 	}
 	return id, nil

@@ -254,7 +254,7 @@ func (db *DB) SessionByToken(ctx context.Context, token string) (*Session, error
 	}
 	var s Session
 	var expires int64
-	err := db.read.QueryRowContext(ctx, `
+	err := db.readRow(ctx, `
 		SELECT s.app_id, s.subject_id, sub.kind, s.parent_origin, s.expires_at
 		FROM sessions s JOIN subjects sub ON sub.id = s.subject_id JOIN apps a ON a.id = s.app_id
 		WHERE s.token_hash = ? AND s.expires_at > ? AND a.disabled_at IS NULL`,

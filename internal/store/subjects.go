@@ -34,7 +34,7 @@ func (s Subject) Anonymous() bool { return s.Kind == KindVisitor }
 func (db *DB) Subject(ctx context.Context, appID, id string) (Subject, error) {
 	var s Subject
 	var seen int64
-	err := db.read.QueryRowContext(ctx, `SELECT id, kind, user_id, email, name, last_seen_at, last_page_url, email_signed, name_signed
+	err := db.readRow(ctx, `SELECT id, kind, user_id, email, name, last_seen_at, last_page_url, email_signed, name_signed
 		FROM subjects WHERE id = ? AND app_id = ?`, id, appID).
 		Scan(&s.ID, &s.Kind, &s.UserID, &s.Email, &s.Name, &seen, &s.LastPageURL, &s.EmailSigned, &s.NameSigned)
 	if errors.Is(err, sql.ErrNoRows) {
