@@ -289,7 +289,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.PublicURL = "http://" + cfg.Addr
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	db, err := openStoreWith(ctx, cfg.DBPath, *keyFile, log, store.Options{Synchronous: sync})
+	db, err := openStoreWith(ctx, cfg.DBPath, *keyFile, log, store.Options{Synchronous: sync, Log: log})
 	if err != nil {
 		return err
 	}

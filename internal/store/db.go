@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -40,6 +41,9 @@ type DB struct {
 	write *sql.DB
 	read  *sql.DB
 	reads readStmts // prepared on read
+	// checkpoints copies the WAL into the database file in the background;
+	// nil on the exclusive connection of a master key change.
+	checkpoints *checkpointer
 	now   func() time.Time
 	// key seals the values that must be read back (identity secrets).
 	key masterkey.Key
@@ -77,6 +81,9 @@ func ParseSynchronous(s string) (Synchronous, error) {
 // value is the default.
 type Options struct {
 	Synchronous Synchronous // "" is SyncFull
+	// Log gets what goes wrong in the background (checkpoints); nil
+	// discards it.
+	Log *slog.Logger
 }
 
 // Open opens (creating if needed) the database at path with the default
@@ -96,7 +103,9 @@ func OpenWith(ctx context.Context, path string, key masterkey.Key, opts Options)
 	if _, err := ParseSynchronous(string(sync)); err != nil {
 		return nil, err
 	}
-	db, base, err := openWriter(ctx, path, key, "_pragma=synchronous("+strings.ToUpper(string(sync))+")&")
+	syncPragma := "_pragma=synchronous(" + strings.ToUpper(string(sync)) + ")&"
+	// The checkpointer (checkpoint.go) checkpoints instead of the writer.
+	db, base, err := openWriter(ctx, path, key, syncPragma+"_pragma=wal_autocheckpoint(0)&")
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +120,15 @@ func OpenWith(ctx context.Context, path string, key masterkey.Key, opts Options)
 	}
 	r.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
 	db.read = r
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if db.checkpoints, err = startCheckpointer(base+"?"+syncPragma+pragmas, checkpointEvery, log); err != nil {
+		r.Close()
+		db.write.Close()
+		return nil, err
+	}
 	db.writes = db.startWriter()
 	return db, nil
 }
@@ -162,7 +180,7 @@ func openWriter(ctx context.Context, path string, key masterkey.Key, extra strin
 func (db *DB) Close() error {
 	db.writes.close()
 	db.reads.close()
-	return errors.Join(db.read.Close(), db.write.Close())
+	return errors.Join(db.checkpoints.close(), db.read.Close(), db.write.Close())
 }
 
 // migrate applies the embedded migrations in order, each in its own

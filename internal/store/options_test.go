@@ -2,8 +2,12 @@ package store_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/internal/store"
 )
@@ -47,5 +51,43 @@ func TestWriterKeepsTempStoreInMemory(t *testing.T) {
 	db := MustOpenDB(t)
 	if got, err := db.WriterPragma("temp_store"); err != nil || got != 2 {
 		t.Errorf("PRAGMA temp_store = %d, %v; want 2 (MEMORY)", got, err)
+	}
+}
+
+// TestCheckpointsRunBesideTheWriter: the writer never checkpoints (so no
+// commit pays for one), and the background checkpointer copies the WAL
+// into the database file within a few seconds.
+func TestCheckpointsRunBesideTheWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	db, err := store.Open(context.Background(), path, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got, err := db.WriterPragma("wal_autocheckpoint"); err != nil || got != 0 {
+		t.Fatalf("writer's wal_autocheckpoint = %d, %v; want 0", got, err)
+	}
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	// Let the checkpointer copy what Open wrote, then measure.
+	time.Sleep(2500 * time.Millisecond)
+	before := size()
+	a := mustApp(t, db, store.ModeEnforced)
+	s := mustSession(t, db, store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: "uid:x", UserID: "x"})
+	body := strings.Repeat("x", 1000)
+	for i := range 500 {
+		mustSend(t, db, s, "", fmt.Sprint(i), body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for size() < before+400*1000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file %d bytes, was %d before 500 KB of messages: the WAL was not checkpointed", size(), before)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
