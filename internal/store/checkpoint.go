@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -27,6 +28,7 @@ type checkpointer struct {
 	stop chan struct{}
 	done chan struct{}
 	log  *slog.Logger
+	once sync.Once
 }
 
 func startCheckpointer(dsn string, every time.Duration, log *slog.Logger) (*checkpointer, error) {
@@ -68,7 +70,11 @@ func (c *checkpointer) close() error {
 	if c == nil {
 		return nil
 	}
-	close(c.stop)
-	<-c.done
-	return c.conn.Close()
+	var err error
+	c.once.Do(func() { // DB.Close may be called twice
+		close(c.stop)
+		<-c.done
+		err = c.conn.Close()
+	})
+	return err
 }

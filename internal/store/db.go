@@ -44,7 +44,7 @@ type DB struct {
 	// checkpoints copies the WAL into the database file in the background;
 	// nil on the exclusive connection of a master key change.
 	checkpoints *checkpointer
-	now   func() time.Time
+	now         func() time.Time
 	// key seals the values that must be read back (identity secrets).
 	key masterkey.Key
 	// writes commits the frequent writes in groups (writer.go); nil on
