@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -40,16 +41,23 @@ func TestSmoke(t *testing.T) {
 		t.Skip("starts the real server; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "parley")
-	build := exec.Command("go", "build", "-o", bin, "github.com/parley-chat/parley/cmd/parley")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	// PARLEY_BENCH_BIN runs an already built binary instead of building
+	// the tree's (to check the bench against another version of the server).
+	bin := os.Getenv("PARLEY_BENCH_BIN")
+	if bin == "" {
+		bin = filepath.Join(dir, "parley")
+		build := exec.Command("go", "build", "-o", bin, "github.com/parley-chat/parley/cmd/parley")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
 	}
 	cfg := config{
 		Idle:     20,
 		Sessions: 20, SessionConc: 4,
 		LatUsers: 10, LatRate: 40, LatDur: time.Second,
 		SusSockets: 20, SusPerSocket: 5, SusWindow: 4, SusDur: time.Second,
+		DashConvs: 6, DashLong: 2, DashLongMsgs: 50, DashReaders: 2, DashRate: 50, DashPerSocket: 5, DashDur: time.Second,
+		FrameSize: true,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -69,17 +77,44 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("latency: sent %d acked %d delivered %d errors %d, ack p50 %v, delivered p99 %v",
 			x.Sent, x.Acked, x.Delivered, x.Errs, x.Ack.Quantile(.5), x.Deliver.Quantile(.99))
 	}
+	if x := res.Latency; x.AgentDelivered != x.Sent || x.Agent.Count() != uint64(x.Sent) || x.Agent.Quantile(.5) <= 0 || x.AgentCut != "" {
+		t.Errorf("latency: %d sent, %d on the agent's inbox socket (%d recorded, p50 %v), cut: %q",
+			x.Sent, x.AgentDelivered, x.Agent.Count(), x.Agent.Quantile(.5), x.AgentCut)
+	}
 	if x := res.Sustained; x.Sent < 60 || x.Acked != x.Sent || x.Errs != 0 || x.Missing != 0 ||
 		x.Rows != int(x.Acked)+x.Sockets || x.Ack.Quantile(.99) <= 0 || x.BusyLogLines != 0 {
 		t.Errorf("sustained: sent %d acked %d errors %d stored %d missing %d busy %d",
 			x.Sent, x.Acked, x.Errs, x.Rows, x.Missing, x.BusyLogLines)
+	}
+	if x := res.Dashboard; x == nil || x.List.Count() == 0 || x.Conv.Count() == 0 || x.ReadErrs != 0 ||
+		x.List.Quantile(.5) <= 0 || x.Conv.Quantile(.99) <= 0 || x.WriteAcked <= 0 || x.Rate <= 0 || x.WriteErrs != 0 ||
+		x.ConvMsgs < 50 || x.ListRows < x.Convs || x.Writers != 10 {
+		t.Errorf("dashboard: %+v", x)
+	}
+	if x := res.Frame; x == nil || len(x.Files) < 3 || x.Gz <= 0 || x.Gz >= x.Raw || x.Loader.Gz <= 0 {
+		t.Errorf("frame: %+v", x)
+	} else {
+		var page, script, style bool
+		for _, f := range x.Files {
+			page = page || strings.HasPrefix(f.Path, "/w/")
+			script = script || strings.Contains(f.Path, ".js")
+			style = style || strings.Contains(f.Path, ".css")
+			if f.Raw <= 0 || f.Gz <= 0 {
+				t.Errorf("frame: empty %+v", f)
+			}
+		}
+		if !page || !script || !style {
+			t.Errorf("frame: page %v, a script %v, a stylesheet %v in %+v", page, script, style, x.Files)
+		}
 	}
 	if res.LoaderGz <= 0 || res.LoaderGz >= res.LoaderRaw || res.ServerCPU <= 0 || res.ServerHWM <= 0 {
 		t.Errorf("loader %d/%d bytes, server CPU %v, peak RSS %d", res.LoaderGz, res.LoaderRaw, res.ServerCPU, res.ServerHWM)
 	}
 	res.Profile = "smoke"
 	md := res.markdown()
-	for _, want := range []string{"| idle authenticated widget sockets | 20 open", "p99", "0 acked but missing", "not measured"} {
+	for _, want := range []string{"| idle authenticated widget sockets | 20 open", "p99", "0 acked but missing", "not measured",
+		"on the dashboard agent's inbox socket", "| dashboard conversation list + last 50 messages", "| everything the frame needs on first open, gzipped |",
+		"CPU profile of workload 5"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}

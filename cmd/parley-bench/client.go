@@ -23,6 +23,7 @@ type client struct {
 	srv    *server
 	http   *http.Client
 	dialer websocket.Dialer
+	cookie string // the owner's dashboard sign-in, once signIn ran
 }
 
 func newClient(srv *server) *client {

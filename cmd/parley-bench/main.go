@@ -3,9 +3,11 @@
 // process on a temporary database on 127.0.0.1, creates an app with
 // `parley apps create --json`, and speaks the widget protocol over loopback:
 // sessions with valid user_hash values through POST /api/widget/sessions,
-// then the widget websocket. It reports latency percentiles from a
-// log-linear histogram, throughput, and the server process's RSS and CPU
-// from /proc, and writes them to a markdown file (BENCHMARKS.md).
+// then the widget websocket; an owner (`parley owners create`) signs in to
+// the dashboard once for the inbox pages and the agent's inbox socket. It
+// reports latency percentiles from a log-linear histogram, throughput, the
+// server process's RSS and CPU from /proc, and the bytes the chat frame
+// needs, and writes them to a markdown file (BENCHMARKS.md).
 //
 //	go build -o bin/parley ./cmd/parley && go run ./cmd/parley-bench
 //	go run ./cmd/parley-bench -profile full -out BENCHMARKS.md
@@ -16,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,6 +40,16 @@ type config struct {
 	SusPerSocket float64       // (4) messages a second per socket (the server allows 10 frames/s)
 	SusWindow    int           // (4) unacked messages per socket at most
 	SusDur       time.Duration // (4)
+
+	DashConvs     int           // (5) conversations made before the reads
+	DashLong      int           // (5) of them with DashLongMsgs messages, the ones the readers open
+	DashLongMsgs  int           // (5)
+	DashReaders   int           // (5) concurrent dashboard readers
+	DashRate      float64       // (5) target background writes a second, all sockets together
+	DashPerSocket float64       // (5) messages a second per writing socket (≤ 9: the frame limit)
+	DashDur       time.Duration // (5) how long the readers read
+
+	FrameSize bool // the frame's first-open bytes (cheap: a few GETs)
 }
 
 var profiles = map[string]config{
@@ -46,6 +59,8 @@ var profiles = map[string]config{
 		Sessions: 2000, SessionConc: 32,
 		LatUsers: 1000, LatRate: 500, LatDur: 15 * time.Second,
 		SusSockets: 1200, SusPerSocket: 9, SusWindow: 8, SusDur: 20 * time.Second,
+		DashConvs: 300, DashLong: 20, DashLongMsgs: 60, DashReaders: 4, DashRate: 5000, DashPerSocket: 9, DashDur: 10 * time.Second,
+		FrameSize: true,
 	},
 	// full: the sizes of the issue's targets.
 	"full": {
@@ -53,6 +68,8 @@ var profiles = map[string]config{
 		Sessions: 10000, SessionConc: 64,
 		LatUsers: 4000, LatRate: 2000, LatDur: 60 * time.Second,
 		SusSockets: 1200, SusPerSocket: 9, SusWindow: 8, SusDur: 60 * time.Second,
+		DashConvs: 2000, DashLong: 100, DashLongMsgs: 60, DashReaders: 4, DashRate: 5000, DashPerSocket: 9, DashDur: 60 * time.Second,
+		FrameSize: true,
 	},
 }
 
@@ -78,6 +95,10 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	latDur := fs.Duration("lat-dur", -1, "(3) duration")
 	susSockets := fs.Int("sus-sockets", -1, "(4) sockets sending as fast as the per-socket frame limit allows")
 	susDur := fs.Duration("sus-dur", -1, "(4) duration")
+	dashConvs := fs.Int("dash-convs", -1, "(5) conversations made before the dashboard reads (0 skips the workload)")
+	dashReaders := fs.Int("dash-readers", -1, "(5) concurrent dashboard readers")
+	dashRate := fs.Float64("dash-rate", -1, "(5) target background writes a second during the reads")
+	dashDur := fs.Duration("dash-dur", -1, "(5) how long the readers read")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,6 +124,14 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	}
 	if *susDur >= 0 {
 		cfg.SusDur = *susDur
+	}
+	setInt(&cfg.DashConvs, *dashConvs)
+	setInt(&cfg.DashReaders, *dashReaders)
+	if *dashRate >= 0 {
+		cfg.DashRate = *dashRate
+	}
+	if *dashDur >= 0 {
+		cfg.DashDur = *dashDur
 	}
 	if _, err := os.Stat(*bin); err != nil {
 		return fmt.Errorf("%v: build it first (make build)", err)
@@ -150,6 +179,8 @@ type results struct {
 	Sessions            *sessionResult
 	Latency             *latencyResult
 	Sustained           *sustainedResult
+	Dashboard           *dashResult
+	Frame               *frameResult
 	ServerHWM           int64         // peak server RSS over the run
 	ServerCPU           time.Duration // server CPU over the whole run
 	BenchCPU            time.Duration // the generator's own CPU
@@ -177,6 +208,11 @@ func run(ctx context.Context, bin, dir string, cfg config, logf func(string, ...
 
 	if res.LoaderRaw, res.LoaderGz, err = loaderSize(c); err != nil {
 		return nil, err
+	}
+	if cfg.FrameSize {
+		if res.Frame, err = frameSize(ctx, c); err != nil {
+			return nil, fmt.Errorf("frame size: %w", err)
+		}
 	}
 	if cfg.Idle > 0 {
 		logf("(1) opening %d idle widget sockets", cfg.Idle)
@@ -214,6 +250,20 @@ func run(ctx context.Context, bin, dir string, cfg config, logf func(string, ...
 			res.ProfileErr = err.Error()
 		}
 	}
+	if cfg.DashConvs > 0 && cfg.DashReaders > 0 && cfg.DashDur > 0 {
+		writers := int(math.Ceil(cfg.DashRate / cfg.DashPerSocket))
+		logf("(5) %d dashboard readers for %v while %d sockets × %.0f msg/s write", cfg.DashReaders, cfg.DashDur, writers, cfg.DashPerSocket)
+		profile := func(d time.Duration) (string, error) {
+			path := filepath.Join(dir, "cpu-dashboard.pprof")
+			if err := cpuProfile(ctx, srv.pprofURL, path, d); err != nil {
+				return "", err
+			}
+			return profileTop(bin, path, 20)
+		}
+		if res.Dashboard, err = runDashboard(ctx, c, cfg.DashConvs, cfg.DashLong, cfg.DashLongMsgs, cfg.DashReaders, writers, cfg.DashPerSocket, cfg.DashDur, profile, logf); err != nil {
+			return nil, err
+		}
+	}
 	if p, err := readProc(srv.pid()); err == nil {
 		res.ServerHWM, res.ServerCPU = p.HWM, p.CPU
 	}
@@ -223,6 +273,9 @@ func run(ctx context.Context, bin, dir string, cfg config, logf func(string, ...
 		return nil, err
 	}
 	res.BusyLines = srv.logCount("SQLITE_BUSY", "database is locked")
+	if res.Latency != nil {
+		res.Latency.SlowAgentLogs = srv.logCountAll("dropping slow client", "owner=")
+	}
 	if res.Sustained != nil {
 		if err := countRows(srv.db, res.Sustained); err != nil {
 			return nil, fmt.Errorf("counting stored messages: %w", err)

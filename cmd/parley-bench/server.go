@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -42,8 +43,9 @@ type server struct {
 	stderr            *os.File
 	done              chan error
 
-	appID, secret, apiKey string
-	pprofURL              string // the server's private profiler, http://127.0.0.1:N/debug/pprof
+	appID, secret, apiKey     string
+	ownerEmail, ownerPassword string // a member of the app, for the dashboard (created before serve starts)
+	pprofURL                  string // the server's private profiler, http://127.0.0.1:N/debug/pprof
 }
 
 // freeAddr is a loopback address nobody listens on right now.
@@ -75,6 +77,22 @@ func startServer(ctx context.Context, bin, dir string) (*server, error) {
 		return nil, fmt.Errorf("apps create printed %q: %v", out, err)
 	}
 	s.appID, s.secret, s.apiKey = app.AppID, app.IdentitySecret, app.APIKey
+
+	pw := make([]byte, 16)
+	rand.Read(pw)
+	s.ownerEmail, s.ownerPassword = "bench-owner@example.com", hex.EncodeToString(pw)
+	out, err = s.runIn(ctx, strings.NewReader(s.ownerPassword+"\n"), "owners", "create", "--db", s.db,
+		"--email", s.ownerEmail, "--password-stdin", "--app", s.appID, "--json")
+	if err != nil {
+		return nil, err
+	}
+	var owner struct {
+		OwnerID string   `json:"owner_id"`
+		Apps    []string `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &owner); err != nil || owner.OwnerID == "" || len(owner.Apps) != 1 {
+		return nil, fmt.Errorf("owners create printed %q: %v", out, err)
+	}
 
 	addr, err := freeAddr()
 	if err != nil {
@@ -124,8 +142,14 @@ func startServer(ctx context.Context, bin, dir string) (*server, error) {
 }
 
 func (s *server) run(ctx context.Context, args ...string) ([]byte, error) {
+	return s.runIn(ctx, nil, args...)
+}
+
+// runIn runs a parley subcommand with stdin and returns its stdout.
+func (s *server) runIn(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, s.bin, args...)
 	cmd.Env = s.env
+	cmd.Stdin = stdin
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -167,6 +191,25 @@ func (s *server) logCount(words ...string) int {
 				n++
 				break
 			}
+		}
+	}
+	return n
+}
+
+// logCountAll counts lines of the server's log that contain all of words.
+func (s *server) logCountAll(words ...string) int {
+	data, err := os.ReadFile(s.stderr.Name())
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for line := range strings.SplitSeq(string(data), "\n") {
+		all := true
+		for _, w := range words {
+			all = all && strings.Contains(line, w)
+		}
+		if all && line != "" {
+			n++
 		}
 	}
 	return n

@@ -117,7 +117,7 @@ func runSessions(ctx context.Context, c *client, n, conc int) (*sessionResult, e
 	return r, nil
 }
 
-// ---- (3) message → ack and → delivered to the user's second socket ----
+// ---- (3) message → ack, → the user's second socket, → the agent's socket ----
 
 type latencyResult struct {
 	Users                        int
@@ -125,6 +125,10 @@ type latencyResult struct {
 	Dur                          time.Duration
 	Sent, Acked, Delivered, Errs int64
 	Ack, Deliver                 *Hist
+	AgentDelivered               int64  // messages that reached the dashboard's inbox socket
+	Agent                        *Hist  // send → on the inbox socket
+	AgentCut                     string // why the inbox socket ended early, if it did
+	SlowAgentLogs                int    // server log lines "dropping slow client" for an owner's socket
 	CPU                          float64
 	RSS                          int64
 }
@@ -213,15 +217,37 @@ func closeUsers(users []*user) {
 }
 
 func runLatency(ctx context.Context, c *client, nUsers int, rate float64, dur time.Duration) (*latencyResult, error) {
-	r := &latencyResult{Users: nUsers, Target: rate, Dur: dur, Ack: new(Hist), Deliver: new(Hist)}
+	r := &latencyResult{Users: nUsers, Target: rate, Dur: dur, Ack: new(Hist), Deliver: new(Hist), Agent: new(Hist)}
 	users, err := openUsers(ctx, c, "lat-", nUsers, true)
 	if err != nil {
 		return nil, fmt.Errorf("opening users: %w", err)
 	}
 	defer closeUsers(users)
+	// The signed-in owner's inbox socket, which gets every message of the app.
+	if err := c.signIn(ctx); err != nil {
+		return nil, err
+	}
+	agent, err := c.dialAgent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer agent.close()
 
 	var sentAt sync.Map // client_msg_id → time.Time
-	var acked, delivered, errs atomic.Int64
+	var acked, delivered, agentDelivered, errs atomic.Int64
+	go agent.readLoop(func(data []byte, at time.Time) {
+		var f struct {
+			Type    string  `json:"type"`
+			Message message `json:"message"`
+		}
+		if json.Unmarshal(data, &f) != nil || f.Type != "message" {
+			return
+		}
+		if t, ok := sentAt.Load(f.Message.ClientMsgID); ok {
+			r.Agent.Record(at.Sub(t.(time.Time)))
+			agentDelivered.Add(1)
+		}
+	})
 	for _, u := range users {
 		go u.a.readLoop(func(f *inFrame, at time.Time) {
 			switch f.Type {
@@ -280,9 +306,11 @@ func runLatency(ctx context.Context, c *client, nUsers int, rate float64, dur ti
 	r.Sent = sent.Load()
 	r.Rate = float64(r.Sent) / elapsed.Seconds()
 	waitFor(10*time.Second, func() bool {
-		return acked.Load()+errs.Load() >= r.Sent && delivered.Load() >= acked.Load()
+		return acked.Load()+errs.Load() >= r.Sent && delivered.Load() >= acked.Load() &&
+			(agentDelivered.Load() >= acked.Load() || agent.cut() != "")
 	})
-	r.Acked, r.Delivered, r.Errs = acked.Load(), delivered.Load(), errs.Load()
+	r.Acked, r.Delivered, r.AgentDelivered, r.Errs = acked.Load(), delivered.Load(), agentDelivered.Load(), errs.Load()
+	r.AgentCut = agent.cut()
 	return r, nil
 }
 
@@ -313,7 +341,7 @@ type sustainedResult struct {
 // The server allows 10 frames a second per connection (bursts of 30), a
 // limit no flag raises, so each socket sends at most perSocket a second.
 func runSustained(ctx context.Context, c *client, sockets int, perSocket float64, window int, dur time.Duration) (*sustainedResult, error) {
-	r := &sustainedResult{Sockets: sockets, PerSocket: perSocket, Window: window, Dur: dur, Ack: new(Hist)}
+	r := &sustainedResult{Sockets: sockets, PerSocket: perSocket, Window: window, Dur: dur}
 	users, err := openUsers(ctx, c, "sus-", sockets, false)
 	if err != nil {
 		return nil, fmt.Errorf("opening sockets: %w", err)
@@ -323,9 +351,43 @@ func runSustained(ctx context.Context, c *client, sockets int, perSocket float64
 		r.acked = append(r.acked, u.id+"-0")
 	}
 
+	p0, _ := readProc(c.srv.pid())
+	self0, _ := readProc(os.Getpid())
+	start := time.Now()
+	l := startLoad(users, perSocket, window, dur)
+	l.wait(0)
+	ackedAtEnd := l.acked.Load()
+	elapsed := time.Since(start)
+	p1, _ := readProc(c.srv.pid())
+	self1, _ := readProc(os.Getpid())
+	r.CPU, r.BenchCPU = cpuPercent(p0, p1), cpuPercent(self0, self1)
+	r.RSS = p1.RSS
+	r.Sent = l.sent.Load()
+	r.Rate = float64(ackedAtEnd) / elapsed.Seconds()
+	l.drain(10 * time.Second)
+	r.Acked, r.Errs, r.Unavailable = l.acked.Load(), l.errs.Load(), l.unavailable.Load()
+	r.Ack = l.ack
+	r.acked = append(r.acked, l.ackedIDs()...)
+	return r, nil
+}
+
+// load is sustained writes: every user's socket sends perSocket messages a
+// second to its conversation, at most window unacked, until the end or
+// stop. Workloads 4 and 5 use it.
+type load struct {
+	sent, acked, errs, unavailable atomic.Int64
+	ack                            *Hist // send → ack
+	mu                             sync.Mutex
+	ids                            []string // client_msg_ids acked
+	stopc                          chan struct{}
+	stopOnce                       sync.Once
+	senders                        sync.WaitGroup
+}
+
+func startLoad(users []*user, perSocket float64, window int, dur time.Duration) *load {
+	l := &load{ack: new(Hist), stopc: make(chan struct{})}
 	var sentAt sync.Map
-	var acked, errs, unavailable, sent atomic.Int64
-	var mu sync.Mutex
+	sockets := len(users)
 	sems := make([]chan struct{}, sockets)
 	for i, u := range users {
 		sem := make(chan struct{}, window)
@@ -334,17 +396,17 @@ func runSustained(ctx context.Context, c *client, sockets int, perSocket float64
 			switch f.Type {
 			case "ack":
 				if t, ok := sentAt.LoadAndDelete(f.ClientMsgID); ok {
-					r.Ack.Record(at.Sub(t.(time.Time)))
-					acked.Add(1)
-					mu.Lock()
-					r.acked = append(r.acked, f.ClientMsgID)
-					mu.Unlock()
+					l.ack.Record(at.Sub(t.(time.Time)))
+					l.acked.Add(1)
+					l.mu.Lock()
+					l.ids = append(l.ids, f.ClientMsgID)
+					l.mu.Unlock()
 					<-sem
 				}
 			case "error":
-				errs.Add(1)
+				l.errs.Add(1)
 				if f.Code == "unavailable" {
-					unavailable.Add(1)
+					l.unavailable.Add(1)
 				}
 				if _, ok := sentAt.LoadAndDelete(f.ClientMsgID); ok {
 					<-sem
@@ -353,23 +415,29 @@ func runSustained(ctx context.Context, c *client, sockets int, perSocket float64
 		})
 	}
 	interval := time.Duration(float64(time.Second) / perSocket)
-	p0, _ := readProc(c.srv.pid())
-	self0, _ := readProc(os.Getpid())
 	start := time.Now()
 	end := start.Add(dur)
-	var wg sync.WaitGroup
 	for i, u := range users {
-		wg.Go(func() {
+		l.senders.Go(func() {
 			next := start.Add(interval * time.Duration(i) / time.Duration(sockets))
 			for k := 1; next.Before(end); k++ {
 				time.Sleep(time.Until(next))
-				sems[i] <- struct{}{} // at most window unacked
+				select {
+				case <-l.stopc:
+					return
+				default:
+				}
+				select {
+				case sems[i] <- struct{}{}: // at most window unacked
+				case <-l.stopc:
+					return
+				}
 				cmid := fmt.Sprintf("%s-%d", u.id, k)
 				sentAt.Store(cmid, time.Now())
 				if u.a.send(sendFrame{Type: "send", ConversationID: u.convo, ClientMsgID: cmid, Body: "sustained bench message"}) != nil {
 					return
 				}
-				sent.Add(1)
+				l.sent.Add(1)
 				next = next.Add(interval)
 				if now := time.Now(); next.Before(now) {
 					next = now // behind: don't burst to catch up past the frame limit
@@ -377,18 +445,30 @@ func runSustained(ctx context.Context, c *client, sockets int, perSocket float64
 			}
 		})
 	}
-	wg.Wait()
-	ackedAtEnd := acked.Load()
-	elapsed := time.Since(start)
-	p1, _ := readProc(c.srv.pid())
-	self1, _ := readProc(os.Getpid())
-	r.CPU, r.BenchCPU = cpuPercent(p0, p1), cpuPercent(self0, self1)
-	r.RSS = p1.RSS
-	r.Sent = sent.Load()
-	r.Rate = float64(ackedAtEnd) / elapsed.Seconds()
-	waitFor(10*time.Second, func() bool { return acked.Load()+errs.Load() >= r.Sent })
-	r.Acked, r.Errs, r.Unavailable = acked.Load(), errs.Load(), unavailable.Load()
-	return r, nil
+	return l
+}
+
+// stop ends the sending early.
+func (l *load) stop() { l.stopOnce.Do(func() { close(l.stopc) }) }
+
+// wait waits for the senders to finish; then, when drain > 0, up to drain
+// for the acks of what they sent.
+func (l *load) wait(drain time.Duration) {
+	l.senders.Wait()
+	if drain > 0 {
+		l.drain(drain)
+	}
+}
+
+// drain waits up to limit for an ack or error for every message sent.
+func (l *load) drain(limit time.Duration) {
+	waitFor(limit, func() bool { return l.acked.Load()+l.errs.Load() >= l.sent.Load() })
+}
+
+func (l *load) ackedIDs() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.ids...)
 }
 
 // countRows opens the stopped server's database read-only and checks that
@@ -444,4 +524,13 @@ func loaderSize(c *client) (raw, gz int, err error) {
 	zw.Write(data)
 	zw.Close()
 	return len(data), b.Len(), nil
+}
+
+// ok is workload 3's verdict at the size it ran: the ack and the agent's
+// socket within the target, every acked message on the agent's socket.
+func (x *latencyResult) ok() bool {
+	within := func(h *Hist) bool {
+		return h.Count() > 0 && h.Quantile(.5) <= 2*time.Millisecond && h.Quantile(.99) <= 20*time.Millisecond
+	}
+	return within(x.Ack) && within(x.Agent) && x.AgentDelivered >= x.Acked && x.AgentCut == "" && x.Errs == 0
 }
