@@ -61,7 +61,7 @@ func TestSmoke(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := run(ctx, bin, dir, cfg, t.Logf)
+	res, err := run(ctx, bin, dir, cfg, "full", t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

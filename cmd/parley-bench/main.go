@@ -86,6 +86,7 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	profile := fs.String("profile", "short", "workload sizes: short (under 3 minutes on 2 cores) or full (the issue's targets); the flags below override single sizes")
 	bin := fs.String("bin", "bin/parley", "the parley binary to run (make build writes it)")
 	out := fs.String("out", "", "write the report as markdown to this file (e.g. BENCHMARKS.md); stdout always gets it")
+	syncMode := fs.String("synchronous", "full", "the server's durability setting, serve --synchronous: full or normal")
 	keep := fs.Bool("keep", false, "keep the temporary directory with the database and the server's log")
 	idle := fs.Int("idle", -1, "(1) idle authenticated widget sockets")
 	sessions := fs.Int("sessions", -1, "(2) sessions to create (POST + websocket auth)")
@@ -151,11 +152,14 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	res, err := run(ctx, *bin, dir, cfg, logf)
+	if *syncMode != "full" && *syncMode != "normal" {
+		return fmt.Errorf("-synchronous must be full or normal, not %q", *syncMode)
+	}
+	res, err := run(ctx, *bin, dir, cfg, *syncMode, logf)
 	if err != nil {
 		return err
 	}
-	res.Profile, res.Args, res.Bin = *profile, args, *bin
+	res.Profile, res.Args, res.Bin, res.Synchronous = *profile, args, *bin, *syncMode
 	report := res.markdown()
 	fmt.Fprint(stdout, report)
 	if *out != "" {
@@ -169,6 +173,7 @@ func cli(args []string, stdout, stderr io.Writer) error {
 
 // results is everything one run measured.
 type results struct {
+	Synchronous string // serve --synchronous
 	Profile             string
 	Args                []string // the command line, for the report
 	Bin                 string
@@ -190,10 +195,10 @@ type results struct {
 	ProfileTop, ProfileErr string
 }
 
-func run(ctx context.Context, bin, dir string, cfg config, logf func(string, ...any)) (*results, error) {
+func run(ctx context.Context, bin, dir string, cfg config, syncMode string, logf func(string, ...any)) (*results, error) {
 	res := &results{Cfg: cfg, Started: time.Now()}
 	self0, _ := readProc(os.Getpid())
-	srv, err := startServer(ctx, bin, dir)
+	srv, err := startServer(ctx, bin, dir, "--synchronous", syncMode)
 	if err != nil {
 		return nil, err
 	}

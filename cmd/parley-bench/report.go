@@ -76,7 +76,14 @@ func (r *results) markdown() string {
 		p("%s", l)
 	}
 	p("")
-	p("The server is the real binary (`%s serve`) as a child process on a fresh temporary database on 127.0.0.1, with its abuse limits (`--limit-…`) raised far above the load; the load generator runs on the same cores and speaks the widget protocol over loopback (sessions with valid `user_hash` values, then the widget websocket). RSS and CPU are the server process's alone, read from `/proc/<pid>/status` and `/proc/<pid>/stat`. Latencies come from a log-linear histogram (32 buckets per power of two, so a percentile is at most ~3%% above the true value). KB = 1,024 bytes.", r.Bin)
+	p("The server is the real binary (`%s serve`) as a child process on a fresh temporary database on 127.0.0.1, with its abuse limits (`--limit-…`) raised far above the load and `--synchronous %s`; the load generator runs on the same cores and speaks the widget protocol over loopback (sessions with valid `user_hash` values, then the widget websocket). RSS and CPU are the server process's alone, read from `/proc/<pid>/status` and `/proc/<pid>/stat`. Latencies come from a log-linear histogram (32 buckets per power of two, so a percentile is at most ~3%% above the true value). KB = 1,024 bytes.", r.Bin, r.Synchronous)
+	if r.Synchronous == "normal" {
+		p("")
+		p("**Durability in this run: `synchronous=NORMAL`.** Commits are not fsynced (only checkpoints are): an acked message survives a crash of the server process but not necessarily a power cut or kernel crash. `make bench` runs the default, `full`.")
+	} else {
+		p("")
+		p("**Durability in this run: `synchronous=FULL`** (the default): every commit is fsynced before its messages are acked, so an ack means the message survives a power cut. `-synchronous normal` measures the other setting.")
+	}
 	p("")
 	p("## Figures against the targets of issue 5")
 	p("")

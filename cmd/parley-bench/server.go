@@ -58,7 +58,9 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func startServer(ctx context.Context, bin, dir string) (*server, error) {
+// startServer starts `parley serve` with the bench's limits; extra are
+// more serve flags (--synchronous, say).
+func startServer(ctx context.Context, bin, dir string, extra ...string) (*server, error) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	s := &server{bin: bin, dir: dir, db: filepath.Join(dir, "bench.db")}
@@ -110,6 +112,7 @@ func startServer(ctx context.Context, bin, dir string) (*server, error) {
 		return nil, err
 	}
 	args := append([]string{"serve", "--db", s.db, "--addr", addr, "--public-url", s.url, "--pprof", paddr}, benchLimits...)
+	args = append(args, extra...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = s.env
 	s.cmd.Stdout = s.stderr
