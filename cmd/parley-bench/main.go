@@ -173,7 +173,7 @@ func cli(args []string, stdout, stderr io.Writer) error {
 
 // results is everything one run measured.
 type results struct {
-	Synchronous string // serve --synchronous
+	Synchronous         string // serve --synchronous
 	Profile             string
 	Args                []string // the command line, for the report
 	Bin                 string
