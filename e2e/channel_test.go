@@ -98,7 +98,6 @@ func TestHostScriptWithTheNonceIsIgnored(t *testing.T) {
 	onNewDocument(t, tab, `window.sniffed = [];
 addEventListener('message', e => { if (e.data && e.data.type === 'ready') sniffed.push(e.data.nonce) });`)
 	frame, _ := e.openChat(t, tab, "frame", "u_alice")
-	openWidget(t, tab, frame)
 	first := chatMessage{Author: "me", Text: "Hello from Alice"}
 	send(t, frame, first.Text)
 	waitMessages(t, frame, first)
@@ -152,7 +151,6 @@ addEventListener('message', e => {
 	if n, err := chromedp.Run(tab, chromedp.Evaluate[int](`strayPorts.length`)); err != nil || n != 1 {
 		t.Fatalf("the host script answered %d ready messages (%v), want 1", n, err)
 	}
-	openWidget(t, tab, frame)
 	e.stillAlice(t, frame, "Hello from Alice")
 }
 
@@ -200,7 +198,6 @@ document.addEventListener('DOMContentLoaded', () => {
 	document.body.prepend(f);
 });`, evilOrigin))
 	frame, _ := e.openChat(t, tab, "frame", "u_alice")
-	openWidget(t, tab, frame)
 	sockets := e.socketCount()
 
 	arrived := countInFrame(t, frame, "evil", fmt.Sprintf(`e.origin === %q`, evilOrigin))
@@ -230,7 +227,6 @@ func TestReloadedFrameReconnects(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
 	frame, _ := e.openChat(t, tab, "frame", "u_alice")
-	openWidget(t, tab, frame)
 	before := chatMessage{Author: "me", Text: "Before the reload"}
 	send(t, frame, before.Text)
 	waitMessages(t, frame, before)
@@ -337,7 +333,6 @@ func TestShutdownEndsTheSession(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
 	frame, _ := e.openChat(t, tab, "frame", "u_alice")
-	openWidget(t, tab, frame)
 	token := e.sessionToken(t, frame)
 	if n := e.count(t, `SELECT count(*) FROM sessions`); n != 1 {
 		t.Fatalf("%d sessions before the shutdown, want 1", n)
@@ -394,7 +389,6 @@ func TestBootRightAfterShutdown(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
 	frame, oldID := e.openChat(t, tab, "frame", "u_alice")
-	openWidget(t, tab, frame)
 	first := chatMessage{Author: "me", Text: "Before logging out"}
 	send(t, frame, first.Text)
 	waitMessages(t, frame, first)
@@ -454,8 +448,8 @@ func TestWidgetShowsRefusals(t *testing.T) {
 			tc.setup(t, e)
 			tab := e.newTab(t, "page")
 			navigate(t, tab, e.pageURL(e.hostURL(), tc.user))
-			frame, _ := e.chatFrame(t, tab, "frame")
 			do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
+			frame, _ := e.chatFrame(t, tab, "frame")
 			do(t, frame, chromedp.WaitVisible(chromedp.CSS(errorSel)), chromedp.WaitNotVisible(chromedp.CSS(composerSel)))
 			if msg, err := chromedp.Run(frame, chromedp.Text(chromedp.CSS(errorSel))); err != nil || msg != tc.want {
 				t.Errorf("widget error = %q, %v; want %q", msg, err, tc.want)
@@ -498,7 +492,6 @@ func TestMessageRateLimitIsWaitedOut(t *testing.T) {
 	e := newEnvLimits(t, func(l *web.Limits) { l.Chat.Messages = ratelimit.Rate{Burst: 3, Every: time.Second} })
 	tab := e.newTab(t, "page")
 	frame, _ := e.openChat(t, tab, "frame", "u_alice")
-	openWidget(t, tab, frame)
 	want := []chatMessage{{Author: "me", Text: "Quick 0"}}
 	send(t, frame, want[0].Text) // starts the conversation the rest go to
 	waitMessages(t, frame, want...)
@@ -551,7 +544,6 @@ func TestSocketRefusalIsWaitedOut(t *testing.T) {
 	e := newEnvLimits(t, func(l *web.Limits) { l.Chat.Opens = ratelimit.Rate{Burst: 1, Every: 3 * time.Second} })
 	tab := e.newTab(t, "page")
 	frame, _ := e.openChat(t, tab, "frame", "u_alice")
-	openWidget(t, tab, frame)
 
 	e.cutSockets() // the frame reconnects within a second, too soon
 	e.restoreSockets()
@@ -611,7 +603,6 @@ func TestSessionEndedOnTheServer(t *testing.T) {
 			e := newEnv(t)
 			tab := e.newTab(t, "page")
 			frame, _ := e.openChat(t, tab, "frame", "u_alice")
-			openWidget(t, tab, frame)
 			first := chatMessage{Author: "me", Text: "Before"}
 			send(t, frame, first.Text)
 			waitMessages(t, frame, first)

@@ -41,10 +41,12 @@ func TestWidgetOnAStrictCSPHost(t *testing.T) {
 	do(t, tab, chromedp.Click(chromedp.Search(`//button[text()="Alice Adams"]`)))
 	eventually(t, tab, "the shop to show Alice logged in", js[bool](`!!document.querySelector('[data-testid="shop-user"]')`),
 		func(ok bool) bool { return ok })
+	// Opening the chat loads the rest of the loader from Parley's origin
+	// (script-src) and adds the frame (frame-src).
+	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	frame, _ := e.chatFrame(t, tab, "frame")
 	waitConnected(t, frame)
 
-	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	// The loader styles its elements through the CSSOM, which style-src
 	// does not govern; a style attribute or <style> element would be blocked.
 	eventually(t, tab, "the chat frame to be shown fixed at the corner", js[string](

@@ -45,9 +45,9 @@ func TestDashboardLiveInbox(t *testing.T) {
 
 	user := e.newTab(t, "user")
 	navigate(t, user, e.pageURL(e.hostURL(), "u_alice")+"&name=Alice+Martin")
+	do(t, user, chromedp.Click(chromedp.CSS(launcherSel)))
 	frame, _ := e.chatFrame(t, user, "frame")
 	waitConnected(t, frame)
-	do(t, user, chromedp.Click(chromedp.CSS(launcherSel)))
 	first := "Hi! My teapot arrived with a chipped lid."
 	send(t, frame, first)
 	waitMessages(t, frame, chatMessage{Author: "me", Text: first})
@@ -171,7 +171,6 @@ func TestDashboardOtherOwnerCannotOpen(t *testing.T) {
 
 	user := e.newTab(t, "user")
 	frame, _ := e.openChat(t, user, "frame", "u_alice")
-	do(t, user, chromedp.Click(chromedp.CSS(launcherSel)))
 	secret := "Please send it to 12 Elm Street."
 	send(t, frame, secret)
 	waitMessages(t, frame, chatMessage{Author: "me", Text: secret})
@@ -328,7 +327,6 @@ func TestDashboardSecretRotation(t *testing.T) {
 	}
 	oldPage := e.newTab(t, "old hash")
 	frame, _ := e.openChat(t, oldPage, "old hash frame", "u_alice") // the host page still signs with the old secret
-	do(t, oldPage, chromedp.Click(chromedp.CSS(launcherSel)))
 	send(t, frame, "Signed with the old secret")
 	waitMessages(t, frame, chatMessage{Author: "me", Text: "Signed with the old secret"})
 
@@ -344,8 +342,8 @@ func TestDashboardSecretRotation(t *testing.T) {
 	}
 	refused := e.newTab(t, "revoked hash")
 	navigate(t, refused, e.pageURL(e.hostURL(), "u_alice"))
-	frame, _ = e.chatFrame(t, refused, "revoked hash frame")
 	do(t, refused, chromedp.Click(chromedp.CSS(launcherSel)))
+	frame, _ = e.chatFrame(t, refused, "revoked hash frame")
 	do(t, frame, chromedp.WaitVisible(chromedp.CSS(errorSel)), chromedp.WaitNotVisible(chromedp.CSS(composerSel)))
 	if msg, err := chromedp.Run(frame, chromedp.Text(chromedp.CSS(errorSel))); err != nil || !strings.Contains(msg, "verify") {
 		t.Errorf("widget error = %q, %v; want the identity failure", msg, err)
@@ -358,7 +356,6 @@ func TestDashboardSecretRotation(t *testing.T) {
 	e.useIdentitySecret(newSecret)
 	newPage := e.newTab(t, "new hash")
 	frame, _ = e.openChat(t, newPage, "new hash frame", "u_alice")
-	do(t, newPage, chromedp.Click(chromedp.CSS(launcherSel)))
 	send(t, frame, "Signed with the new secret")
 	// The same verified user: the conversation from before is theirs.
 	waitMessages(t, frame, chatMessage{Author: "me", Text: "Signed with the old secret"},

@@ -27,7 +27,6 @@ func TestVerifiedUserChatSurvivesReload(t *testing.T) {
 	tab := e.newTab(t, "page")
 	frame, frameID := e.openChat(t, tab, "frame", "u_alice")
 
-	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	send(t, frame, "Where is my teapot?")
 	// Exact match: one row, from "me", no longer pending, so acked.
 	mine := chatMessage{Author: "me", Text: "Where is my teapot?"}
@@ -43,6 +42,8 @@ func TestVerifiedUserChatSurvivesReload(t *testing.T) {
 		t.Fatalf("stored messages = %+v, want %+v", got, want)
 	}
 
+	// This browser has used the chat, so the chat loads with the page,
+	// without the launcher.
 	do(t, tab, chromedp.Reload())
 	frame, _ = e.chatFrame(t, tab, "frame after reload", frameID)
 	waitMessages(t, frame, mine)
@@ -54,7 +55,6 @@ func TestComposerEnterKey(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
 	frame, _ := e.openChat(t, tab, "frame", "u_alice")
-	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	composer := chromedp.Value(chromedp.CSS(composerSel))
 
 	do(t, frame, chromedp.SendKeys(chromedp.CSS(composerSel), "Hello"), pressEnter(false))
@@ -89,7 +89,6 @@ func TestAgentReplyArrivesLive(t *testing.T) {
 	// The host page listens as a site owner's script would.
 	do(t, tab, chromedp.Evaluate[chromedp.Void](`window.unreadCounts = []; Parley("onUnreadCountChange", n => unreadCounts.push(n))`))
 
-	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	send(t, frame, "Do you ship to Norway?")
 	question := chatMessage{Author: "me", Text: "Do you ship to Norway?"}
 	waitMessages(t, frame, question)
@@ -150,9 +149,9 @@ func TestForgedUserHashIsRefused(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
 	navigate(t, tab, e.forgedPageURL("u_alice"))
+	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	frame, _ := e.chatFrame(t, tab, "frame")
 
-	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	do(t, frame, chromedp.WaitVisible(chromedp.CSS(errorSel)), chromedp.WaitNotVisible(chromedp.CSS(composerSel)))
 	msg, err := chromedp.Run(frame, chromedp.Text(chromedp.CSS(errorSel)))
 	if err != nil || !strings.Contains(msg, "verify") {
@@ -179,7 +178,6 @@ func TestUnsentMessageStaysWithItsAuthor(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
 	frame, frameID := e.openChat(t, tab, "frame", "u_alice")
-	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 
 	e.cutSockets()
 	send(t, frame, "Alice's first note")
@@ -203,9 +201,9 @@ func TestUnsentMessageStaysWithItsAuthor(t *testing.T) {
 	do(t, tab, chromedp.Evaluate[chromedp.Void](`Parley("shutdown")`))
 	e.restoreSockets()
 	navigate(t, tab, e.pageURL(e.hostURL(), "u_bob"))
+	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel))) // the logout forgot that the chat was used
 	frame, _ = e.chatFrame(t, tab, "bob frame", frameID)
 	waitConnected(t, frame)
-	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	// A restored outbox is sent before anything new, so once Bob's own
 	// message is acked, Alice's would have been sent too.
 	send(t, frame, "Bob's question")
@@ -252,6 +250,7 @@ func TestFrameRefusedOnOtherOrigins(t *testing.T) {
 			defer cancel()
 			console := chromedp.Console(cctx) // subscribed before the page loads
 			navigate(t, tab, tc.page(e))
+			do(t, tab, chromedp.Click(chromedp.CSS(launcherSel))) // the frame is added when the chat opens
 			for m, err := range console {
 				if err != nil {
 					t.Fatalf("no frame-ancestors violation was logged: %v", err)
@@ -294,6 +293,7 @@ addEventListener('message', e => {
 	if ([...document.querySelectorAll('.rogue')].some(f => e.source === f.contentWindow)) rogueMessages++;
 });`)
 	navigate(t, tab, e.pageURL(e.hostURL(), "u_alice"))
+	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	_, loaderFrame := e.chatFrame(t, tab, "frame")
 	seen := []target.ID{loaderFrame}
 	for _, tc := range []struct{ hint, error string }{
@@ -356,7 +356,6 @@ func TestUsersSeeOnlyTheirOwnChat(t *testing.T) {
 	e := newEnv(t)
 	alice := e.newTab(t, "alice")
 	aliceFrame, _ := e.openChat(t, alice, "alice frame", "u_alice")
-	do(t, alice, chromedp.Click(chromedp.CSS(launcherSel)))
 	send(t, aliceFrame, "Alice's order 1234 is wrong")
 	aliceMsg := chatMessage{Author: "me", Text: "Alice's order 1234 is wrong"}
 	waitMessages(t, aliceFrame, aliceMsg)
@@ -366,6 +365,7 @@ func TestUsersSeeOnlyTheirOwnChat(t *testing.T) {
 
 	bob := e.newTab(t, "bob") // a browser context of its own
 	navigate(t, bob, e.pageURL(e.hostURL(), "u_bob"))
+	do(t, bob, chromedp.Click(chromedp.CSS(launcherSel)))
 	bobFrame, _ := e.chatFrame(t, bob, "bob frame")
 	bobSocket := socketLog(bobFrame)
 	waitConnected(t, bobFrame)
@@ -382,7 +382,6 @@ func TestUsersSeeOnlyTheirOwnChat(t *testing.T) {
 		t.Fatalf("Bob's frame shows messages %+v (%v), want none", got, err)
 	}
 
-	do(t, bob, chromedp.Click(chromedp.CSS(launcherSel)))
 	send(t, bobFrame, "Bob needs a kettle")
 	bobMsg := chatMessage{Author: "me", Text: "Bob needs a kettle"}
 	waitMessages(t, bobFrame, bobMsg)
@@ -431,7 +430,6 @@ func TestConversationsTypingAndText(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
 	frame, _ := e.openChat(t, tab, "frame", "u_alice")
-	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 
 	first := chatMessage{Author: "me", Text: "About my order"}
 	send(t, frame, first.Text)

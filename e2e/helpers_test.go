@@ -520,13 +520,16 @@ func waitMessages(t *testing.T, frame context.Context, want ...chatMessage) {
 	})
 }
 
-// openChat loads the host page in tab as userID and returns its chat
-// frame once the frame is connected.
+// openChat loads the host page in tab as userID, opens the chat with the
+// launcher (which loads the chat script and adds the frame) and returns the
+// chat frame once it is connected and knows it is open.
 func (e *env) openChat(t *testing.T, tab context.Context, name, userID string) (context.Context, target.ID) {
 	t.Helper()
 	navigate(t, tab, e.pageURL(e.hostURL(), userID))
+	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	frame, id := e.chatFrame(t, tab, name)
 	waitConnected(t, frame)
+	eventually(t, frame, "the frame to be told it is open", frameOpen, func(s string) bool { return s == "true" })
 	return frame, id
 }
 

@@ -15,6 +15,7 @@ func TestSingleUseJWTSurvivesUpdate(t *testing.T) {
 	e := newEnv(t)
 	tab := e.newTab(t, "page")
 	navigate(t, tab, e.hostURL()+"/?user=u_jay&jwt")
+	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
 	frame, _ := e.chatFrame(t, tab, "frame")
 	waitConnected(t, frame)
 

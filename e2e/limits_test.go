@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/parley-chat/parley/internal/ratelimit"
 	"github.com/parley-chat/parley/web"
 )
@@ -27,6 +29,7 @@ func TestTooManySessionsFromOneNetwork(t *testing.T) {
 	e.drainSessions(t)
 	second := e.newTab(t, "second")
 	navigate(t, second, e.pageURL(e.hostURL(), "u2"))
+	do(t, second, chromedp.Click(chromedp.CSS(launcherSel)))
 	frame, _ := e.chatFrame(t, second, "second")
 	eventually(t, frame, "the rate-limit notice", js[string](`document.querySelector('[data-testid="notice"]').textContent`),
 		func(s string) bool { return strings.Contains(s, "Too many chats are starting from your network") })

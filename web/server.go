@@ -3,6 +3,7 @@
 package web
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -118,6 +119,10 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	if err != nil {
 		return nil, err
 	}
+	loader, err := assets.loader("widget.js", "widget-chat.js", "public, max-age=300")
+	if err != nil {
+		return nil, err
+	}
 
 	limits := cfg.Limits.orDefault()
 	hub.SetLimits(limits.Chat)
@@ -136,8 +141,12 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	// A backstop: a route that forgets its own limit still reads at most this.
 	e.Use(middleware.BodyLimit(bodyLimit))
 	e.Use(middleware.GzipWithConfig(middleware.GzipConfig{
+		// Static files and the chat frame's page, which carries no secret
+		// (so compressing it leaks nothing à la BREACH). Pages with tokens
+		// or secrets in them stay uncompressed.
 		Skipper: func(c echo.Context) bool {
-			return !strings.HasPrefix(c.Request().URL.Path, "/static/") && c.Request().URL.Path != "/widget.js"
+			p := c.Request().URL.Path
+			return !strings.HasPrefix(p, "/static/") && p != "/widget.js" && !strings.HasPrefix(p, "/w/")
 		},
 	}))
 
@@ -150,7 +159,7 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 		return c.String(http.StatusOK, "Parley is running. Embed /widget.js on your site; site owners sign in at /login.\n")
 	})
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	e.GET("/widget.js", assets.serve("widget.js", "public, max-age=300"))
+	e.GET("/widget.js", loader)
 	e.GET("/static/:name", func(c echo.Context) error {
 		return assets.serve(c.Param("name"), "public, max-age=31536000, immutable")(c)
 	})
@@ -227,6 +236,27 @@ func newAssets(files fs.FS) (*assets, error) {
 }
 
 func (a *assets) url(name string) string { return "/static/" + name + "?v=" + a.hashes[name] }
+
+// loader serves the loader script name with its one reference to
+// "/static/"+rest replaced by rest's content-hashed URL: the loader, cached
+// for minutes, always loads the rest that goes with it, cached for good.
+func (a *assets) loader(name, rest, cacheControl string) (echo.HandlerFunc, error) {
+	b, err := fs.ReadFile(a.files, name)
+	if err != nil {
+		return nil, fmt.Errorf("web: static files: %w", err)
+	}
+	ref := []byte(`"/static/` + rest + `"`)
+	if bytes.Count(b, ref) != 1 {
+		return nil, fmt.Errorf("web: %s must name %s exactly once", name, ref)
+	}
+	b = bytes.Replace(b, ref, []byte(`"`+a.url(rest)+`"`), 1)
+	return func(c echo.Context) error {
+		c.Response().Header().Set("Cache-Control", cacheControl)
+		c.Response().Header().Set("Access-Control-Allow-Origin", "*") // public script, no credentials
+		http.ServeContent(c.Response(), c.Request(), name, time.Time{}, bytes.NewReader(b))
+		return nil
+	}, nil
+}
 
 func (a *assets) serve(name, cacheControl string) echo.HandlerFunc {
 	return func(c echo.Context) error {
