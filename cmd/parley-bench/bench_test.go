@@ -112,7 +112,7 @@ func TestSmoke(t *testing.T) {
 	}
 	res.Profile = "smoke"
 	md := res.markdown()
-	for _, want := range []string{"| idle authenticated widget sockets | 20 open", "p99", "0 acked but missing", "not measured",
+	for _, want := range []string{"| idle authenticated widget sockets | 20 open", "p99", "0 acked but missing", "| reconnect storm", "| 100 sockets that stop reading",
 		"on the dashboard agent's inbox socket", "| dashboard conversation list + last 50 messages", "| everything the frame needs on first open, gzipped |",
 		"CPU profile of workload 5"} {
 		if !strings.Contains(md, want) {

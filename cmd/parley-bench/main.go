@@ -49,6 +49,14 @@ type config struct {
 	DashPerSocket float64       // (5) messages a second per writing socket (≤ 9: the frame limit)
 	DashDur       time.Duration // (5) how long the readers read
 
+	StormSockets int           // (6) sockets dropped at once and reconnecting
+	StormSpread  time.Duration // (6) the reconnects are spread evenly over this
+	SlowHealthy  int           // (7) healthy users, two sockets each
+	SlowSockets  int           // (7) sockets that stop reading (10 per feeder user)
+	SlowRate     float64       // (7) healthy messages a second, all users together
+	SlowFeed     float64       // (7) messages a second into each slow socket (≤ 9: the frame limit)
+	SlowDur      time.Duration // (7) each of the two phases
+
 	FrameSize bool // the frame's first-open bytes (cheap: a few GETs)
 }
 
@@ -60,6 +68,8 @@ var profiles = map[string]config{
 		LatUsers: 1000, LatRate: 500, LatDur: 15 * time.Second,
 		SusSockets: 1200, SusPerSocket: 9, SusWindow: 8, SusDur: 20 * time.Second,
 		DashConvs: 300, DashLong: 20, DashLongMsgs: 60, DashReaders: 4, DashRate: 5000, DashPerSocket: 9, DashDur: 10 * time.Second,
+		StormSockets: 1000, StormSpread: 10 * time.Second,
+		SlowHealthy: 1000, SlowSockets: 100, SlowRate: 200, SlowFeed: 8, SlowDur: 20 * time.Second,
 		FrameSize: true,
 	},
 	// full: the sizes of the targets.
@@ -69,6 +79,8 @@ var profiles = map[string]config{
 		LatUsers: 4000, LatRate: 2000, LatDur: 60 * time.Second,
 		SusSockets: 1200, SusPerSocket: 9, SusWindow: 8, SusDur: 60 * time.Second,
 		DashConvs: 2000, DashLong: 100, DashLongMsgs: 60, DashReaders: 4, DashRate: 5000, DashPerSocket: 9, DashDur: 60 * time.Second,
+		StormSockets: 5000, StormSpread: 10 * time.Second,
+		SlowHealthy: 5000, SlowSockets: 100, SlowRate: 500, SlowFeed: 8, SlowDur: 30 * time.Second,
 		FrameSize: true,
 	},
 }
@@ -100,6 +112,12 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	dashReaders := fs.Int("dash-readers", -1, "(5) concurrent dashboard readers")
 	dashRate := fs.Float64("dash-rate", -1, "(5) target background writes a second during the reads")
 	dashDur := fs.Duration("dash-dur", -1, "(5) how long the readers read")
+	stormSockets := fs.Int("storm-sockets", -1, "(6) sockets dropped and reconnecting (0 skips the workload)")
+	stormSpread := fs.Duration("storm-spread", -1, "(6) the reconnects are spread over this")
+	slowHealthy := fs.Int("slow-healthy", -1, "(7) healthy users beside the slow sockets (0 skips the workload)")
+	slowSockets := fs.Int("slow-sockets", -1, "(7) sockets that stop reading")
+	slowRate := fs.Float64("slow-rate", -1, "(7) healthy messages a second, all users together")
+	slowDur := fs.Duration("slow-dur", -1, "(7) each phase's duration")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -128,6 +146,18 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	}
 	setInt(&cfg.DashConvs, *dashConvs)
 	setInt(&cfg.DashReaders, *dashReaders)
+	setInt(&cfg.StormSockets, *stormSockets)
+	setInt(&cfg.SlowHealthy, *slowHealthy)
+	setInt(&cfg.SlowSockets, *slowSockets)
+	if *stormSpread >= 0 {
+		cfg.StormSpread = *stormSpread
+	}
+	if *slowRate >= 0 {
+		cfg.SlowRate = *slowRate
+	}
+	if *slowDur >= 0 {
+		cfg.SlowDur = *slowDur
+	}
 	if *dashRate >= 0 {
 		cfg.DashRate = *dashRate
 	}
@@ -185,6 +215,8 @@ type results struct {
 	Latency             *latencyResult
 	Sustained           *sustainedResult
 	Dashboard           *dashResult
+	Storm               *stormResult
+	Slow                *slowResult
 	Frame               *frameResult
 	ServerHWM           int64         // peak server RSS over the run
 	ServerCPU           time.Duration // server CPU over the whole run
@@ -267,6 +299,18 @@ func run(ctx context.Context, bin, dir string, cfg config, syncMode string, logf
 		}
 		if res.Dashboard, err = runDashboard(ctx, c, cfg.DashConvs, cfg.DashLong, cfg.DashLongMsgs, cfg.DashReaders, writers, cfg.DashPerSocket, cfg.DashDur, profile, logf); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.StormSockets > 0 {
+		logf("(6) reconnect storm: %d sockets dropped, reconnecting over %v", cfg.StormSockets, cfg.StormSpread)
+		if res.Storm, err = runStorm(ctx, c, cfg.StormSockets, cfg.StormSpread, logf); err != nil {
+			return nil, fmt.Errorf("reconnect storm: %w", err)
+		}
+	}
+	if cfg.SlowHealthy > 0 && cfg.SlowSockets > 0 {
+		logf("(7) %d slow sockets among %d healthy users at %.0f msg/s, two phases of %v", cfg.SlowSockets, cfg.SlowHealthy, cfg.SlowRate, cfg.SlowDur)
+		if res.Slow, err = runSlow(ctx, c, cfg.SlowHealthy, cfg.SlowSockets, cfg.SlowRate, cfg.SlowFeed, cfg.SlowDur, logf); err != nil {
+			return nil, fmt.Errorf("slow consumers: %w", err)
 		}
 	}
 	if p, err := readProc(srv.pid()); err == nil {
