@@ -40,7 +40,7 @@ func (h *AgentSocket) Serve(c echo.Context) error {
 	if err != nil {
 		return nil // the upgrader has already answered
 	}
-	h.Hub.ServeAgent(c.Request().Context(), conn, chat.Agent{OwnerID: owner.OwnerID, AppID: app.ID,
+	h.Hub.StartAgent(c.Request().Context(), conn, chat.Agent{OwnerID: owner.OwnerID, AppID: app.ID,
 		SessionKey: owner.TokenHash, ExpiresAt: owner.ExpiresAt, StillAllowed: h.stillAllowed(owner.Token, owner.OwnerID, app.ID)})
 	return nil
 }

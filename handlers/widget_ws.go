@@ -28,8 +28,12 @@ func NewWidgetSocket(hub *chat.Hub, publicOrigin string) *WidgetSocket {
 // upgrader accepts websockets from publicOrigin only, exactly, and answers
 // anything else with a JSON error saying why.
 func upgrader(publicOrigin, refused string) websocket.Upgrader {
+	// Every open socket keeps its read buffer; writes borrow a buffer from
+	// the pool for the length of one message, so an idle socket holds none.
+	// 512 bytes holds a typical widget frame whole; a larger one is read
+	// in a few more calls.
 	return websocket.Upgrader{
-		ReadBufferSize:  1024,
+		ReadBufferSize:  512,
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin: func(r *http.Request) bool {
@@ -53,6 +57,6 @@ func (h *WidgetSocket) Serve(c echo.Context) error {
 	if err != nil {
 		return nil // the upgrader has already answered
 	}
-	h.Hub.Serve(c.Request().Context(), conn)
+	h.Hub.Start(c.Request().Context(), conn) // serves on goroutines of its own: this handler and its buffers are done
 	return nil
 }

@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -37,15 +38,27 @@ type agentClient struct {
 // every committed message, user typing and conversation change of a.AppID
 // and nothing of any other app. ctx is the upgrade request's context.
 func (h *Hub) ServeAgent(ctx context.Context, conn *websocket.Conn, a Agent) {
-	defer conn.Close()
+	<-h.startAgent(ctx, conn, a)
+}
+
+// StartAgent is ServeAgent without the wait: the connection is served on
+// goroutines of its own, under a context of its own, as with Start.
+func (h *Hub) StartAgent(ctx context.Context, conn *websocket.Conn, a Agent) {
+	h.startAgent(ctx, conn, a)
+}
+
+func (h *Hub) startAgent(ctx context.Context, conn *websocket.Conn, a Agent) <-chan struct{} {
+	ended := make(chan struct{})
 	if !h.admit(conn) {
 		goingAway(conn)
-		return
+		conn.Close()
+		close(ended)
+		return ended
 	}
-	defer h.running.Done()
-	defer h.forget(conn)
+	ctx = context.Background()
 	conn.SetReadLimit(MaxAgentFrameBytes)
-	ac := &agentClient{peer: newPeer(conn, h.log.With("owner", a.OwnerID, "app", a.AppID), a.ExpiresAt), agent: a}
+	ac := &agentClient{agent: a}
+	ac.peer = newPeer(conn, func() *slog.Logger { return h.log.With("owner", a.OwnerID, "app", a.AppID) }, a.ExpiresAt)
 	if a.StillAllowed != nil {
 		ac.recheck, ac.recheckEvery = func() bool { return a.StillAllowed(ctx) }, h.AgentRecheck
 	}
@@ -53,10 +66,20 @@ func (h *Hub) ServeAgent(ctx context.Context, conn *websocket.Conn, a Agent) {
 	ac.queue(encode(agentWelcomeFrame{Type: "welcome"}))
 	if !h.registerAgent(ac) {
 		goingAway(conn)
-		return
+		h.forget(conn)
+		conn.Close()
+		h.running.Done()
+		close(ended)
+		return ended
 	}
-	defer h.unregisterAgent(ac)
-	ac.run(ac.readPump)
+	go func() {
+		defer close(ended)
+		defer h.running.Done()
+		defer conn.Close()
+		defer h.unregisterAgent(ac)
+		ac.run(ac.readPump)
+	}()
+	return ended
 }
 
 // readPump answers pings and keeps the connection alive on pongs; the
@@ -102,12 +125,13 @@ func (h *Hub) unregisterAgent(ac *agentClient) {
 	}
 }
 
-// sendToApp queues frame on every agent socket of the app.
-func (h *Hub) sendToApp(appID string, frame []byte) {
+// sendToApp queues frame on every agent socket of the app; a frame with a
+// key supersedes a queued one with the same key (peer.queueLatest).
+func (h *Hub) sendToApp(appID, key string, frame []byte) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for ac := range h.agents[appID] {
-		ac.queue(frame)
+		ac.enqueue(frame, key)
 	}
 }
 

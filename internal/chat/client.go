@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -32,7 +33,6 @@ const (
 	writeWait  = 10 * time.Second
 	pongWait   = 60 * time.Second
 	pingPeriod = pongWait * 9 / 10
-	sendQueue  = 64 // frames queued for a client before it counts as slow
 	historyMax = 200
 	frameRate  = 10 // frames per second per connection, sustained
 	frameBurst = 30
@@ -55,30 +55,72 @@ type Client struct {
 }
 
 // Serve runs a widget connection until it ends: it waits for the auth
-// frame, then reads frames on the calling goroutine while a second
-// goroutine writes. It returns when the connection is closed.
+// frame, then serves the connection as Start does. It returns when the
+// connection is closed.
 func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn) {
-	defer conn.Close()
+	<-h.start(ctx, conn)
+}
+
+// Start is Serve without the wait: it authenticates the connection on the
+// calling goroutine, then hands it to a read goroutine of its own (and a
+// writer goroutine while frames are queued, see peer) and returns. An
+// HTTP handler that calls it can
+// return at once, which frees the hijacked request's buffers and the
+// handler's goroutine (whose stack the request and the session lookups
+// grew) for as long as the socket stays open. ctx is used for the
+// authentication only; the connection's frames are then handled under a
+// context of their own, never canceled (a request's context ends when its
+// handler returns, and keeping it would keep the request's values alive).
+// Hub.Shutdown ends the connection and waits for it.
+func (h *Hub) Start(ctx context.Context, conn *websocket.Conn) {
+	h.start(ctx, conn)
+}
+
+// start returns a channel closed once the connection has ended.
+func (h *Hub) start(ctx context.Context, conn *websocket.Conn) <-chan struct{} {
+	ended := make(chan struct{})
 	if !h.admit(conn) {
 		goingAway(conn)
-		return
+		conn.Close()
+		close(ended)
+		return ended
 	}
-	defer h.running.Done()
-	defer h.forget(conn)
+	c, ok := h.accept(ctx, conn)
+	if !ok {
+		h.forget(conn)
+		conn.Close()
+		h.running.Done()
+		close(ended)
+		return ended
+	}
+	ctx = context.Background()
+	go func() {
+		defer close(ended)
+		defer h.running.Done()
+		defer conn.Close()
+		defer h.unregister(c)
+		c.run(func() { c.readPump(ctx) })
+	}()
+	return ended
+}
+
+// accept authenticates and registers a connection; on false it has been
+// refused (and answered) and is not registered.
+func (h *Hub) accept(ctx context.Context, conn *websocket.Conn) (*Client, bool) {
 	conn.SetReadLimit(MaxFrameBytes)
 	sess, token, ok := h.authenticate(ctx, conn)
 	if !ok {
-		return
+		return nil, false
 	}
 	c, ok := h.join(ctx, conn, sess)
 	if !ok {
-		return
+		return nil, false
 	}
-	defer h.unregister(c)
 	if !h.stillLive(ctx, conn, token) {
-		return
+		h.unregister(c)
+		return nil, false
 	}
-	c.run(func() { c.readPump(ctx) })
+	return c, true
 }
 
 // join registers an authenticated connection with its subject, within the
@@ -94,12 +136,13 @@ func (h *Hub) join(ctx context.Context, conn *websocket.Conn, sess *store.Sessio
 	if err := h.store.TouchSubject(ctx, sess.SubjectID); err != nil {
 		h.log.Error("touch subject", "subject", sess.SubjectID, "err", err)
 	}
-	c := &Client{peer: newPeer(conn, h.log.With("subject", sess.SubjectID), sess.ExpiresAt), hub: h, session: sess}
+	c := &Client{hub: h, session: sess}
+	c.peer = newPeer(conn, c.log, sess.ExpiresAt)
 	// welcome is queued before the client is registered, so it is always
 	// the first frame, ahead of any broadcast.
 	unread, err := h.store.UnreadCount(ctx, sess.SubjectID)
 	if err != nil {
-		c.log.Error("unread count", "err", err)
+		c.log().Error("unread count", "err", err)
 	}
 	c.queue(encode(welcomeFrame{Type: "welcome", Verified: sess.Verified(), Anonymous: sess.Kind == store.KindVisitor,
 		Unread: unread, ExpiresAt: sess.ExpiresAt}))
@@ -187,7 +230,7 @@ func (c *Client) readPump(ctx context.Context) {
 	c.conn.SetPongHandler(func(string) error {
 		return c.extendRead(pongWait)
 	})
-	limiter := rate.NewLimiter(frameRate, frameBurst)
+	var limiter *rate.Limiter // made at the first frame: an idle socket never needs one
 	strikes := 0
 	for {
 		kind, data, err := c.conn.ReadMessage()
@@ -205,6 +248,9 @@ func (c *Client) readPump(ctx context.Context) {
 		}
 		// Binary frames count against the limit like any other, or a flood
 		// of them would have the server write error frames without end.
+		if limiter == nil {
+			limiter = rate.NewLimiter(frameRate, frameBurst) // full, as it would have been from the start
+		}
 		if !limiter.Allow() {
 			strikes++
 			if strikes > maxStrikes {
@@ -234,13 +280,16 @@ func (c *Client) readPump(ctx context.Context) {
 		if c.isStopping() { // the answer is queued; the server is shutting down
 			return
 		}
-		select {
-		case <-c.done:
+		if c.isClosing() {
 			return
-		default:
 		}
 	}
 }
+
+// log is the hub's logger with the connection's subject, made only when
+// something is logged: a clone per connection would cost every idle socket
+// its memory.
+func (c *Client) log() *slog.Logger { return c.hub.log.With("subject", c.session.SubjectID) }
 
 func (c *Client) queueError(e *FrameError, retry time.Duration) {
 	c.queue(encode(errorFrame{Type: "error", Code: e.Code, Message: e.Message, ClientMsgID: e.ClientMsgID,

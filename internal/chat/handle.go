@@ -27,7 +27,8 @@ func (c *Client) handle(ctx context.Context, f ClientFrame) *FrameError {
 		if err != nil {
 			return c.storeError(err)
 		}
-		c.hub.sendToApp(conv.AppID, encode(typingFrame{Type: "typing", ConversationID: conv.ID, Author: store.AuthorUser, Typing: f.Typing}))
+		c.hub.sendToApp(conv.AppID, typingKey(conv.ID, store.AuthorUser, ""),
+			encode(typingFrame{Type: "typing", ConversationID: conv.ID, Author: store.AuthorUser, Typing: f.Typing}))
 		return nil
 	case TypeRead:
 		if err := c.hub.store.MarkRead(ctx, c.session.SubjectID, f.ConversationID, f.Seq); err != nil {
@@ -82,8 +83,8 @@ func (c *Client) sendMessage(ctx context.Context, f ClientFrame) *FrameError {
 	c.queue(encode(ackFrame{Type: "ack", ClientMsgID: f.ClientMsgID, Duplicate: p.Duplicate, Message: msg,
 		Conversation: newConversationJSON(p.Conversation)}))
 	if !p.Duplicate {
-		c.hub.sendToSubject(c.session.SubjectID, encode(messageFrame{Type: "message", Message: msg}), c)
-		c.hub.sendToApp(c.session.AppID, encode(agentMessageFrame{Type: "message", ConversationID: p.Conversation.ID, Message: msg}))
+		c.hub.sendToSubject(c.session.SubjectID, "", encode(messageFrame{Type: "message", Message: msg}), c)
+		c.hub.sendToApp(c.session.AppID, "", encode(agentMessageFrame{Type: "message", ConversationID: p.Conversation.ID, Message: msg}))
 	}
 	return nil
 }
@@ -92,6 +93,6 @@ func (c *Client) storeError(err error) *FrameError {
 	if errors.Is(err, store.ErrNotFound) {
 		return &FrameError{Code: errNoConversation.Code, Message: errNoConversation.Message}
 	}
-	c.log.Error("widget socket", "err", err)
+	c.log().Error("widget socket", "err", err)
 	return &FrameError{Code: "unavailable", Message: "the server could not do that; try again"}
 }

@@ -103,15 +103,31 @@ func (h *Hub) unregister(c *Client) {
 	}
 }
 
-// sendToSubject queues frame on every connection of the subject except skip.
-func (h *Hub) sendToSubject(subjectID string, frame []byte, skip *Client) {
+// sendToSubject queues frame on every connection of the subject except
+// skip; a frame with a key supersedes a queued one with the same key
+// (peer.queueLatest).
+func (h *Hub) sendToSubject(subjectID, key string, frame []byte, skip *Client) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for c := range h.subjects[subjectID] {
 		if c != skip {
-			c.queue(frame)
+			c.enqueue(frame, key)
 		}
 	}
+}
+
+// Keys of the frames that supersede queued ones of the same key: each
+// states the whole of what it reports, so only the latest matters.
+const unreadKey = "unread"
+
+// typingKey: one typist's indicator in one conversation.
+func typingKey(conversationID, author, authorName string) string {
+	return "typing\x00" + conversationID + "\x00" + author + "\x00" + authorName
+}
+
+// conversationKey: a conversation's status (agent sockets).
+func conversationKey(conversationID string) string {
+	return "conversation\x00" + conversationID
 }
 
 // Connections returns how many widget sockets are open for a subject.
@@ -126,22 +142,22 @@ func (h *Hub) Connections(subjectID string) int {
 func (h *Hub) AgentMessage(ctx context.Context, p store.Posted) {
 	subjectID := p.Conversation.SubjectID
 	msg := NewMessageJSON(p.Message)
-	h.sendToSubject(subjectID, encode(messageFrame{Type: "message", Message: msg}), nil)
+	h.sendToSubject(subjectID, "", encode(messageFrame{Type: "message", Message: msg}), nil)
 	h.pushUnread(ctx, subjectID)
-	h.sendToApp(p.Conversation.AppID, encode(agentMessageFrame{Type: "message", ConversationID: p.Conversation.ID, Message: msg}))
+	h.sendToApp(p.Conversation.AppID, "", encode(agentMessageFrame{Type: "message", ConversationID: p.Conversation.ID, Message: msg}))
 }
 
 // ConversationChanged tells the app's agents a conversation's status (or
 // read mark) changed.
 func (h *Hub) ConversationChanged(c store.Conversation) {
-	h.sendToApp(c.AppID, encode(conversationFrame{Type: "conversation", ConversationID: c.ID, Status: c.Status}))
+	h.sendToApp(c.AppID, conversationKey(c.ID), encode(conversationFrame{Type: "conversation", ConversationID: c.ID, Status: c.Status}))
 }
 
 // AgentTyping tells the subject's open widgets that an agent is (or
 // stopped) typing in a conversation.
 func (h *Hub) AgentTyping(c store.Conversation, authorName string, typing bool) {
-	h.sendToSubject(c.SubjectID, encode(typingFrame{Type: "typing", ConversationID: c.ID, Author: store.AuthorAgent,
-		AuthorName: authorName, Typing: typing}), nil)
+	h.sendToSubject(c.SubjectID, typingKey(c.ID, store.AuthorAgent, authorName), encode(typingFrame{Type: "typing",
+		ConversationID: c.ID, Author: store.AuthorAgent, AuthorName: authorName, Typing: typing}), nil)
 }
 
 func (h *Hub) pushUnread(ctx context.Context, subjectID string) {
@@ -150,7 +166,7 @@ func (h *Hub) pushUnread(ctx context.Context, subjectID string) {
 		h.log.Error("unread count", "err", err)
 		return
 	}
-	h.sendToSubject(subjectID, encode(unreadFrame{Type: "unread", Count: n}), nil)
+	h.sendToSubject(subjectID, unreadKey, encode(unreadFrame{Type: "unread", Count: n}), nil)
 }
 
 // Shutdown closes every connection with a going-away code and waits,

@@ -8,24 +8,47 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// Flow control of a connection's send queue. A client that does not read
+// is cut off (1013) once either bound is reached, so it holds at most
+// maxQueuedBytes of frames (or one larger frame alone), plus the one
+// being written. The byte bound admits a burst of about 60 messages of
+// the longest body (a 4,000-byte body makes a frame of about 4.2 KB), so
+// a healthy client is not cut for a burst that the count bound allows
+// just because its writer has not run yet; it stops a client from holding
+// 64 large frames (a history can be hundreds of KB).
+const (
+	sendQueue      = 64        // frames queued for a client before it counts as slow
+	maxQueuedBytes = 256 << 10 // bytes queued for a client before it counts as slow
+)
+
 // peer is the write side of one connection, the same for widget and agent
-// sockets: a bounded send queue drained by one write pump, which also
-// pings, ends the connection when its session expires and sends the close
-// frame.
+// sockets: a bounded send queue and what drains it. It also pings, ends
+// the connection when its session expires and sends the close frame.
+//
+// An idle connection costs one goroutine, the read pump's. Nothing writes
+// until there is something to write: queuing a frame starts a writer
+// goroutine that writes the queue out in order and ends when it is empty.
+// Pings, the session expiry and the recheck are runtime timers whose
+// callbacks run only when they fire.
 type peer struct {
 	conn      *websocket.Conn
-	log       *slog.Logger
-	expiresAt time.Time // the connection is closed with 4001 then
+	logger    func() *slog.Logger // built when something is logged, not per connection
+	expiresAt time.Time           // the connection is closed with 4001 then
 	// recheck, when set, is asked every recheckEvery whether the session
 	// still holds; the connection is closed with 4001 when it does not.
 	recheck      func() bool
 	recheckEvery time.Duration
 
-	send      chan []byte
-	done      chan struct{}
-	closeOnce sync.Once
-	closeCode int
-	closeText string
+	mu          sync.Mutex
+	queued      []outFrame // oldest first; nil when empty
+	queuedBytes int
+	started     bool // run has begun: a writer may be started
+	writing     bool // a goroutine is writing the queue out
+	closing     bool // closeWith was called: nothing more is queued
+	closeCode   int
+	closeText   string
+	timers      [3]*time.Timer // ping, expiry, recheck
+	ended       chan struct{}  // closed once the connection is closed
 
 	// readMu guards stopping and the read deadline together, so that a
 	// deadline extension never undoes stopReading.
@@ -33,25 +56,43 @@ type peer struct {
 	stopping bool // set by stopReading: the server is shutting down
 }
 
-func newPeer(conn *websocket.Conn, log *slog.Logger, expiresAt time.Time) *peer {
-	return &peer{conn: conn, log: log, expiresAt: expiresAt, send: make(chan []byte, sendQueue), done: make(chan struct{})}
+// outFrame is a queued frame. A frame with a key supersedes a queued one
+// with the same key (see queueLatest).
+type outFrame struct {
+	data []byte
+	key  string
 }
 
-// run writes on a second goroutine while read runs on the calling one,
-// and returns once both have finished.
+func newPeer(conn *websocket.Conn, logger func() *slog.Logger, expiresAt time.Time) *peer {
+	return &peer{conn: conn, logger: logger, expiresAt: expiresAt}
+}
+
+// run serves the connection: read runs on the calling goroutine while
+// frames are written as they are queued. It returns once the connection
+// is closed.
 func (p *peer) run(read func()) {
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		p.writePump()
-	}()
+	p.mu.Lock()
+	p.ended = make(chan struct{})
+	p.started = true
+	if !p.closing { // a close before the start needs no timers
+		p.timers[0] = time.AfterFunc(pingPeriod, p.ping)
+		p.timers[1] = time.AfterFunc(time.Until(p.expiresAt), func() { p.closeWith(CloseSessionInvalid, "session expired") })
+		if p.recheck != nil {
+			p.timers[2] = time.AfterFunc(p.recheckEvery, p.doRecheck)
+		}
+	}
+	if len(p.queued) > 0 || p.closing {
+		p.startWriterLocked()
+	}
+	ended := p.ended
+	p.mu.Unlock()
 	read()
 	if p.isStopping() {
 		p.closeWith(closeGoingAway, "server shutting down")
 	} else {
 		p.closeWith(websocket.CloseNormalClosure, "")
 	}
-	<-writerDone
+	<-ended
 }
 
 // stopReading is how a shutdown drains a connection: the frame being
@@ -81,80 +122,177 @@ func (p *peer) isStopping() bool {
 	return p.stopping
 }
 
-// queue hands a frame to the write pump. A client whose queue is full is
-// not keeping up; it is cut off rather than let it hold memory or slow
-// delivery to others.
-func (p *peer) queue(frame []byte) {
-	select {
-	case p.send <- frame:
-	case <-p.done:
-	default:
-		p.log.Warn("dropping slow client")
-		p.closeWith(websocket.CloseTryAgainLater, "too slow")
+// isClosing reports whether closeWith was called.
+func (p *peer) isClosing() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closing
+}
+
+// queue hands a frame to the writer. A client whose queue is full, by
+// count or by bytes, is not keeping up; it is cut off rather than let it
+// hold memory or slow delivery to others.
+func (p *peer) queue(frame []byte) { p.enqueue(frame, "") }
+
+// queueLatest queues a frame that supersedes any queued frame with the
+// same key: that one is dropped, and this one goes to the back of the
+// queue. Only state that a later frame states whole is queued this way
+// (the unread count, a typing indicator, a conversation's status), so
+// what the client receives is what it would have received, less the
+// frames a later one made stale. Messages are never superseded.
+func (p *peer) queueLatest(key string, frame []byte) { p.enqueue(frame, key) }
+
+func (p *peer) enqueue(frame []byte, key string) {
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return
+	}
+	if key != "" {
+		for i, f := range p.queued {
+			if f.key == key {
+				p.queuedBytes -= len(f.data)
+				copy(p.queued[i:], p.queued[i+1:])
+				p.queued[len(p.queued)-1] = outFrame{}
+				p.queued = p.queued[:len(p.queued)-1]
+				break // there is never more than one
+			}
+		}
+	}
+	if len(p.queued) >= sendQueue || (len(p.queued) > 0 && p.queuedBytes+len(frame) > maxQueuedBytes) {
+		p.closeLocked(websocket.CloseTryAgainLater, "too slow")
+		p.mu.Unlock()
+		p.logger().Warn("dropping slow client")
 		p.conn.Close() // its buffers are full: no close frame would get through, and a blocked write ends now
+		return
 	}
+	if p.queued == nil {
+		p.queued = make([]outFrame, 0, 4)
+	}
+	p.queued = append(p.queued, outFrame{data: frame, key: key})
+	p.queuedBytes += len(frame)
+	p.startWriterLocked()
+	p.mu.Unlock()
 }
 
-// closeWith ends the connection once; the write pump sends the close frame.
+// closeWith ends the connection once: the writer writes what is queued
+// (an error frame explaining the close, say), then the close frame.
 func (p *peer) closeWith(code int, text string) {
-	p.closeOnce.Do(func() {
-		p.closeCode, p.closeText = code, text
-		close(p.done)
-	})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closeLocked(code, text)
 }
 
-func (p *peer) writePump() {
-	ticker := time.NewTicker(pingPeriod)
-	defer ticker.Stop()
-	expiry := time.NewTimer(time.Until(p.expiresAt))
-	defer expiry.Stop()
-	var recheck <-chan time.Time // nil: never
-	if p.recheck != nil {
-		t := time.NewTicker(p.recheckEvery)
-		defer t.Stop()
-		recheck = t.C
+func (p *peer) closeLocked(code int, text string) {
+	if p.closing {
+		return
 	}
-	defer p.conn.Close() // unblocks the read pump
+	p.closing = true
+	p.closeCode, p.closeText = code, text
+	if code == websocket.CloseTryAgainLater || code == websocket.CloseAbnormalClosure {
+		// Nothing queued will be written: writing to it is what failed.
+		p.queued, p.queuedBytes = nil, 0
+	}
+	p.startWriterLocked()
+}
+
+// startWriterLocked starts a writer unless one is running or run has not
+// begun (until then the connection's refusals are written directly).
+func (p *peer) startWriterLocked() {
+	if p.writing || !p.started {
+		return
+	}
+	p.writing = true
+	go p.write()
+}
+
+// write writes the queue out, oldest first, and ends when it is empty. It
+// is the only goroutine writing data frames. Once the connection is
+// closing it writes what is left, then the close frame, and closes it.
+func (p *peer) write() {
 	for {
-		select {
-		case frame := <-p.send:
-			p.conn.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := p.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
-				p.closeWith(websocket.CloseAbnormalClosure, "")
-				return
-			}
-		case <-ticker.C:
-			p.conn.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := p.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
-				p.closeWith(websocket.CloseAbnormalClosure, "")
-				return
-			}
-		case <-expiry.C:
-			p.closeWith(CloseSessionInvalid, "session expired")
-		case <-recheck:
-			if !p.recheck() {
-				p.closeWith(CloseSessionInvalid, "session ended")
-			}
-		case <-p.done:
-			p.drainAndClose()
+		p.mu.Lock()
+		if p.closing {
+			p.mu.Unlock()
+			p.finish()
 			return
+		}
+		if len(p.queued) == 0 {
+			p.queued = nil // an idle connection holds no queue
+			p.writing = false
+			p.mu.Unlock()
+			return
+		}
+		f := p.queued[0]
+		p.queued[0] = outFrame{}
+		p.queued = p.queued[1:]
+		p.queuedBytes -= len(f.data)
+		p.mu.Unlock()
+		p.conn.SetWriteDeadline(time.Now().Add(writeWait))
+		if err := p.conn.WriteMessage(websocket.TextMessage, f.data); err != nil {
+			p.closeWith(websocket.CloseAbnormalClosure, "")
 		}
 	}
 }
 
-// drainAndClose writes what is already queued (an error frame explaining
-// the close, say) and then the close frame. A slow or broken connection
-// gets neither: writing to it is what failed.
-func (p *peer) drainAndClose() {
-	if p.closeCode == websocket.CloseAbnormalClosure {
+// finish writes what is still queued and the close frame, then closes the
+// connection, which ends the read pump. A slow or broken connection gets
+// neither: writing to it is what failed.
+func (p *peer) finish() {
+	defer close(p.ended)
+	defer p.conn.Close()
+	p.mu.Lock()
+	for _, t := range p.timers {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	frames, code, text := p.queued, p.closeCode, p.closeText
+	p.queued, p.queuedBytes = nil, 0
+	p.mu.Unlock()
+	if code == websocket.CloseAbnormalClosure {
 		return
 	}
 	deadline := time.Now().Add(writeWait)
 	p.conn.SetWriteDeadline(deadline)
-	for p.closeCode != websocket.CloseTryAgainLater && len(p.send) > 0 {
-		if p.conn.WriteMessage(websocket.TextMessage, <-p.send) != nil {
+	for _, f := range frames {
+		if p.conn.WriteMessage(websocket.TextMessage, f.data) != nil {
 			return
 		}
 	}
-	p.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(p.closeCode, p.closeText), deadline)
+	p.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline)
+}
+
+// ping runs on its timer's goroutine. Control frames may be written
+// alongside the writer's data frames.
+func (p *peer) ping() {
+	if p.isClosing() {
+		return
+	}
+	if err := p.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+		p.closeWith(websocket.CloseAbnormalClosure, "")
+		return
+	}
+	p.resetTimer(0, pingPeriod)
+}
+
+func (p *peer) doRecheck() {
+	if p.isClosing() {
+		return
+	}
+	if !p.recheck() {
+		p.closeWith(CloseSessionInvalid, "session ended")
+		return
+	}
+	p.resetTimer(2, p.recheckEvery)
+}
+
+// resetTimer rearms a periodic timer unless the connection is closing (the
+// writer stops the timers when it finishes).
+func (p *peer) resetTimer(i int, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closing {
+		p.timers[i].Reset(d)
+	}
 }

@@ -1,7 +1,8 @@
 // Package chat runs the widget's websocket and the dashboard's agent
 // websocket: the frame protocol (documented in docs/protocol.md), one read
-// pump and one write pump per connection, and a hub that fans committed
-// messages out to a subject's open widgets and to the app's agents.
+// pump per connection (and a writer while it has frames queued), and a hub
+// that fans committed messages out to a subject's open widgets and to the
+// app's agents.
 package chat
 
 import (

@@ -1,0 +1,219 @@
+package chat
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// testPeer returns a peer on the server end of a real websocket, not yet
+// running: nothing drains its queue, as for a client that stops reading.
+// client is the other end.
+func testPeer(t *testing.T) (p *peer, client *websocket.Conn, logs *bytes.Buffer) {
+	t.Helper()
+	conns := make(chan *websocket.Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conns <- conn
+	}))
+	t.Cleanup(srv.Close)
+	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	conn := <-conns
+	t.Cleanup(func() { conn.Close() })
+	logs = &bytes.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	return newPeer(conn, func() *slog.Logger { return log }, time.Now().Add(time.Hour)), client, logs
+}
+
+func queuedFrames(p *peer) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, f := range p.queued {
+		out = append(out, string(f.data))
+	}
+	return out
+}
+
+// Frames that state a whole state (the unread count, a typing indicator,
+// a conversation's status) replace a queued one of the same key and move
+// to the back; messages are never replaced or dropped.
+func TestQueueLatestSupersedes(t *testing.T) {
+	p, _, _ := testPeer(t)
+	p.queue([]byte("message A"))
+	p.queueLatest(unreadKey, []byte("unread 1"))
+	p.queueLatest(typingKey("cnv_1", "agent", "Bo"), []byte("Bo typing in 1"))
+	p.queueLatest(typingKey("cnv_1", "agent", "Cy"), []byte("Cy typing in 1"))
+	p.queue([]byte("message B"))
+	p.queueLatest(unreadKey, []byte("unread 2"))
+	p.queueLatest(typingKey("cnv_1", "agent", "Bo"), []byte("Bo stopped in 1"))
+	p.queueLatest(typingKey("cnv_2", "agent", "Bo"), []byte("Bo typing in 2"))
+	p.queueLatest(conversationKey("cnv_1"), []byte("cnv_1 closed"))
+	p.queue([]byte("message B")) // the same bytes again are a new message, not a duplicate
+	p.queueLatest(conversationKey("cnv_1"), []byte("cnv_1 open"))
+	want := []string{"message A", "Cy typing in 1", "message B", "unread 2", "Bo stopped in 1", "Bo typing in 2", "message B", "cnv_1 open"}
+	if got := queuedFrames(p); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("queued %q\nwant   %q", got, want)
+	}
+	p.mu.Lock()
+	n := 0
+	for _, f := range want {
+		n += len(f)
+	}
+	if p.queuedBytes != n {
+		t.Errorf("queuedBytes = %d, want %d", p.queuedBytes, n)
+	}
+	p.mu.Unlock()
+	if p.isClosing() {
+		t.Fatal("closed")
+	}
+}
+
+// A client that does not read while its unread count changes a thousand
+// times holds one unread frame, and is not cut off for it.
+func TestSupersededFramesDoNotFillTheQueue(t *testing.T) {
+	p, _, _ := testPeer(t)
+	for i := range 1000 {
+		p.queueLatest(unreadKey, fmt.Appendf(nil, `{"type":"unread","count":%d}`, i))
+		p.queueLatest(typingKey("cnv_1", "agent", "Bo"), fmt.Appendf(nil, `{"typing":%v}`, i%2 == 0))
+	}
+	if got := queuedFrames(p); len(got) != 2 || got[0] != `{"type":"unread","count":999}` || got[1] != `{"typing":false}` {
+		t.Fatalf("queued %q", got)
+	}
+	// Messages are never coalesced: the count bound still cuts.
+	for i := 0; i < sendQueue-2; i++ {
+		p.queue([]byte("m"))
+	}
+	if p.isClosing() {
+		t.Fatal("cut with a full queue, not an overfull one")
+	}
+	p.queue([]byte("one too many"))
+	if !p.isClosing() || p.closeCode != websocket.CloseTryAgainLater {
+		t.Fatalf("closing %v code %d, want cut with 1013", p.isClosing(), p.closeCode)
+	}
+}
+
+// A client that does not read holds at most maxQueuedBytes of queued
+// frames, well before the count bound, and is then cut off with 1013:
+// its socket is closed at once and its queue let go.
+func TestQueueIsBoundedByBytes(t *testing.T) {
+	p, client, logs := testPeer(t)
+	frame := bytes.Repeat([]byte("x"), 10_000)
+	n := 0
+	for !p.isClosing() {
+		p.queue(frame)
+		p.mu.Lock()
+		if p.queuedBytes > maxQueuedBytes {
+			t.Fatalf("%d bytes queued, bound %d", p.queuedBytes, maxQueuedBytes)
+		}
+		p.mu.Unlock()
+		if n++; n > sendQueue {
+			t.Fatalf("not cut after %d frames of %d bytes", n, len(frame))
+		}
+	}
+	if want := maxQueuedBytes/len(frame) + 1; n != want {
+		t.Errorf("cut at frame %d, want %d", n, want)
+	}
+	if p.closeCode != websocket.CloseTryAgainLater || p.closeText != "too slow" {
+		t.Errorf("close %d %q, want 1013 too slow", p.closeCode, p.closeText)
+	}
+	p.mu.Lock()
+	if p.queued != nil || p.queuedBytes != 0 {
+		t.Errorf("the cut client still holds %d frames, %d bytes", len(p.queued), p.queuedBytes)
+	}
+	p.mu.Unlock()
+	if !strings.Contains(logs.String(), "dropping slow client") {
+		t.Errorf("no warning logged: %s", logs)
+	}
+	p.queue(frame) // after the cut: dropped, not queued
+	if q := queuedFrames(p); len(q) != 0 {
+		t.Errorf("%d frames queued after the cut", len(q))
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := client.ReadMessage(); err == nil || websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+		t.Fatalf("the cut client read %v, want its connection gone", err)
+	}
+}
+
+// One frame larger than the byte bound (a long history) is queued when it
+// is alone; the next frame behind it cuts the client unless it is written.
+func TestQueueTakesOneLargeFrameAlone(t *testing.T) {
+	p, _, _ := testPeer(t)
+	p.queue(bytes.Repeat([]byte("h"), 2*maxQueuedBytes))
+	if p.isClosing() {
+		t.Fatal("a large frame alone cut the client")
+	}
+	p.queue([]byte("next"))
+	if !p.isClosing() || p.closeCode != websocket.CloseTryAgainLater {
+		t.Fatal("a frame behind one over the bound did not cut the client")
+	}
+}
+
+// A running peer writes what is queued in order, superseded frames
+// excepted, and an idle one keeps no queue and no writer.
+func TestPeerWritesQueueInOrder(t *testing.T) {
+	p, client, _ := testPeer(t)
+	read := make(chan struct{})
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		p.run(func() { <-read })
+	}()
+	p.queue([]byte("1"))
+	p.queueLatest(unreadKey, []byte("u"))
+	p.queue([]byte("2"))
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got []string
+	for len(got) < 3 {
+		_, b, err := client.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(b))
+	}
+	if fmt.Sprint(got) != "[1 u 2]" {
+		t.Fatalf("read %q", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p.mu.Lock()
+		idle := !p.writing && p.queued == nil
+		p.mu.Unlock()
+		if idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer did not stop with the queue empty")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.queue([]byte("3")) // a new writer starts
+	if _, b, err := client.ReadMessage(); err != nil || string(b) != "3" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	close(read)
+	<-ran
+	_, _, err := client.ReadMessage()
+	if !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+		t.Fatalf("after the read pump ended: %v, want close 1000", err)
+	}
+	if _, err := io.ReadAll(client.UnderlyingConn()); err != nil {
+		t.Logf("after close: %v", err)
+	}
+}
