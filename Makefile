@@ -2,7 +2,7 @@
 GO ?= go
 export CHROMIUM_PATH ?= /usr/bin/chromium
 
-.PHONY: build run test test-short generate check-generate fuzz bench bench-go screenshots clean
+.PHONY: build run test test-short generate check-generate fuzz bench bench-full bench-go screenshots clean
 
 build: ## bin/parley
 	$(GO) build -o bin/parley ./cmd/parley
@@ -41,6 +41,9 @@ screenshots: ## retake the dashboard screenshots in docs/screenshots (headless C
 
 bench: build ## load generator, short profile (under 3 minutes on 2 cores): runs bin/parley serve, writes BENCHMARKS.md
 	$(GO) run ./cmd/parley-bench -profile short -bin bin/parley -out BENCHMARKS.md
+
+bench-full: build ## load generator at the sizes of issue 5's targets (about 15 minutes): writes BENCHMARKS.md
+	$(GO) run ./cmd/parley-bench -profile full -bin bin/parley -out BENCHMARKS.md
 
 bench-go: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...

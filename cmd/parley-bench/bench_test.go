@@ -59,7 +59,7 @@ func TestSmoke(t *testing.T) {
 		DashConvs: 6, DashLong: 2, DashLongMsgs: 50, DashReaders: 2, DashRate: 50, DashPerSocket: 5, DashDur: time.Second,
 		FrameSize: true,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := run(ctx, bin, dir, cfg, "full", t.Logf)
 	if err != nil {
@@ -110,11 +110,22 @@ func TestSmoke(t *testing.T) {
 	if res.LoaderGz <= 0 || res.LoaderGz >= res.LoaderRaw || res.ServerCPU <= 0 || res.ServerHWM <= 0 {
 		t.Errorf("loader %d/%d bytes, server CPU %v, peak RSS %d", res.LoaderGz, res.LoaderRaw, res.ServerCPU, res.ServerHWM)
 	}
+	// The same writes with the other durability setting lose nothing either.
+	dir2 := filepath.Join(dir, "normal")
+	os.Mkdir(dir2, 0o700)
+	res.Compare, err = run(ctx, bin, dir2, config{Sessions: 10, SessionConc: 2, SusSockets: 10, SusPerSocket: 5, SusWindow: 4, SusDur: time.Second}, "normal", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := res.Compare.Sustained; x.Sent < 30 || x.Acked != x.Sent || x.Missing != 0 {
+		t.Errorf("sustained with synchronous=normal: sent %d acked %d missing %d", x.Sent, x.Acked, x.Missing)
+	}
+	res.Synchronous, res.Compare.Synchronous = "full", "normal"
 	res.Profile = "smoke"
 	md := res.markdown()
 	for _, want := range []string{"| idle authenticated widget sockets | 20 open", "p99", "0 acked but missing", "| reconnect storm", "| 100 sockets that stop reading",
 		"on the dashboard agent's inbox socket", "| dashboard conversation list + last 50 messages", "| everything the frame needs on first open, gzipped |",
-		"CPU profile of workload 5"} {
+		"CPU profile of workload 5", "## Durability: `--synchronous full` against `normal`", "| sustained writes for 1s |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}

@@ -99,6 +99,7 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	bin := fs.String("bin", "bin/parley", "the parley binary to run (make build writes it)")
 	out := fs.String("out", "", "write the report as markdown to this file (e.g. BENCHMARKS.md); stdout always gets it")
 	syncMode := fs.String("synchronous", "full", "the server's durability setting, serve --synchronous: full or normal")
+	compare := fs.Bool("compare-synchronous", true, "afterwards run workloads 2–4 again on a second server with the other --synchronous setting, and report both")
 	keep := fs.Bool("keep", false, "keep the temporary directory with the database and the server's log")
 	idle := fs.Int("idle", -1, "(1) idle authenticated widget sockets")
 	sessions := fs.Int("sessions", -1, "(2) sessions to create (POST + websocket auth)")
@@ -190,6 +191,20 @@ func cli(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	res.Profile, res.Args, res.Bin, res.Synchronous = *profile, args, *bin, *syncMode
+	if *compare && (cfg.Sessions > 0 || cfg.LatUsers > 0 || cfg.SusSockets > 0) {
+		other := map[string]string{"full": "normal", "normal": "full"}[*syncMode]
+		logf("again with --synchronous %s: workloads 2, 3 and 4", other)
+		dir2 := filepath.Join(dir, "compare")
+		if err := os.Mkdir(dir2, 0o700); err != nil {
+			return err
+		}
+		sub := config{Sessions: cfg.Sessions, SessionConc: cfg.SessionConc, LatUsers: cfg.LatUsers, LatRate: cfg.LatRate, LatDur: cfg.LatDur,
+			SusSockets: cfg.SusSockets, SusPerSocket: cfg.SusPerSocket, SusWindow: cfg.SusWindow, SusDur: cfg.SusDur}
+		if res.Compare, err = run(ctx, *bin, dir2, sub, other, logf); err != nil {
+			return fmt.Errorf("the run with --synchronous %s: %w", other, err)
+		}
+		res.Compare.Synchronous = other
+	}
 	report := res.markdown()
 	fmt.Fprint(stdout, report)
 	if *out != "" {
@@ -203,20 +218,22 @@ func cli(args []string, stdout, stderr io.Writer) error {
 
 // results is everything one run measured.
 type results struct {
-	Synchronous         string // serve --synchronous
-	Profile             string
-	Args                []string // the command line, for the report
-	Bin                 string
-	Cfg                 config
-	Started             time.Time
-	Took                time.Duration
-	Idle                *idleResult
-	Sessions            *sessionResult
-	Latency             *latencyResult
-	Sustained           *sustainedResult
-	Dashboard           *dashResult
-	Storm               *stormResult
-	Slow                *slowResult
+	Synchronous string // serve --synchronous
+	Profile     string
+	Args        []string // the command line, for the report
+	Bin         string
+	Cfg         config
+	Started     time.Time
+	Took        time.Duration
+	Idle        *idleResult
+	Sessions    *sessionResult
+	Latency     *latencyResult
+	Sustained   *sustainedResult
+	Dashboard   *dashResult
+	Storm       *stormResult
+	Slow        *slowResult
+	// Compare is workloads 2–4 again with the other --synchronous setting.
+	Compare             *results
 	Frame               *frameResult
 	ServerHWM           int64         // peak server RSS over the run
 	ServerCPU           time.Duration // server CPU over the whole run

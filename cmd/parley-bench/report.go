@@ -187,6 +187,9 @@ func (r *results) markdown() string {
 	if x := r.Dashboard; x != nil {
 		profileSection(&b, "5", "The server's CPU profile over the dashboard reads under writes, by flat and by cumulative time:", x.ProfileTop, x.ProfileErr)
 	}
+	if r.Compare != nil {
+		durability(p, r, r.Compare)
+	}
 	p("## Why the misses")
 	p("")
 	p("Notes from this run's own figures. The code facts (one writer connection, `synchronous=FULL`, user messages group-committed by one writer goroutine, sessions committed one per transaction) describe the store as of the commit above; `internal/store/db.go` and `writer.go` have them.")
@@ -267,4 +270,37 @@ func profileSection(b *strings.Builder, workload, intro, top, perr string) {
 		return
 	}
 	fmt.Fprintf(b, "%s\n\n```\n%s\n```\n\n", intro, strings.TrimRight(top, "\n"))
+}
+
+// durability compares workloads 2–4 under the two --synchronous settings.
+func durability(p func(string, ...any), a, b *results) {
+	full, normal := a, b
+	if a.Synchronous == "normal" {
+		full, normal = b, a
+	}
+	p("## Durability: `--synchronous full` against `normal`")
+	p("")
+	p("Workloads 2–4 at the same sizes on two servers, one per setting (the second on a fresh database of its own). `full` (the default) fsyncs the WAL at every commit, so an acked message survives a power cut; `normal` fsyncs only at checkpoints, so an acked message survives a crash of the server process but the last commits before a power cut or kernel crash can be lost (README, \"Durability setting\"). Messages are group-committed either way.")
+	p("")
+	p("| workload | `full` (default) | `normal` |")
+	p("|---|---|---|")
+	if full.Sessions != nil && normal.Sessions != nil {
+		f := func(x *sessionResult) string {
+			return fmt.Sprintf("%.0f/s, p99 %s", x.Rate, ms(x.Lat.Quantile(.99)))
+		}
+		p("| session creation (POST + websocket auth) | %s | %s |", f(full.Sessions), f(normal.Sessions))
+	}
+	if full.Latency != nil && normal.Latency != nil {
+		f := func(x *latencyResult) string {
+			return fmt.Sprintf("ack p50 %s, p99 %s; agent's socket p50 %s, p99 %s", ms(x.Ack.Quantile(.5)), ms(x.Ack.Quantile(.99)), ms(x.Agent.Quantile(.5)), ms(x.Agent.Quantile(.99)))
+		}
+		p("| message latency, %d users at %.0f msg/s | %s | %s |", full.Latency.Users, full.Latency.Target, f(full.Latency), f(normal.Latency))
+	}
+	if full.Sustained != nil && normal.Sustained != nil {
+		f := func(x *sustainedResult) string {
+			return fmt.Sprintf("%.0f msg/s acked, ack p99 %s, %d acked but missing, server CPU %.0f%%", x.Rate, ms(x.Ack.Quantile(.99)), x.Missing, x.CPU)
+		}
+		p("| sustained writes for %v | %s | %s |", full.Sustained.Dur, f(full.Sustained), f(normal.Sustained))
+	}
+	p("")
 }
