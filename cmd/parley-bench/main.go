@@ -242,6 +242,8 @@ type results struct {
 	BusyLines           int // server log lines mentioning SQLITE_BUSY / locked
 	// ProfileTop is the top of the server's CPU profile during workload 4.
 	ProfileTop, ProfileErr string
+	// SessionProfileTop is the top of the CPU profile of workload 2's first second.
+	SessionProfileTop, SessionProfileErr string
 }
 
 func run(ctx context.Context, bin, dir string, cfg config, syncMode string, logf func(string, ...any)) (*results, error) {
@@ -276,8 +278,19 @@ func run(ctx context.Context, bin, dir string, cfg config, syncMode string, logf
 	}
 	if cfg.Sessions > 0 {
 		logf("(2) creating %d sessions, %d at once", cfg.Sessions, cfg.SessionConc)
+		profiled := make(chan error, 1)
+		profPath := filepath.Join(dir, "cpu-sessions.pprof")
+		go func() { // the first seconds (the workload lasts a few at 2,000 sessions)
+			time.Sleep(300 * time.Millisecond)
+			profiled <- cpuProfile(ctx, srv.pprofURL, profPath, time.Second)
+		}()
 		if res.Sessions, err = runSessions(ctx, c, cfg.Sessions, cfg.SessionConc); err != nil {
 			return nil, err
+		}
+		if err := <-profiled; err != nil {
+			res.SessionProfileErr = err.Error()
+		} else if res.SessionProfileTop, err = profileTop(bin, profPath, 25); err != nil {
+			res.SessionProfileErr = err.Error()
 		}
 	}
 	if cfg.LatUsers > 0 {

@@ -180,6 +180,9 @@ func (r *results) markdown() string {
 	}
 	p("**Whole run.** Server: %v CPU, peak RSS %s. Load generator: %v CPU (same cores).", r.ServerCPU.Round(10*time.Millisecond), mb(r.ServerHWM), r.BenchCPU.Round(10*time.Millisecond))
 	p("")
+	if r.Sessions != nil {
+		profileSection(&b, "2", "The server's CPU profile over the first second of session creation (POST + websocket auth), by flat and by cumulative time:", r.SessionProfileTop, r.SessionProfileErr)
+	}
 	if r.Sustained != nil {
 		profileSection(&b, "4", "The server's own CPU profile (`serve --pprof`, `/debug/pprof/profile`) over the middle of the sustained-writes workload, the heaviest one, by flat and by cumulative time (`go tool pprof -top`):",
 			r.ProfileTop, r.ProfileErr)

@@ -31,12 +31,21 @@ type Conversation struct {
 	Subject       *Subject // filled in by the app-wide listing
 }
 
+// Unread marks need no look at the messages. A user's message sets the
+// conversation's user_read_seq to its own seq, an agent's reply sets
+// agent_read_seq to its seq, and neither mark ever moves back (the Mark…Read
+// functions take the max). So every message after user_read_seq is an
+// agent's reply the user has not read, and every message after
+// agent_read_seq is a user's message no agent has read: the counts are
+// differences of seqs, with no subquery per conversation in a list.
+// TestUnreadMarksMatchTheMessages checks them against the messages.
+//
 // agentUnread is true for a conversation c with a user message no agent
 // has read.
-const agentUnread = `EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.author = 'user' AND m.seq > c.agent_read_seq)`
+const agentUnread = `(c.last_seq > c.agent_read_seq)`
 
 const conversationColumns = `c.id, c.app_id, c.subject_id, c.status, c.created_at, c.last_message_at, c.last_seq, c.user_read_seq,
-	(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.author = 'agent' AND m.seq > c.user_read_seq),
+	c.last_seq - c.user_read_seq,
 	c.agent_read_seq, ` + agentUnread + `,
 	lm.id, lm.seq, lm.author, lm.author_name, lm.body, lm.created_at`
 
@@ -155,7 +164,7 @@ func (db *DB) conversationWhere(ctx context.Context, where string, args ...any) 
 // MarkRead records that the subject has read conversation id up to seq.
 // The mark only moves forward and never past the last message.
 func (db *DB) MarkRead(ctx context.Context, subjectID, id string, seq int64) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.group(ctx, func(ctx context.Context, tx txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE conversations SET user_read_seq = max(user_read_seq, min(?, last_seq))
 			WHERE id = ? AND subject_id = ?`, seq, id, subjectID)
 		if err != nil {
@@ -195,7 +204,7 @@ func (db *DB) SetConversationStatus(ctx context.Context, appID, id, status strin
 // to seq. Like MarkRead, the mark only moves forward and stops at the last
 // message.
 func (db *DB) MarkAgentRead(ctx context.Context, appID, id string, seq int64) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.group(ctx, func(ctx context.Context, tx txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE conversations SET agent_read_seq = max(agent_read_seq, min(?, last_seq))
 			WHERE id = ? AND app_id = ?`, seq, id, appID)
 		if err != nil {
@@ -211,8 +220,7 @@ func (db *DB) MarkAgentRead(ctx context.Context, appID, id string, seq int64) er
 // UnreadCount is the number of agent messages the subject has not read.
 func (db *DB) UnreadCount(ctx context.Context, subjectID string) (int64, error) {
 	var n int64
-	err := db.readRow(ctx, `SELECT count(*) FROM conversations c JOIN messages m ON m.conversation_id = c.id
-		WHERE c.subject_id = ? AND m.author = 'agent' AND m.seq > c.user_read_seq`, subjectID).Scan(&n)
+	err := db.readRow(ctx, `SELECT coalesce(sum(c.last_seq - c.user_read_seq), 0) FROM conversations c WHERE c.subject_id = ?`, subjectID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: unread count: %w", err)
 	}
