@@ -37,9 +37,13 @@ type Inbox struct {
 	}
 }
 
+// A page shows 50 conversations and a thread its latest 50 messages, with
+// "Older →" and "Show earlier messages" for the rest: about a screen or
+// two of each, and the page stays cheap to build (most of its cost is
+// reading the list's rows).
 const (
-	inboxListSize = 100
-	threadSize    = 200
+	inboxListSize = 50
+	threadSize    = 50
 )
 
 // Show serves GET /dashboard/apps/:app_id and …/conversations/:id. With

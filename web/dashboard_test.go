@@ -1387,7 +1387,7 @@ func TestDashboardInboxPaging(t *testing.T) {
 	app := ts.ownerApp(t, ann, store.ModeMonitor)
 	b := ts.signIn(t, ann)
 	ctx := context.Background()
-	const total = 130
+	const total = 80 // a page is 50
 	for i := range total {
 		s, err := ts.DB.CreateSession(ctx, store.NewSession{AppID: app.ID, Kind: store.KindUser, IdentityKey: fmt.Sprintf("uid:u%d", i),
 			UserID: fmt.Sprintf("u%d", i), ParentOrigin: shopOrigin, TTL: time.Hour})
@@ -1403,15 +1403,15 @@ func TestDashboardInboxPaging(t *testing.T) {
 	first.wantStatus(t, http.StatusOK)
 	page1 := rowIDs(convRows(first.Body))
 	older := regexp.MustCompile(`href="([^"]*after=[^"]*)" data-testid="older-page"`).FindSubmatch(first.Body)
-	if len(page1) != 100 || older == nil || bytes.Contains(first.Body, []byte(`data-testid="newest-page"`)) {
-		t.Fatalf("first page: %d rows, older link %q; want 100 rows, an older link and no newest link", len(page1), older)
+	if len(page1) != 50 || older == nil || bytes.Contains(first.Body, []byte(`data-testid="newest-page"`)) {
+		t.Fatalf("first page: %d rows, older link %q; want 50 rows, an older link and no newest link", len(page1), older)
 	}
 	second := b.get(t, html.UnescapeString(string(older[1])))
 	second.wantStatus(t, http.StatusOK)
 	page2 := rowIDs(convRows(second.Body))
-	if len(page2) != total-100 || bytes.Contains(second.Body, []byte(`data-testid="older-page"`)) ||
+	if len(page2) != total-50 || bytes.Contains(second.Body, []byte(`data-testid="older-page"`)) ||
 		!bytes.Contains(second.Body, []byte(`data-testid="newest-page"`)) {
-		t.Fatalf("second page: %d rows; want %d, a newest link and no older link", len(page2), total-100)
+		t.Fatalf("second page: %d rows; want %d, a newest link and no older link", len(page2), total-50)
 	}
 	seen := map[string]bool{}
 	for _, id := range append(page1, page2...) {
@@ -1442,7 +1442,7 @@ func TestDashboardEarlierMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	conv := ""
-	for i := 1; i <= 205; i++ {
+	for i := 1; i <= 60; i++ { // a thread shows 50
 		p, err := ts.DB.AddUserMessage(ctx, store.UserMessage{AppID: app.ID, SubjectID: s.SubjectID, ConversationID: conv,
 			ClientMsgID: fmt.Sprintf("m%d", i), Body: fmt.Sprintf("message %d", i)})
 		if err != nil {
@@ -1459,16 +1459,16 @@ func TestDashboardEarlierMessages(t *testing.T) {
 	}
 	page := b.get(t, convPath(app, conv))
 	page.wantStatus(t, http.StatusOK)
-	if got := seqs(page.Body); len(got) != 200 || got[0] != "6" || got[199] != "205" || testids(page.Body, "earlier-messages") != 1 {
-		t.Fatalf("page shows %d messages (%v…), earlier button %d; want 6-205 and the button", len(got), got[:min(3, len(got))],
+	if got := seqs(page.Body); len(got) != 50 || got[0] != "11" || got[49] != "60" || testids(page.Body, "earlier-messages") != 1 {
+		t.Fatalf("page shows %d messages (%v…), earlier button %d; want 11-60 and the button", len(got), got[:min(3, len(got))],
 			testids(page.Body, "earlier-messages"))
 	}
 	for _, tt := range []struct {
 		query, first, last string
 		n                  int
 	}{
-		{"before_seq=6", "1", "5", 5},
-		{"before_seq=205", "5", "204", 200},
+		{"before_seq=11", "1", "10", 10},
+		{"before_seq=60", "10", "59", 50},
 		{"before_seq=1", "", "", 0},
 	} {
 		got := seqs(b.get(t, convPath(app, conv)+"?fragment=messages&"+tt.query).Body)
