@@ -9,7 +9,8 @@ import (
 )
 
 // Flow control of a connection's send queue. A client that does not read
-// is cut off (1013) once either bound is reached, so it holds at most
+// is cut off once either bound is reached (its TCP connection is closed
+// with no close frame, which could not get through), so it holds at most
 // maxQueuedBytes of frames (or one larger frame alone), plus the one
 // being written. The byte bound admits a burst of about 60 messages of
 // the longest body (a 4,000-byte body makes a frame of about 4.2 KB), so
