@@ -214,9 +214,9 @@ func (r *results) markdown() string {
 			x.Rate, ms(x.Ack.Quantile(.5)), capacity(r), ms(x.Agent.Quantile(.5)))
 	}
 	if x := r.Latency; x != nil && x.AgentCut != "" {
-		p("- **The agent's inbox socket** was closed by the server after %d of %d messages (%s)%s. Every message of the app goes to every open inbox socket, and the server cuts a socket as slow once 64 frames or 256 KiB are queued for it (`internal/chat/peer.go`): at %.0f msg/s, 64 frames are %v of backlog, so the socket's writer must have stalled about that long on these %d shared cores (an inference, not profiled).",
+		p("- **The agent's inbox socket** was closed by the server after %d of %d messages (%s)%s. Every message of the app goes to every open inbox socket, and the server cuts an inbox socket as slow once 1,024 frames or 1 MiB are queued for it (`internal/chat/peer.go`): at %.0f msg/s, 1,024 frames are %v of backlog, so the socket's writer must have stalled about that long on these %d shared cores (an inference, not profiled).",
 			x.AgentDelivered, x.Acked, x.AgentCut, map[bool]string{true: "; the server logged `dropping slow client` for it", false: ""}[x.SlowAgentLogs > 0],
-			x.Rate, (64 * time.Duration(float64(time.Second)/x.Rate)).Round(time.Millisecond), runtime.NumCPU())
+			x.Rate, (1024 * time.Duration(float64(time.Second)/x.Rate)).Round(time.Millisecond), runtime.NumCPU())
 	}
 	if x := r.Sessions; x != nil && (x.Rate < 2000 || x.Lat.Quantile(.99) >= 50*time.Millisecond) {
 		p("- **Session creation** reached %.0f/s with the server at %.0f%% of one core (the rest of the 2 cores is the load generator, which makes the same HTTP requests and websocket handshakes from its side). Each session costs the server an HTTP request with its middleware, an HMAC check, reads of the app, its origins and secrets, a write in the group commit, a websocket upgrade, and on `auth` a session lookup, an unread count, a last-seen write (group-committed too) and a second session lookup that closes the race with a revocation: the profile of workload 2 above has the split. The two writes share their fsyncs with everything else in flight, so the fsync is not the limit; CPU is. The p99 is queueing among the %d concurrent clients.",

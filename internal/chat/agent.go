@@ -59,6 +59,7 @@ func (h *Hub) startAgent(ctx context.Context, conn *websocket.Conn, a Agent) <-c
 	conn.SetReadLimit(MaxAgentFrameBytes)
 	ac := &agentClient{agent: a}
 	ac.peer = newPeer(conn, func() *slog.Logger { return h.log.With("owner", a.OwnerID, "app", a.AppID) }, a.ExpiresAt)
+	ac.peer.maxFrames, ac.peer.maxBytes = agentSendQueue, agentMaxQueuedBytes
 	if a.StillAllowed != nil {
 		ac.recheck, ac.recheckEvery = func() bool { return a.StillAllowed(ctx) }, h.AgentRecheck
 	}

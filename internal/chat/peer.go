@@ -17,9 +17,17 @@ import (
 // a healthy client is not cut for a burst that the count bound allows
 // just because its writer has not run yet; it stops a client from holding
 // 64 large frames (a history can be hundreds of KB).
+//
+// An inbox socket gets every message of its app, so at a busy app's rate
+// 64 frames are a few tens of milliseconds of backlog, which a moment of
+// scheduling delay on a loaded machine exceeds: its bounds are wider.
+// There are few of them (one per signed-in owner's open inbox).
 const (
-	sendQueue      = 64        // frames queued for a client before it counts as slow
-	maxQueuedBytes = 256 << 10 // bytes queued for a client before it counts as slow
+	sendQueue      = 64        // frames queued for a widget client before it counts as slow
+	maxQueuedBytes = 256 << 10 // bytes queued for a widget client before it counts as slow
+
+	agentSendQueue      = 1024    // the same for an inbox socket
+	agentMaxQueuedBytes = 1 << 20 // the same for an inbox socket
 )
 
 // peer is the write side of one connection, the same for widget and agent
@@ -39,6 +47,8 @@ type peer struct {
 	// still holds; the connection is closed with 4001 when it does not.
 	recheck      func() bool
 	recheckEvery time.Duration
+
+	maxFrames, maxBytes int // the send queue's bounds
 
 	mu          sync.Mutex
 	queued      []outFrame // oldest first; nil when empty
@@ -65,7 +75,7 @@ type outFrame struct {
 }
 
 func newPeer(conn *websocket.Conn, logger func() *slog.Logger, expiresAt time.Time) *peer {
-	return &peer{conn: conn, logger: logger, expiresAt: expiresAt}
+	return &peer{conn: conn, logger: logger, expiresAt: expiresAt, maxFrames: sendQueue, maxBytes: maxQueuedBytes}
 }
 
 // run serves the connection: read runs on the calling goroutine while
@@ -160,7 +170,7 @@ func (p *peer) enqueue(frame []byte, key string) {
 			}
 		}
 	}
-	if len(p.queued) >= sendQueue || (len(p.queued) > 0 && p.queuedBytes+len(frame) > maxQueuedBytes) {
+	if len(p.queued) >= p.maxFrames || (len(p.queued) > 0 && p.queuedBytes+len(frame) > p.maxBytes) {
 		p.closeLocked(websocket.CloseTryAgainLater, "too slow")
 		p.mu.Unlock()
 		p.logger().Warn("dropping slow client")

@@ -217,3 +217,28 @@ func TestPeerWritesQueueInOrder(t *testing.T) {
 		t.Logf("after close: %v", err)
 	}
 }
+
+// An inbox socket, which gets every message of its app, takes a burst
+// that would cut a widget socket, and is still cut at its own bounds.
+func TestAgentQueueIsWider(t *testing.T) {
+	widget, _, _ := testPeer(t)
+	agent, _, _ := testPeer(t)
+	agent.maxFrames, agent.maxBytes = agentSendQueue, agentMaxQueuedBytes
+	frame := bytes.Repeat([]byte("m"), 300) // a short message's frame
+	for range sendQueue + 100 {
+		widget.queue(frame)
+		agent.queue(frame)
+	}
+	if !widget.isClosing() {
+		t.Fatal("widget socket took a burst past its bound")
+	}
+	if agent.isClosing() {
+		t.Fatalf("inbox socket cut after %d frames; its bound is %d", sendQueue+100, agentSendQueue)
+	}
+	for range agentSendQueue {
+		agent.queue(frame)
+	}
+	if !agent.isClosing() {
+		t.Fatal("inbox socket never cut")
+	}
+}
