@@ -121,7 +121,7 @@ func (c *client) dialAgent(ctx context.Context) (*agentSocket, error) {
 
 // readLoop hands each agent frame's payload to fn with its arrival time.
 // It only reads and queues, so the bench never looks like a slow consumer
-// to the server (which cuts a socket 64 frames or 64 KB behind); fn runs on a
+// to the server (which cuts an inbox socket 1,024 frames or 1 MiB behind); fn runs on a
 // second goroutine.
 func (a *agentSocket) readLoop(fn func(data []byte, at time.Time)) {
 	type item struct {
@@ -433,6 +433,11 @@ func (x *dashResult) why(r *results) string {
 				worse = "the writes did not make them slower"
 			}
 			fmt.Fprintf(&b, ": the pages miss the target even without writes (the %d-row list is on both pages), and %s. ", x.ListRows, worse)
+			if n := x.BaseList.Count() + x.BaseConv.Count(); n > 0 {
+				cpuPerPage := time.Duration(x.BaseCPU / 100 * float64(x.BaseDur) / float64(n))
+				fmt.Fprintf(&b, "Quiet, the %d readers (each asking again as soon as it has an answer) kept the server at %.0f%% of one core, about %s of CPU per page, so with %d cores the p99 is mostly pages waiting for a core. ",
+					x.Readers, x.BaseCPU, ms(cpuPerPage), runtime.NumCPU())
+			}
 		} else {
 			b.WriteString(": the pages are fast alone, so the p99 is the reads waiting behind the writes. ")
 		}
