@@ -93,23 +93,23 @@ func (db *DB) addUserMessage(ctx context.Context, tx txn, in UserMessage) (Poste
 		}
 	}
 	// Writing reopens a closed conversation, as users expect.
-	var seq int64
-	err = tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, user_read_seq = last_seq + 1, last_message_at = ?, status = 'open'
-		WHERE id = ? AND subject_id = ? AND app_id = ? RETURNING last_seq`, now, convID, in.SubjectID, in.AppID).Scan(&seq)
+	c, err := scanPosted(tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, user_read_seq = last_seq + 1, last_message_at = ?, status = 'open'
+		WHERE id = ? AND subject_id = ? AND app_id = ? RETURNING `+postedColumns, now, convID, in.SubjectID, in.AppID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, ErrNotFound
 	}
 	if err != nil {
 		return p, err
 	}
-	p.Message = Message{ID: identity.NewID("msg_"), ConversationID: convID, Seq: seq, Author: AuthorUser,
+	p.Message = Message{ID: identity.NewID("msg_"), ConversationID: convID, Seq: c.LastSeq, Author: AuthorUser,
 		ClientMsgID: in.ClientMsgID, Body: in.Body, CreatedAt: fromMillis(now)}
 	_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, seq, author, author_subject_id, client_msg_id, body, created_at)
-		VALUES (?, ?, ?, 'user', ?, ?, ?, ?)`, p.Message.ID, convID, seq, in.SubjectID, in.ClientMsgID, in.Body, now)
+		VALUES (?, ?, ?, 'user', ?, ?, ?, ?)`, p.Message.ID, convID, c.LastSeq, in.SubjectID, in.ClientMsgID, in.Body, now)
 	if err != nil {
 		return p, err
 	}
-	return p, conversationForPost(ctx, tx, &p)
+	p.Conversation = c.withLast(p.Message)
+	return p, nil
 }
 
 // AddAgentMessage commits a reply from the site owner's side to one of the
@@ -120,28 +120,51 @@ func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, author
 	err := db.group(ctx, func(ctx context.Context, tx txn) error {
 		p = Posted{} // a failed attempt leaves nothing behind
 		now := db.now().UnixMilli()
-		var seq int64
-		err := tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, agent_read_seq = last_seq + 1, last_message_at = ?
-			WHERE id = ? AND app_id = ? RETURNING last_seq`, now, conversationID, appID).Scan(&seq)
+		c, err := scanPosted(tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, agent_read_seq = last_seq + 1, last_message_at = ?
+			WHERE id = ? AND app_id = ? RETURNING `+postedColumns, now, conversationID, appID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
-		p.Message = Message{ID: identity.NewID("msg_"), ConversationID: conversationID, Seq: seq, Author: AuthorAgent,
+		p.Message = Message{ID: identity.NewID("msg_"), ConversationID: conversationID, Seq: c.LastSeq, Author: AuthorAgent,
 			AuthorName: authorName, Body: body, CreatedAt: fromMillis(now)}
 		_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, seq, author, author_name, body, created_at)
-			VALUES (?, ?, ?, 'agent', ?, ?, ?)`, p.Message.ID, conversationID, seq, authorName, body, now)
+			VALUES (?, ?, ?, 'agent', ?, ?, ?)`, p.Message.ID, conversationID, c.LastSeq, authorName, body, now)
 		if err != nil {
 			return err
 		}
-		return conversationForPost(ctx, tx, &p)
+		p.Conversation = c.withLast(p.Message)
+		return nil
 	})
 	if err != nil {
 		return Posted{}, err
 	}
 	return p, nil
+}
+
+// postedColumns are the conversation's columns as the UPDATE that posts a
+// message returns them: what scanConversation reads, less the last
+// message, which is the one being posted. Reading them back this way saves
+// a SELECT with a join per message in the group commit.
+const postedColumns = `id, app_id, subject_id, status, created_at, last_message_at, last_seq, user_read_seq,
+	last_seq - user_read_seq, agent_read_seq, last_seq > agent_read_seq`
+
+func scanPosted(row *sql.Row) (Conversation, error) {
+	var c Conversation
+	var created, last int64
+	err := row.Scan(&c.ID, &c.AppID, &c.SubjectID, &c.Status, &created, &last, &c.LastSeq, &c.UserReadSeq, &c.Unread, &c.AgentReadSeq, &c.AgentUnread)
+	c.CreatedAt, c.LastMessageAt = fromMillis(created), fromMillis(last)
+	return c, err
+}
+
+// withLast is c with m as its last message, as conversationColumns read it
+// (without the client's message id).
+func (c Conversation) withLast(m Message) Conversation {
+	m.ClientMsgID = ""
+	c.LastMessage = &m
+	return c
 }
 
 func conversationForPost(ctx context.Context, tx txn, p *Posted) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 
 	"github.com/parley-chat/parley/internal/store"
@@ -11,7 +12,8 @@ import (
 
 // TestUnreadMarksMatchTheMessages: the unread counts, read off the seq
 // marks alone, equal what counting the messages gives, after any mix of
-// user messages, agent replies and read marks from both sides.
+// user messages, agent replies and read marks from both sides; and the
+// conversation a post returns is the one a read finds.
 func TestUnreadMarksMatchTheMessages(t *testing.T) {
 	db := MustOpenDB(t)
 	ctx := context.Background()
@@ -28,13 +30,26 @@ func TestUnreadMarksMatchTheMessages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		switch rng.IntN(4) {
-		case 0:
-			mustSend(t, db, s, id, fmt.Sprint("m", step), "user")
-		case 1:
-			if _, err := db.AddAgentMessage(ctx, a.App.ID, id, "Ann", "agent"); err != nil {
+		// The conversation a post returns is the one a read finds after it.
+		samePosted := func(p store.Posted) {
+			t.Helper()
+			read, err := db.AppConversation(ctx, a.App.ID, id)
+			if err != nil {
 				t.Fatal(err)
 			}
+			if !reflect.DeepEqual(p.Conversation, read) {
+				t.Fatalf("step %d: posted %+v (last %+v)\nread   %+v (last %+v)", step, p.Conversation, p.Conversation.LastMessage, read, read.LastMessage)
+			}
+		}
+		switch rng.IntN(4) {
+		case 0:
+			samePosted(mustSend(t, db, s, id, fmt.Sprint("m", step), "user"))
+		case 1:
+			p, err := db.AddAgentMessage(ctx, a.App.ID, id, "Ann", "agent")
+			if err != nil {
+				t.Fatal(err)
+			}
+			samePosted(p)
 		case 2:
 			if err := db.MarkRead(ctx, s.SubjectID, id, rng.Int64N(c.LastSeq+2)); err != nil {
 				t.Fatal(err)
