@@ -41,16 +41,7 @@ func TestSmoke(t *testing.T) {
 		t.Skip("starts the real server; skipped with -short")
 	}
 	dir := t.TempDir()
-	// PARLEY_BENCH_BIN runs an already built binary instead of building
-	// the tree's (to check the bench against another version of the server).
-	bin := os.Getenv("PARLEY_BENCH_BIN")
-	if bin == "" {
-		bin = filepath.Join(dir, "parley")
-		build := exec.Command("go", "build", "-o", bin, "github.com/parley-chat/parley/cmd/parley")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-	}
+	bin := benchBinary(t, dir)
 	cfg := config{
 		Idle:     20,
 		Sessions: 20, SessionConc: 4,
@@ -130,4 +121,20 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
 	}
+}
+
+// benchBinary is the server binary the tests run: PARLEY_BENCH_BIN, to
+// check the bench against another version of the server, or else one built
+// from this tree into dir.
+func benchBinary(t *testing.T, dir string) string {
+	t.Helper()
+	if bin := os.Getenv("PARLEY_BENCH_BIN"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(dir, "parley")
+	build := exec.Command("go", "build", "-o", bin, "github.com/parley-chat/parley/cmd/parley")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }

@@ -153,12 +153,13 @@ func (w *wconn) send(v any) error {
 }
 
 // readLoop hands each frame to fn with the time it arrived until the socket
-// closes. Pings are answered by gorilla's default handler.
-func (w *wconn) readLoop(fn func(f *inFrame, at time.Time)) {
+// closes, and returns the error that closed it. Pings are answered by
+// gorilla's default handler.
+func (w *wconn) readLoop(fn func(f *inFrame, at time.Time)) error {
 	for {
 		_, data, err := w.ws.ReadMessage()
 		if err != nil {
-			return
+			return err
 		}
 		at := time.Now()
 		var f inFrame

@@ -22,10 +22,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,7 +122,7 @@ func runSlow(ctx context.Context, c *client, healthy, slow int, rate, feedRate f
 	ref := newRefusals() // what ended the healthy and feeder sockets, and their error frames
 	watch := func(w *wconn, fn func(f *inFrame, at time.Time)) {
 		go func() {
-			err := readFrames(w, fn)
+			err := w.readLoop(fn)
 			if _, ok := onPurpose.Load(w); !ok && !ending.Load() {
 				ref.readErr(err)
 				r.Died.Add(1)
@@ -144,7 +144,7 @@ func runSlow(ctx context.Context, c *client, healthy, slow int, rate, feedRate f
 	}
 	onDeliver := func(f *inFrame, at time.Time) {
 		var m message
-		if f.Type != "message" || jsonUnmarshal(f.Message, &m) != nil {
+		if f.Type != "message" || json.Unmarshal(f.Message, &m) != nil {
 			return
 		}
 		if v, ok := sentAt.Load(m.ClientMsgID); ok {
@@ -480,18 +480,7 @@ func (r *slowResult) details(p func(string, ...any)) {
 	p("")
 }
 
-func confirmString(m map[string]int) string {
-	var keys []string
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
-	}
-	return strings.Join(parts, ", ")
-}
+func confirmString(m map[string]int) string { return countsString(m, " ×") }
 
 // why is the "why the misses" line, or "" when the target was met.
 func (r *slowResult) why() string {

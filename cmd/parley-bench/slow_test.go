@@ -1,8 +1,7 @@
 package main
 
 import (
-	"os"
-	"strconv"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -39,37 +38,11 @@ func TestSlow(t *testing.T) {
 		t.Errorf("RSS peak %d over the slow phase, %d above the baseline's", r.SlowPh.RSSPeak, r.memGrowth())
 	}
 	var b strings.Builder
-	p := func(f string, a ...any) { b.WriteString(sprintf(f, a...) + "\n") }
+	p := func(f string, a ...any) { b.WriteString(fmt.Sprintf(f, a...) + "\n") }
 	p("%s", r.row())
 	r.details(p)
 	if !strings.Contains(b.String(), "| 8 sockets that stop reading among 20 healthy") || !strings.Contains(b.String(), "8 of 8 slow sockets cut") {
 		t.Errorf("report:\n%s", b.String())
 	}
-	t.Log("\n" + b.String())
-}
-
-// TestSlowSize runs the workload at a realistic size against a server
-// binary: PARLEY_BENCH_SLOW=5000 (healthy users) PARLEY_BENCH_SLOW_RATE=500
-// (their messages a second, by default a tenth of them) go test -run
-// SlowSize -v, with 100 slow sockets and 30 s phases.
-func TestSlowSize(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("PARLEY_BENCH_SLOW"))
-	if n <= 0 {
-		t.Skip("set PARLEY_BENCH_SLOW to the number of healthy users")
-	}
-	c, ctx := kitServer(t)
-	rate, _ := strconv.ParseFloat(os.Getenv("PARLEY_BENCH_SLOW_RATE"), 64)
-	if rate <= 0 {
-		rate = float64(n) / 10
-	}
-	r, err := runSlow(ctx, c, n, 100, rate, 8, 30*time.Second, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	p := func(f string, a ...any) { b.WriteString(sprintf(f, a...) + "\n") }
-	p("%s", r.row())
-	r.details(p)
-	p("%s", r.why())
 	t.Log("\n" + b.String())
 }

@@ -116,16 +116,7 @@ func (r *refusals) String() string {
 		if len(m) == 0 {
 			return "none"
 		}
-		var keys []string
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var parts []string
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
-		}
-		return strings.Join(parts, ", ")
+		return countsString(m, "×")
 	}
 	cc := map[string]int{}
 	for k, v := range r.CloseCodes {
@@ -374,21 +365,16 @@ func pctsShort(h *Hist) string {
 	return fmt.Sprintf("p50 %s · p99 %s · max %s", ms(h.Quantile(.5)), ms(h.Quantile(.99)), ms(h.Max()))
 }
 
-func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-
-func sprintf(format string, a ...any) string { return fmt.Sprintf(format, a...) }
-
-// readFrames is wconn.readLoop returning the error that ended it.
-func readFrames(w *wconn, fn func(f *inFrame, at time.Time)) error {
-	for {
-		_, data, err := w.ws.ReadMessage()
-		if err != nil {
-			return err
-		}
-		at := time.Now()
-		var f inFrame
-		if json.Unmarshal(data, &f) == nil && fn != nil {
-			fn(&f, at)
-		}
+// countsString is m as "a×2, b×5", keys in order, each count after sep.
+func countsString(m map[string]int, sep string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s%s%d", k, sep, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -114,7 +115,7 @@ func runStorm(ctx context.Context, c *client, n int, spread time.Duration, logf 
 			defer close(u.readDone)
 			u.w.readLoop(func(f *inFrame, _ time.Time) {
 				var m message
-				if (f.Type == "message" || f.Type == "ack") && len(f.Message) > 0 && f.Message[0] == '{' && jsonUnmarshal(f.Message, &m) == nil && m.ConversationID == u.convo {
+				if (f.Type == "message" || f.Type == "ack") && len(f.Message) > 0 && f.Message[0] == '{' && json.Unmarshal(f.Message, &m) == nil && m.ConversationID == u.convo {
 					u.see(m.Seq)
 				}
 			})
@@ -324,7 +325,7 @@ func (c *client) resume(ctx context.Context, u *stormUser, r *stormResult) error
 			return fmt.Errorf("reading history: %v", err)
 		}
 		var f kFrame
-		if err := jsonUnmarshal(data, &f); err != nil {
+		if err := json.Unmarshal(data, &f); err != nil {
 			continue
 		}
 		switch f.Type {

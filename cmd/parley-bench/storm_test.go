@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -19,14 +16,7 @@ func kitServer(t *testing.T) (*client, context.Context) {
 		t.Skip("starts the real server; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := os.Getenv("PARLEY_BENCH_BIN") // a binary built already; by default, build one from this tree
-	if bin == "" {
-		bin = filepath.Join(dir, "parley")
-		build := exec.Command("go", "build", "-o", bin, "github.com/parley-chat/parley/cmd/parley")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-	}
+	bin := benchBinary(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	srv, err := startServer(ctx, bin, dir)
@@ -61,7 +51,7 @@ func TestStorm(t *testing.T) {
 		t.Errorf("resume took %v, peak RSS %d", r.ResumeAll, r.RSSPeak)
 	}
 	var b strings.Builder
-	p := func(f string, a ...any) { b.WriteString(strings.TrimSpace(sprintf(f, a...)) + "\n") }
+	p := func(f string, a ...any) { b.WriteString(strings.TrimSpace(fmt.Sprintf(f, a...)) + "\n") }
 	p("%s", r.row())
 	r.details(p)
 	for _, want := range []string{"| reconnect storm: 60 sockets", "0 gaps, 0 duplicates", "met at 60 sockets only"} {
@@ -70,27 +60,4 @@ func TestStorm(t *testing.T) {
 		}
 	}
 	t.Log("\n" + b.String())
-}
-
-// TestStormSize runs the workload at a realistic size against a server
-// binary: PARLEY_BENCH_STORM=5000 (sockets) go test -run StormSize -v.
-func TestStormSize(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("PARLEY_BENCH_STORM"))
-	if n <= 0 {
-		t.Skip("set PARLEY_BENCH_STORM to the number of sockets")
-	}
-	c, ctx := kitServer(t)
-	r, err := runStorm(ctx, c, n, 10*time.Second, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	p := func(f string, a ...any) { b.WriteString(sprintf(f, a...) + "\n") }
-	p("%s", r.row())
-	r.details(p)
-	p("%s", r.why())
-	t.Log("\n" + b.String())
-	if !r.ok() {
-		t.Error("missed")
-	}
 }
