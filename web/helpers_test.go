@@ -553,6 +553,7 @@ func (c *wsClient) expectClose(code int) {
 		if !websocket.IsCloseError(err, code) {
 			c.t.Fatalf("socket ended with %v (last frame %s), want close code %d", err, data, code)
 		}
+		c.conn.Close() // as a browser does once the server has closed
 		return
 	}
 }

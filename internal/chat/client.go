@@ -232,7 +232,7 @@ func (c *Client) readPump(ctx context.Context) {
 	})
 	var limiter *rate.Limiter // made at the first frame: an idle socket never needs one
 	strikes := 0
-	for {
+	for c.waitForRoom() {
 		kind, data, err := c.conn.ReadMessage()
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
@@ -278,9 +278,6 @@ func (c *Client) readPump(ctx context.Context) {
 			c.queueError(err, 0)
 		}
 		if c.isStopping() { // the answer is queued; the server is shutting down
-			return
-		}
-		if c.isClosing() {
 			return
 		}
 	}

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -28,11 +29,26 @@ const (
 
 	agentSendQueue      = 1024    // the same for an inbox socket
 	agentMaxQueuedBytes = 1 << 20 // the same for an inbox socket
+
+	// closeLinger bounds how long a connection waits, after its close
+	// frame, for the client to close its side. Closing a TCP connection
+	// with unread client frames in its receive buffer makes the kernel
+	// send a reset, which can destroy the close frame and the frames
+	// before it; so the server discards what the client still sends
+	// until it hangs up, or until this passes.
+	closeLinger = 2 * time.Second
 )
 
 // peer is the write side of one connection, the same for widget and agent
 // sockets: a bounded send queue and what drains it. It also pings, ends
 // the connection when its session expires and sends the close frame.
+//
+// Two kinds of client fill the queue, and they are told apart. A slow
+// reader lets broadcasts pile up: it is cut when a bound is reached. A
+// flooder that reads makes the server answer every frame it sends: the
+// read pump waits (waitForRoom) while half the queue is taken, so the
+// flooder is paced by its own reading, and its answers (acks of what was
+// committed among them) are never dropped to cut it as slow.
 //
 // An idle connection costs one goroutine, the read pump's. Nothing writes
 // until there is something to write: queuing a frame starts a writer
@@ -59,7 +75,9 @@ type peer struct {
 	closeCode   int
 	closeText   string
 	timers      [3]*time.Timer // ping, expiry, recheck
+	room        chan struct{}  // closed when the queue has room again; nil unless the reader waits
 	ended       chan struct{}  // closed once the connection is closed
+	readDone    chan struct{}  // closed once the read side is finished: the client hung up, or closeLinger passed
 
 	// readMu guards stopping and the read deadline together, so that a
 	// deadline extension never undoes stopReading.
@@ -84,6 +102,7 @@ func newPeer(conn *websocket.Conn, logger func() *slog.Logger, expiresAt time.Ti
 func (p *peer) run(read func()) {
 	p.mu.Lock()
 	p.ended = make(chan struct{})
+	p.readDone = make(chan struct{})
 	p.started = true
 	if !p.closing { // a close before the start needs no timers
 		p.timers[0] = time.AfterFunc(pingPeriod, p.ping)
@@ -103,7 +122,43 @@ func (p *peer) run(read func()) {
 	} else {
 		p.closeWith(websocket.CloseNormalClosure, "")
 	}
+	discardUntilHangUp(p.conn, time.Now().Add(writeWait+closeLinger))
+	close(p.readDone)
 	<-ended
+}
+
+// waitForRoom is called by a read pump before it reads a frame. It waits
+// while the queue is half full, by count or by bytes, so that a client's
+// own answers never fill it: a client that sends faster than it reads is
+// slowed down to its reading speed (its frames wait in TCP's buffers),
+// and the other half stays free for broadcasts. It returns false once the
+// connection is closing: no frame is read and handled after that.
+func (p *peer) waitForRoom() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for !p.closing && p.full() {
+		if p.room == nil {
+			p.room = make(chan struct{})
+		}
+		room := p.room
+		p.mu.Unlock()
+		<-room
+		p.mu.Lock()
+	}
+	return !p.closing
+}
+
+// full reports whether the reader must wait for the writer.
+func (p *peer) full() bool {
+	return len(p.queued) >= p.maxFrames/2 || p.queuedBytes >= p.maxBytes/2
+}
+
+// wakeReaderLocked lets a waiting reader go on once there is room.
+func (p *peer) wakeReaderLocked() {
+	if p.room != nil && (p.closing || !p.full()) {
+		close(p.room)
+		p.room = nil
+	}
 }
 
 // stopReading is how a shutdown drains a connection: the frame being
@@ -171,7 +226,7 @@ func (p *peer) enqueue(frame []byte, key string) {
 		}
 	}
 	if len(p.queued) >= p.maxFrames || (len(p.queued) > 0 && p.queuedBytes+len(frame) > p.maxBytes) {
-		p.closeLocked(websocket.CloseTryAgainLater, "too slow")
+		p.closeLocked(websocket.CloseAbnormalClosure, "")
 		p.mu.Unlock()
 		p.logger().Warn("dropping slow client")
 		p.conn.Close() // its buffers are full: no close frame would get through, and a blocked write ends now
@@ -200,10 +255,12 @@ func (p *peer) closeLocked(code int, text string) {
 	}
 	p.closing = true
 	p.closeCode, p.closeText = code, text
-	if code == websocket.CloseTryAgainLater || code == websocket.CloseAbnormalClosure {
-		// Nothing queued will be written: writing to it is what failed.
+	if code == websocket.CloseAbnormalClosure {
+		// Nothing queued will be written: writing to it is what failed,
+		// or it fell too far behind.
 		p.queued, p.queuedBytes = nil, 0
 	}
+	p.wakeReaderLocked()
 	p.startWriterLocked()
 }
 
@@ -238,6 +295,7 @@ func (p *peer) write() {
 		p.queued[0] = outFrame{}
 		p.queued = p.queued[1:]
 		p.queuedBytes -= len(f.data)
+		p.wakeReaderLocked()
 		p.mu.Unlock()
 		p.conn.SetWriteDeadline(time.Now().Add(writeWait))
 		if err := p.conn.WriteMessage(websocket.TextMessage, f.data); err != nil {
@@ -248,7 +306,10 @@ func (p *peer) write() {
 
 // finish writes what is still queued and the close frame, then closes the
 // connection, which ends the read pump. A slow or broken connection gets
-// neither: writing to it is what failed.
+// neither: writing to it is what failed. After the close frame the
+// connection is half-closed and closed only once the read side is done
+// (see closeLinger), so the client reads the close frame rather than a
+// reset.
 func (p *peer) finish() {
 	defer close(p.ended)
 	defer p.conn.Close()
@@ -271,7 +332,34 @@ func (p *peer) finish() {
 			return
 		}
 	}
-	p.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline)
+	if p.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline) != nil {
+		return
+	}
+	closeWrite(p.conn)
+	linger := time.NewTimer(closeLinger)
+	defer linger.Stop()
+	select {
+	case <-p.readDone:
+	case <-linger.C: // the read pump is closed with the connection
+	}
+}
+
+// closeWrite sends the client a FIN after the close frame: a client that
+// has read the close frame then hangs up, which ends the linger at once.
+func closeWrite(conn *websocket.Conn) {
+	if c, ok := conn.NetConn().(interface{ CloseWrite() error }); ok {
+		c.CloseWrite()
+	}
+}
+
+// discardUntilHangUp reads and drops whatever the client sends until it
+// closes its side, the connection is closed, or deadline passes. It reads
+// the raw connection: the websocket's read side may already have failed,
+// and nothing read now is handled anyway.
+func discardUntilHangUp(conn *websocket.Conn, deadline time.Time) {
+	nc := conn.NetConn()
+	nc.SetReadDeadline(deadline)
+	io.Copy(io.Discard, nc)
 }
 
 // ping runs on its timer's goroutine. Control frames may be written

@@ -104,14 +104,14 @@ func TestSupersededFramesDoNotFillTheQueue(t *testing.T) {
 		t.Fatal("cut with a full queue, not an overfull one")
 	}
 	p.queue([]byte("one too many"))
-	if !p.isClosing() || p.closeCode != websocket.CloseTryAgainLater {
-		t.Fatalf("closing %v code %d, want cut with 1013", p.isClosing(), p.closeCode)
+	if !p.isClosing() || p.closeCode != websocket.CloseAbnormalClosure {
+		t.Fatalf("closing %v code %d, want cut without a close frame (1006)", p.isClosing(), p.closeCode)
 	}
 }
 
 // A client that does not read holds at most maxQueuedBytes of queued
-// frames, well before the count bound, and is then cut off with 1013:
-// its socket is closed at once and its queue let go.
+// frames, well before the count bound, and is then cut off: its socket is
+// closed at once, with no close frame, and its queue let go.
 func TestQueueIsBoundedByBytes(t *testing.T) {
 	p, client, logs := testPeer(t)
 	frame := bytes.Repeat([]byte("x"), 10_000)
@@ -130,8 +130,8 @@ func TestQueueIsBoundedByBytes(t *testing.T) {
 	if want := maxQueuedBytes/len(frame) + 1; n != want {
 		t.Errorf("cut at frame %d, want %d", n, want)
 	}
-	if p.closeCode != websocket.CloseTryAgainLater || p.closeText != "too slow" {
-		t.Errorf("close %d %q, want 1013 too slow", p.closeCode, p.closeText)
+	if p.closeCode != websocket.CloseAbnormalClosure {
+		t.Errorf("close %d %q, want a cut without a close frame (1006)", p.closeCode, p.closeText)
 	}
 	p.mu.Lock()
 	if p.queued != nil || p.queuedBytes != 0 {
@@ -160,7 +160,7 @@ func TestQueueTakesOneLargeFrameAlone(t *testing.T) {
 		t.Fatal("a large frame alone cut the client")
 	}
 	p.queue([]byte("next"))
-	if !p.isClosing() || p.closeCode != websocket.CloseTryAgainLater {
+	if !p.isClosing() || p.closeCode != websocket.CloseAbnormalClosure {
 		t.Fatal("a frame behind one over the bound did not cut the client")
 	}
 }
@@ -240,5 +240,67 @@ func TestAgentQueueIsWider(t *testing.T) {
 	}
 	if !agent.isClosing() {
 		t.Fatal("inbox socket never cut")
+	}
+}
+
+// A read pump waits while half the queue is taken, by count or by bytes,
+// so a client's own answers never reach the bound that cuts slow readers;
+// it goes on once the writer has made room, and stops waiting (and
+// reading) when the connection closes.
+func TestReaderWaitsForRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"count", []byte("ack")},
+		{"bytes", bytes.Repeat([]byte("h"), maxQueuedBytes/2)},
+	} {
+		t.Run(tc.name+"/writer drains", func(t *testing.T) {
+			p, client, _ := testPeer(t)
+			fill(p, tc.frame)
+			waited := make(chan bool)
+			go func() { waited <- p.waitForRoom() }()
+			select {
+			case <-waited:
+				t.Fatalf("the reader went on with %d frames queued", len(queuedFrames(p)))
+			case <-time.After(50 * time.Millisecond):
+			}
+			read := make(chan struct{})
+			ran := make(chan struct{})
+			go func() { defer close(ran); p.run(func() { <-read }) }()
+			client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := client.ReadMessage(); err != nil { // the writer drains
+				t.Fatal(err)
+			}
+			if ok := <-waited; !ok {
+				t.Fatal("waitForRoom = false on an open connection")
+			}
+			close(read)
+			client.Close()
+			<-ran
+		})
+		t.Run(tc.name+"/connection closes", func(t *testing.T) {
+			p, _, _ := testPeer(t)
+			fill(p, tc.frame)
+			waited := make(chan bool)
+			go func() { waited <- p.waitForRoom() }()
+			p.closeWith(closePolicy, "rate limit exceeded")
+			if ok := <-waited; ok {
+				t.Fatal("waitForRoom = true on a closing connection")
+			}
+		})
+	}
+}
+
+// fill queues frame until a reader would wait.
+func fill(p *peer, frame []byte) {
+	for {
+		p.mu.Lock()
+		full := p.full()
+		p.mu.Unlock()
+		if full {
+			return
+		}
+		p.queue(frame)
 	}
 }
