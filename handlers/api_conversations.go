@@ -167,7 +167,7 @@ func (h *Conversations) Reply(c echo.Context) error {
 }
 
 type typingRequest struct {
-	Typing     bool   `json:"typing"`
+	Typing     *bool  `json:"typing"` // required: {} says nothing
 	AuthorName string `json:"author_name"`
 }
 
@@ -178,6 +178,9 @@ func (h *Conversations) Typing(c echo.Context) error {
 	if err := decodeJSON(c, 4<<10, &req); err != nil {
 		return err
 	}
+	if req.Typing == nil {
+		return apiError(http.StatusBadRequest, "invalid_request", "typing: required, true or false")
+	}
 	if req.AuthorName != "" {
 		if err := checkField("author_name", req.AuthorName); err != nil {
 			return err
@@ -187,7 +190,7 @@ func (h *Conversations) Typing(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	h.Delivery.AgentTyping(conv, req.AuthorName, req.Typing)
+	h.Delivery.AgentTyping(conv, req.AuthorName, *req.Typing)
 	return c.NoContent(http.StatusNoContent)
 }
 

@@ -4,6 +4,7 @@
 package handlers
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,27 +98,31 @@ func toAPIError(err error) *APIError {
 }
 
 // decodeJSON reads a JSON object of at most limit bytes into dst,
-// refusing other content types, unknown fields and trailing data.
+// refusing other content types, anything but an object (encoding/json
+// decodes null into a struct as a no-op, leaving every field at its zero
+// value), unknown fields and trailing data.
 func decodeJSON(c echo.Context, limit int64, dst any) error {
 	ct, _, _ := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
 	if ct != "application/json" {
 		return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
 	}
-	body := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return apiError(http.StatusBadRequest, "body_too_large", fmt.Sprintf("request body is limited to %d bytes", limit))
 		}
+		return apiError(http.StatusBadRequest, "invalid_json", "reading the request body: "+shortJSONError(err))
+	}
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] != '{' {
+		return apiError(http.StatusBadRequest, "invalid_json", "request body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
 		return apiError(http.StatusBadRequest, "invalid_json", "request body is not a valid JSON object of the expected shape: "+shortJSONError(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return apiError(http.StatusBadRequest, "body_too_large", fmt.Sprintf("request body is limited to %d bytes", limit))
-		}
 		return apiError(http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object")
 	}
 	return nil
