@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -223,6 +224,9 @@ func TestJWTSessionRefusals(t *testing.T) {
 			"missing exp":        {jwtUser(app, hs(userClaims(app, "user-1", "exp", nil))), "exp"},
 			"expired":            {jwtUser(app, hs(userClaims(app, "user-1", "iat", now.Add(-20*time.Minute).Unix(), "exp", now.Add(-5*time.Minute).Unix()))), "expired"},
 			"exp over iat + 1h":  {jwtUser(app, hs(userClaims(app, "user-1", "exp", now.Add(2*time.Hour).Unix()))), "1 hour"},
+			"exp quoted":         {jwtUser(app, hs(userClaims(app, "user-1", "exp", strconv.FormatInt(now.Add(10*time.Minute).Unix(), 10)))), "numbers"},
+			"iat quoted":         {jwtUser(app, hs(userClaims(app, "user-1", "iat", strconv.FormatInt(now.Unix(), 10)))), "numbers"},
+			"nbf quoted":         {jwtUser(app, hs(userClaims(app, "user-1", "nbf", strconv.FormatInt(now.Add(-time.Minute).Unix(), 10)))), "numbers"},
 			"missing iat":        {jwtUser(app, hs(userClaims(app, "user-1", "iat", nil))), "iat"},
 			"future iat":         {jwtUser(app, hs(userClaims(app, "user-1", "iat", now.Add(5*time.Minute).Unix()))), "iat"},
 			"nbf ahead":          {jwtUser(app, hs(userClaims(app, "user-1", "nbf", now.Add(5*time.Minute).Unix()))), "nbf"},

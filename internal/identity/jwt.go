@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -55,7 +56,9 @@ type userJWTClaims struct {
 
 // UnmarshalJSON reads the claims by their exact names. Plain decoding into
 // the struct would match names case-insensitively and let "SUB" or
-// "Email" stand in for the registered claims.
+// "Email" stand in for the registered claims. The dates must be JSON
+// numbers (RFC 7519, section 2): jwt.NumericDate decodes through
+// json.Number, which also takes a quoted number such as "1765000000".
 func (c *userJWTClaims) UnmarshalJSON(b []byte) error {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
@@ -67,11 +70,21 @@ func (c *userJWTClaims) UnmarshalJSON(b []byte) error {
 		if !ok {
 			continue
 		}
+		if _, isDate := dst.(**jwt.NumericDate); isDate && !isNumberOrNull(v) {
+			return fmt.Errorf("identity: claim %s is not a JSON number", key)
+		}
 		if err := json.Unmarshal(v, dst); err != nil {
 			return fmt.Errorf("identity: claim %s: %w", key, err)
 		}
 	}
 	return nil
+}
+
+// isNumberOrNull reports whether v, a valid JSON value, is a number or
+// null (a date claim left out).
+func isNumberOrNull(v json.RawMessage) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9' || string(v) == "null")
 }
 
 // ParseUserJWT verifies an identity JWT minted by the owner's backend for

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -196,6 +197,13 @@ func TestParseUserJWTRefuses(t *testing.T) {
 		"sub too long":             {hs(with("sub", long)), "sub claim is longer than 255 bytes"},
 		"sub with control chars":   {hs(with("sub", "user\n42")), "sub claim contains control characters"},
 		"exp not a number":         {hs(with("exp", "tomorrow")), "not a JSON object of the expected types"},
+		"exp a quoted number":      {hs(with("exp", strconv.FormatInt(jwtNow.Add(10*time.Minute).Unix(), 10))), "exp, iat, nbf numbers"},
+		"iat a quoted number":      {hs(with("iat", strconv.FormatInt(jwtNow.Unix(), 10))), "exp, iat, nbf numbers"},
+		"nbf a quoted number":      {hs(with("nbf", strconv.FormatInt(jwtNow.Add(-time.Minute).Unix(), 10))), "exp, iat, nbf numbers"},
+		"exp a quoted fraction":    {hs(with("exp", "1800000600.5")), "exp, iat, nbf numbers"},
+		"exp true":                 {hs(with("exp", true)), "exp, iat, nbf numbers"},
+		"iat a list":               {hs(with("iat", []int64{jwtNow.Unix()})), "exp, iat, nbf numbers"},
+		"nbf an object":            {hs(with("nbf", map[string]int64{"t": jwtNow.Unix()})), "exp, iat, nbf numbers"},
 		"email without @":          {hs(with("email", "ann.example.com")), "email claim is not an email address"},
 		"empty email":              {hs(with("email", "")), "email claim is empty"},
 		"email too long":           {hs(with("email", long+"@x")), "email claim is longer than 255 bytes"},
@@ -271,6 +279,8 @@ func FuzzParseUserJWT(f *testing.F) {
 	f.Add(handmade(f, map[string]any{"alg": "HS256", "kid": currentKid}, map[string]any{"sub": "x", "SUB": "y", "aud": jwtAppID, "iat": 1.8e9, "exp": 1.8e9 + 60}, currentSecret))
 	f.Add(good[:len(good)-2])
 	f.Add("e30.e30.")
+	f.Add(mint(f, jwt.SigningMethodHS256, currentKid, currentSecret, with("exp", "1800000600")))
+	f.Add(mint(f, jwt.SigningMethodHS256, currentKid, currentSecret, with("iat", "1800000000", "nbf", " 1799999999")))
 	f.Fuzz(func(t *testing.T, raw string) {
 		c, err := parse(raw)
 		if err != nil {
@@ -353,6 +363,9 @@ func date(t *testing.T, claims map[string]json.RawMessage, name string) *jwt.Num
 	v, ok := claims[name]
 	if !ok || string(v) == "null" {
 		return nil
+	}
+	if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
+		t.Fatalf("accepted %s %s, which is not a JSON number", name, v)
 	}
 	var d jwt.NumericDate
 	if err := json.Unmarshal(v, &d); err != nil {
