@@ -41,7 +41,7 @@ func TestAppsCreateIdentityFlags(t *testing.T) {
 	}
 
 	out, _, err = runCLI(t, "apps", "create", "--db", db, "--name", "Plain", "--origin", "https://shop.example")
-	if err != nil || !strings.Contains(out, "require_jwt:      false") || !strings.Contains(out, "refuse_anonymous: false") {
+	if err != nil || !strings.Contains(out, "require_jwt:        false") || !strings.Contains(out, "refuse_anonymous:   false") {
 		t.Fatalf("apps create = %q, %v; want both flags shown as false", out, err)
 	}
 }
@@ -309,5 +309,114 @@ func TestSweep(t *testing.T) {
 	housekeeping(ctx, db, log, time.Now().Add(sessionEndsKept+time.Minute))
 	if ends, _ := db.SessionEndsAfter(ctx, 0, 10); len(ends) != 0 {
 		t.Fatalf("day-old session ends were kept: %+v", ends)
+	}
+}
+
+// The kid that identity JWTs carry is printed with the secret, so a
+// backend set up from the CLI can mint a JWT; apps list and apps show
+// print ids and settings and never a secret.
+func TestAppsListAndShow(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "parley.db")
+	out, _, err := runCLI(t, "apps", "list", "--db", db)
+	if err == nil || exitCode(err) != 2 {
+		t.Fatalf("apps list on no database = %q, %v; want exit 2", out, err)
+	}
+	var created map[string]any
+	out, _, err = runCLI(t, "apps", "create", "--db", db, "--name", "Shop", "--origin", "https://shop.example", "--json")
+	if err != nil || json.Unmarshal([]byte(out), &created) != nil {
+		t.Fatalf("apps create --json = %q, %v", out, err)
+	}
+	appID, secret, apiKey := created["app_id"].(string), created["identity_secret"].(string), created["api_key"].(string)
+	app, err := openDB(t, db).App(context.Background(), appID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := created["identity_secret_id"], app.IdentitySecretID; got != want {
+		t.Fatalf("apps create --json identity_secret_id = %v, want the kid %s", got, want)
+	}
+	text, _, err := runCLI(t, "apps", "create", "--db", db, "--name", "Blog", "--origin", "https://blog.example", "--identity", "monitor")
+	if err != nil || !strings.Contains(text, "identity_secret_id: isk_") {
+		t.Fatalf("apps create = %q, %v; want identity_secret_id", text, err)
+	}
+	if _, _, err := runCLI(t, "apps", "disable", "--db", db, "--app", appID); err != nil {
+		t.Fatal(err)
+	}
+
+	out, _, err = runCLI(t, "apps", "list", "--db", db, "--json")
+	var list struct {
+		Apps []map[string]any `json:"apps"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list.Apps) != 2 {
+		t.Fatalf("apps list --json = %q, %v; want two apps", out, err)
+	}
+	if a := list.Apps[0]; a["app_id"] != appID || a["name"] != "Shop" || a["disabled"] != true || a["identity_secret_id"] != app.IdentitySecretID ||
+		a["identity_mode"] != "enforced" || list.Apps[1]["identity_mode"] != "monitor" {
+		t.Errorf("apps list --json = %v", list.Apps)
+	}
+	show, _, err := runCLI(t, "apps", "show", "--db", db, "--app", appID, "--json")
+	var one map[string]any
+	dec := json.NewDecoder(strings.NewReader(show))
+	if err != nil || dec.Decode(&one) != nil || dec.More() || one["app_id"] != appID || one["identity_secret_id"] != app.IdentitySecretID {
+		t.Fatalf("apps show --json = %q, %v; want one object for %s", show, err, appID)
+	}
+	listText, _, err := runCLI(t, "apps", "list", "--db", db)
+	if err != nil || !strings.Contains(listText, appID) || !strings.Contains(listText, app.IdentitySecretID) {
+		t.Fatalf("apps list = %q, %v", listText, err)
+	}
+	showText, _, err := runCLI(t, "apps", "show", "--db", db, "--app", appID)
+	if err != nil || !strings.Contains(showText, "identity_secret_id: "+app.IdentitySecretID) || !strings.Contains(showText, "disabled:           true") {
+		t.Fatalf("apps show = %q, %v", showText, err)
+	}
+	for _, o := range []string{out, show, listText, showText} {
+		if strings.Contains(o, secret) || strings.Contains(o, apiKey) || strings.Contains(o, "psk_") {
+			t.Fatalf("a secret was shown again: %q", o)
+		}
+	}
+
+	for name, args := range map[string][]string{
+		"unknown app": {"apps", "show", "--db", db, "--app", "app_nope"},
+		"no --app":    {"apps", "show", "--db", db},
+		"no --db":     {"apps", "list"},
+	} {
+		t.Setenv("PARLEY_DB", "")
+		if out, _, err := runCLI(t, args...); err == nil || exitCode(err) != 2 {
+			t.Errorf("%s: %q, %v; want exit 2", name, out, err)
+		}
+	}
+}
+
+// A --db that names a directory, or a file in a directory that does not
+// exist, is refused with exit 2 by every command that opens the database,
+// and nothing is created: no key file beside it, no database in it.
+func TestDBPathThatCannotBeADatabase(t *testing.T) {
+	dir := t.TempDir()
+	adir := filepath.Join(dir, "adir")
+	if err := os.Mkdir(adir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		db, why string
+	}{
+		{adir, "is a directory"},
+		{filepath.Join(dir, "missing", "p.db"), "does not exist"},
+	} {
+		for _, args := range [][]string{
+			{"apps", "create", "--name", "x", "--origin", "https://shop.example"},
+			{"apps", "list"},
+			{"apps", "show", "--app", "app_x"},
+			{"apps", "disable", "--app", "app_x"},
+			{"owners", "create", "--email", "a@example.com"},
+			{"master-key", "reset", "--forget-identity-secrets"},
+		} {
+			_, stderr, err := runCLI(t, append(args, "--db", tc.db)...)
+			if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), tc.why) && !strings.Contains(err.Error(), "no database") {
+				t.Errorf("%v --db %s: %v (%s), want exit 2 saying it %s", args, tc.db, err, stderr, tc.why)
+			}
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	inside, _ := os.ReadDir(adir)
+	if len(entries) != 1 || len(inside) != 0 {
+		t.Fatalf("files were created: %d in the temp dir (want only adir), %d in adir", len(entries), len(inside))
 	}
 }

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +32,8 @@ Usage:
                [--synchronous full|normal] [--pprof HOST:PORT]
   parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor]
                      [--require-jwt] [--refuse-anonymous] [--owner EMAIL] [--json]
+  parley apps list --db PATH [--json]
+  parley apps show --db PATH --app APP_ID [--json]
   parley apps disable|enable --db PATH --app APP_ID [--json]
   parley owners create --db PATH --email EMAIL [--name NAME] [--password-stdin] [--app APP_ID …] [--json]
   parley owners set-password --db PATH --email EMAIL [--password-stdin] [--json]
@@ -42,6 +43,8 @@ Usage:
   parley master-key rotate --db PATH --new-key-file NEW
   parley master-key reset --db PATH --forget-identity-secrets [--json]
 
+apps create prints the app's secrets once; apps list and apps show print ids and settings,
+never a secret (identity_secret_id is the kid that identity JWTs carry).
 owners set-password resets a forgotten dashboard password and ends the owner's sign-ins.
 apps disable turns an app's widget off and ends its open chats (a running serve closes
 them within a second); apps enable turns it back on.
@@ -101,11 +104,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			switch args[1] {
 			case "create":
 				return appsCreateCmd(ctx, args[2:], stdout, stderr)
+			case "list":
+				return appsListCmd(ctx, args[2:], stdout, stderr)
+			case "show":
+				return appsShowCmd(ctx, args[2:], stdout, stderr)
 			case "disable", "enable":
 				return appsSetDisabledCmd(ctx, args[1], args[2:], stdout, stderr)
 			}
 		}
-		return usageError{"usage: parley apps create|disable|enable --db PATH …"}
+		return usageError{"usage: parley apps create|list|show|disable|enable --db PATH …"}
 	case "owners":
 		if len(args) >= 2 {
 			switch args[1] {
@@ -153,67 +160,6 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
-func appsCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("apps create", stderr)
-	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
-	name := fs.String("name", "", "app name")
-	var origins multiFlag
-	fs.Var(&origins, "origin", "allowed parent-page origin, e.g. https://shop.example.com (repeatable)")
-	mode := fs.String("identity", store.ModeEnforced, "identity mode: enforced or monitor")
-	requireJWT := fs.Bool("require-jwt", false, "accept identified users only with an identity JWT (user_jwt), not a user_hash")
-	refuseAnonymous := fs.Bool("refuse-anonymous", false, "refuse visitors who carry no identity")
-	ownerEmail := fs.String("owner", "", "`email` of an existing owner who gets the app in their dashboard")
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	keyFile := masterKeyFlag(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *dbPath == "" || *name == "" || len(origins) == 0 {
-		return usageError{"apps create needs --db, --name and at least one --origin"}
-	}
-	// Validate before touching the database, so a typo creates no file.
-	if _, err := store.CanonicalOrigins(origins); err != nil {
-		return usageError{err.Error()}
-	}
-	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	var ownerID string
-	if *ownerEmail != "" {
-		owner, _, err := db.OwnerByEmail(ctx, *ownerEmail)
-		if errors.Is(err, store.ErrNotFound) {
-			return usageError{fmt.Sprintf("no owner has the email %q (create one with parley owners create)", *ownerEmail)}
-		}
-		if err != nil {
-			return err
-		}
-		ownerID = owner.ID
-	}
-	created, err := db.CreateApp(ctx, store.NewApp{Name: *name, Origins: origins, IdentityMode: *mode,
-		RequireJWT: *requireJWT, RefuseAnonymous: *refuseAnonymous, OwnerID: ownerID})
-	if ie := new(store.InputError); errors.As(err, &ie) {
-		return usageError{ie.Msg}
-	}
-	if err != nil {
-		return err
-	}
-	a := created.App
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(map[string]any{
-			"app_id": a.ID, "name": a.Name, "origins": a.Origins, "identity_mode": a.IdentityMode,
-			"require_jwt": a.RequireJWT, "refuse_anonymous": a.RefuseAnonymous,
-			"identity_secret": a.IdentitySecret, "api_key": created.APIKey,
-		})
-	}
-	fmt.Fprintf(stdout, "app_id:           %s\nname:             %s\norigins:          %s\nidentity_mode:    %s\n"+
-		"require_jwt:      %t\nrefuse_anonymous: %t\nidentity_secret:  %s\napi_key:          %s\n\n"+
-		"Keep identity_secret and api_key on your server only. The api_key is not shown again.\n",
-		a.ID, a.Name, strings.Join(a.Origins, " "), a.IdentityMode, a.RequireJWT, a.RefuseAnonymous, a.IdentitySecret, created.APIKey)
-	return nil
-}
 
 func hashCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("hash", stderr)

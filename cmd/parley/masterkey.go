@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/parley-chat/parley/internal/masterkey"
@@ -34,6 +35,9 @@ func openStore(ctx context.Context, dbPath, keyFile string, log *slog.Logger) (*
 
 // openStoreWith is openStore with the database options of serve.
 func openStoreWith(ctx context.Context, dbPath, keyFile string, log *slog.Logger, opts store.Options) (*store.DB, error) {
+	if err := checkDBPath(dbPath); err != nil {
+		return nil, err
+	}
 	keyFile = keyFilePath(dbPath, keyFile)
 	key, created, err := loadMasterKey(keyFile, log)
 	if err != nil {
@@ -41,6 +45,28 @@ func openStoreWith(ctx context.Context, dbPath, keyFile string, log *slog.Logger
 	}
 	db, err := store.OpenWith(ctx, dbPath, key, opts)
 	return db, missingKeyFile(err, created, keyFile)
+}
+
+// checkDBPath refuses a --db that cannot be a database file before
+// anything is created (the key file beside it, say): a directory, a device
+// or a socket, or a new file in a directory that does not exist.
+func checkDBPath(dbPath string) error {
+	fi, err := os.Stat(dbPath)
+	switch {
+	case err == nil && fi.IsDir():
+		return usageError{fmt.Sprintf("--db %s is a directory; name the database file instead, e.g. %s", dbPath, filepath.Join(dbPath, "parley.db"))}
+	case err == nil && !fi.Mode().IsRegular():
+		return usageError{fmt.Sprintf("--db %s is not a regular file", dbPath)}
+	case err == nil:
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return usageError{fmt.Sprintf("--db %s: %v", dbPath, errors.Unwrap(err))}
+	}
+	dir := filepath.Dir(dbPath)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return usageError{fmt.Sprintf("--db %s: the directory %s does not exist; create it first", dbPath, dir)}
+	}
+	return nil
 }
 
 // keyFilePath is the key file used when PARLEY_MASTER_KEY is not set.

@@ -56,7 +56,7 @@ func needDatabase(dbPath string) error {
 	if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
 		return usageError{fmt.Sprintf("no database at %s", dbPath)}
 	}
-	return nil
+	return checkDBPath(dbPath)
 }
 
 // masterKeyRotateCmd re-seals the identity secrets under a new master key.

@@ -254,6 +254,39 @@ func (db *DB) App(ctx context.Context, id string) (*App, error) {
 	return db.appWhere(ctx, `id = ?`, id)
 }
 
+// Apps returns every app, oldest first (for the CLI's apps list).
+func (db *DB) Apps(ctx context.Context) ([]*App, error) {
+	rows, err := db.readRows(ctx, `SELECT id FROM apps ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: apps: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: apps: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rowsErr(rows); err != nil {
+		return nil, err
+	}
+	apps := make([]*App, 0, len(ids))
+	for _, id := range ids {
+		a, err := db.App(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted since the listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		apps = append(apps, a)
+	}
+	return apps, nil
+}
+
 // AppByAPIKey returns the app whose API key is key. The lookup is by the
 // key's SHA-256, so no secret is ever compared byte by byte in SQL.
 func (db *DB) AppByAPIKey(ctx context.Context, key string) (*App, error) {
