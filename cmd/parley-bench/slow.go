@@ -63,7 +63,7 @@ type slowResult struct {
 	Cut            int            // slow sockets the server closed (server side left ESTABLISHED)
 	CutAfter       *Hist          // socket stopped reading → server closed it
 	NotCut         int            // still ESTABLISHED on the server slowCutWait after the phase
-	Confirm        map[string]int // reading each slow socket afterwards: "close 1013", "EOF/reset", "still open"…
+	Confirm        map[string]int // reading each slow socket afterwards: "close 1008", "EOF/reset", "still open"…
 	Drained        int64          // frames the slow sockets still read afterwards
 	FedBytes       int64          // bytes of message bodies sent to the slow sockets' conversations (feeder acks × body × sockets per feeder)
 	ProcErr        string         // /proc/net/tcp unreadable

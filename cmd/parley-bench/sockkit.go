@@ -108,7 +108,7 @@ func (r *refusals) total() int {
 	return n
 }
 
-// String is e.g. "HTTP: none; error frames: unavailable×3; close codes: 1013×2".
+// String is e.g. "HTTP: none; error frames: unavailable×3; close codes: 1006×2".
 func (r *refusals) String() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
