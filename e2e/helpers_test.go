@@ -386,6 +386,10 @@ func (e *env) chatFrame(t *testing.T, tab context.Context, name string, skip ...
 }
 
 // childFrames lists the iframe targets whose parent is the tab of ctx.
+// Chromium names the parent by parentId from version 150 or so; before,
+// only by parentFrameId, the frame that holds the iframe, which for an
+// iframe in the page itself is the page's main frame, whose id is the
+// tab's target id. Debian's Chromium has been either.
 func childFrames(ctx context.Context) ([]*target.Info, error) {
 	infos, err := chromedp.Targets(ctx)
 	if err != nil {
@@ -394,7 +398,7 @@ func childFrames(ctx context.Context) ([]*target.Info, error) {
 	tabID := chromedp.FromContext(ctx).Target.TargetID
 	var out []*target.Info
 	for _, info := range infos {
-		if info.Type == "iframe" && info.ParentID == tabID {
+		if info.Type == "iframe" && (info.ParentID == tabID || string(info.ParentFrameID) == string(tabID)) {
 			out = append(out, info)
 		}
 	}
