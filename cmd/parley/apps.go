@@ -136,10 +136,7 @@ func appsListCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *dbPath == "" {
 		return usageError{"apps list needs --db"}
 	}
-	if err := needDatabase(*dbPath); err != nil {
-		return err
-	}
-	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
+	db, err := openExistingStore(ctx, *dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}
@@ -188,10 +185,7 @@ func appsShowCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *dbPath == "" || strings.TrimSpace(*appID) == "" {
 		return usageError{"apps show needs --db and --app"}
 	}
-	if err := needDatabase(*dbPath); err != nil {
-		return err
-	}
-	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
+	db, err := openExistingStore(ctx, *dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}
@@ -261,10 +255,7 @@ func appsSetDisabledCmd(ctx context.Context, verb string, args []string, stdout,
 	if *dbPath == "" || strings.TrimSpace(*appID) == "" {
 		return usageError{fmt.Sprintf("apps %s needs --db and --app", verb)}
 	}
-	if err := needDatabase(*dbPath); err != nil {
-		return err
-	}
-	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
+	db, err := openExistingStore(ctx, *dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}

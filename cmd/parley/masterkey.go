@@ -33,6 +33,16 @@ func openStore(ctx context.Context, dbPath, keyFile string, log *slog.Logger) (*
 	return openStoreWith(ctx, dbPath, keyFile, log, store.Options{})
 }
 
+// openExistingStore is openStore for the commands that change or read a
+// database that must already exist: a missing one is a usage error, not
+// a new empty database.
+func openExistingStore(ctx context.Context, dbPath, keyFile string, log *slog.Logger) (*store.DB, error) {
+	if err := needDatabase(dbPath); err != nil {
+		return nil, err
+	}
+	return openStore(ctx, dbPath, keyFile, log)
+}
+
 // openStoreWith is openStore with the database options of serve.
 func openStoreWith(ctx context.Context, dbPath, keyFile string, log *slog.Logger, opts store.Options) (*store.DB, error) {
 	if err := checkDBPath(dbPath); err != nil {

@@ -109,11 +109,7 @@ func ownersSetPasswordCmd(ctx context.Context, args []string, stdin io.Reader, s
 	if err != nil {
 		return err
 	}
-	if err := needDatabase(*dbPath); err != nil {
-		return err
-	}
-
-	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
+	db, err := openExistingStore(ctx, *dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}
