@@ -144,10 +144,11 @@ func TestSocketBurstIsAnsweredInFull(t *testing.T) {
 		if fmt.Sprint(acked) != fmt.Sprint(stored) {
 			t.Fatalf("run %d: acked %d messages %v, but the database holds %d: %v", run, len(acked), acked, len(stored), stored)
 		}
-		// 10 messages a subject (the hello took one), then refusals; the
-		// frame limit's 50 refusals end it.
-		if got, want := len(acked), 9; got != want {
-			t.Errorf("run %d: %d acks, want %d (the message limit's burst less the first message)", run, got, want)
+		// 10 messages a subject (the hello took one), then one a second,
+		// which a slow machine may reach during the burst; then refusals,
+		// and the frame limit's 50 refusals end it.
+		if got, want := len(acked), 9; got < want {
+			t.Errorf("run %d: %d acks, want at least %d (the message limit's burst less the first message)", run, got, want)
 		}
 		if got := len(res.refused); got < 50 {
 			t.Errorf("run %d: %d rate_limited refusals named a client_msg_id, want at least 50", run, got)
