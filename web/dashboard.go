@@ -42,6 +42,10 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	if maxAge <= 0 {
 		maxAge = DefaultOwnerMaxAge
 	}
+	clock := cfg.ThrottleClock
+	if clock == nil {
+		clock = time.Now
+	}
 	secure := strings.HasPrefix(origin, "https://")
 	cookie := "parley_owner"
 	if secure {
@@ -49,8 +53,8 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	}
 	auth := &handlers.OwnerAuth{Pages: pages, Store: db, Agents: hub, CookieName: cookie, Secure: secure, Idle: idle, MaxAge: maxAge,
 		SignupOpen: cfg.Signup, Log: log,
-		PerAccount: ratelimit.NewKeyed(accountEvery, accountBurst, throttleKeys),
-		PerIP:      ratelimit.NewKeyed(ipEvery, ipBurst, throttleKeys)}
+		PerAccount: ratelimit.NewKeyedClock(accountEvery, accountBurst, throttleKeys, clock),
+		PerIP:      ratelimit.NewKeyedClock(ipEvery, ipBurst, throttleKeys, clock)}
 	settings := &handlers.Settings{Pages: pages, Store: db, Agents: hub, PublicURL: origin}
 	apps := &handlers.Apps{Pages: pages, Store: db, Settings: settings}
 	inbox := &handlers.Inbox{Pages: pages, Store: db, Delivery: hub}

@@ -534,7 +534,7 @@ func TestDashboardSignInSameAnswer(t *testing.T) {
 }
 
 func TestDashboardSignInThrottlePerAccount(t *testing.T) {
-	ts := newTestServer(t)
+	ts := newTestServer(t, withStoppedThrottles())
 	ann := ts.newOwner(t, "Ann")
 	bob := ts.newOwner(t, "Bob")
 
@@ -574,7 +574,7 @@ func TestDashboardSignInThrottlePerAccount(t *testing.T) {
 }
 
 func TestDashboardSignInThrottlePerIP(t *testing.T) {
-	ts := newTestServer(t)
+	ts := newTestServer(t, withStoppedThrottles())
 	ann := ts.newOwner(t, "Ann")
 	// 20 failures over 20 accounts (at most 1 per account), each claiming
 	// to come from somewhere else: the claims are not believed.
@@ -1485,7 +1485,7 @@ func TestDashboardEarlierMessages(t *testing.T) {
 // X-Forwarded-For, as far as the proxy vouches: prepending addresses
 // doesn't buy a fresh budget, nor does hopping within an IPv6 /64.
 func TestDashboardSignInThrottleBehindProxy(t *testing.T) {
-	ts := newTestServer(t, func(c *Config) { c.TrustedProxies = []string{"127.0.0.1"} })
+	ts := newTestServer(t, withStoppedThrottles(), func(c *Config) { c.TrustedProxies = []string{"127.0.0.1"} })
 	ann := ts.newOwner(t, "Ann")
 	fail := func(xff string, want int) {
 		t.Helper()

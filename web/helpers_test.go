@@ -597,6 +597,14 @@ func withSignup() serverOption {
 	return func(c *Config) { c.Signup = true }
 }
 
+// withStoppedThrottles stops the sign-in throttles' clock: a test that
+// counts a burst of failed sign-ins (each an argon2id hash, slow under the
+// race detector on a busy machine) must not see a token refill midway.
+func withStoppedThrottles() serverOption {
+	stopped := time.Now()
+	return func(c *Config) { c.ThrottleClock = func() time.Time { return stopped } }
+}
+
 func withOwnerTimeouts(idle, maxAge time.Duration) serverOption {
 	return func(c *Config) { c.OwnerIdle, c.OwnerMaxAge = idle, maxAge }
 }

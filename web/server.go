@@ -45,6 +45,10 @@ type Config struct {
 	// Limits are the abuse limits of the widget's endpoints; New applies
 	// Limits.Chat to the hub.
 	Limits Limits
+	// ThrottleClock is the time the dashboard's sign-in throttles read;
+	// nil is time.Now. Tests that count a burst of failed sign-ins stop it,
+	// so that a slow machine's refills don't change the count.
+	ThrottleClock func() time.Time
 }
 
 // ParseProxies reads trusted-proxy CIDRs; a bare IP is a range of one.
