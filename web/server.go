@@ -163,6 +163,8 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 		return c.String(http.StatusOK, "Parley is running. Embed /widget.js on your site; site owners sign in at /login.\n")
 	})
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	ready := &handlers.Readiness{Log: log, Checks: []handlers.ReadyCheck{{Name: "database", Ready: db.Ready}, {Name: "sockets", Ready: hub.Ready}}}
+	e.GET("/readyz", ready.Show)
 	e.GET("/widget.js", loader)
 	e.GET("/static/:name", func(c echo.Context) error {
 		return assets.serve(c.Param("name"), "public, max-age=31536000, immutable")(c)

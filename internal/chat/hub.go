@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -207,6 +208,17 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Ready reports whether the hub takes sockets: not once Shutdown has
+// begun, so that a balancer sends no new chats to a node that is stopping.
+func (h *Hub) Ready(context.Context) error {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closing {
+		return errors.New("chat: shutting down")
+	}
+	return nil
 }
 
 // goingAway tells a client the server is shutting down (best effort).

@@ -183,6 +183,16 @@ func (db *DB) Close() error {
 	return errors.Join(db.checkpoints.close(), db.read.Close(), db.write.Close())
 }
 
+// Ready reports whether the database answers a query, for the node's
+// readiness check.
+func (db *DB) Ready(ctx context.Context) error {
+	var n int
+	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		return fmt.Errorf("store: ready: %w", err)
+	}
+	return nil
+}
+
 // migrate applies the embedded migrations in order, each in its own
 // transaction, recording the version so that each runs exactly once.
 func (db *DB) migrate(ctx context.Context) error {
