@@ -1,0 +1,212 @@
+// Package pgtest gives tests a real PostgreSQL: one server per test
+// binary, started from Debian's packages in a temporary directory on
+// 127.0.0.1, and a fresh database per test. Nothing is downloaded and no
+// server of the machine's is used. initdb refuses to run as root, so as
+// root the server runs as the postgres user that the packages create.
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// superuser is the role initdb makes; the tests connect as it, over
+// 127.0.0.1 with trust authentication (nothing else can reach the port's
+// temporary server for longer than the test binary lives).
+const superuser = "parley"
+
+var (
+	once     sync.Once
+	shared   *server
+	startErr error
+	dbs      atomic.Int64
+)
+
+type server struct {
+	dir  string
+	port int
+	cmd  *exec.Cmd
+}
+
+// URL returns the URL of a new, empty database on the test binary's
+// PostgreSQL server, starting the server on first use. The database is
+// dropped when the test ends. With -short the test is skipped.
+func URL(tb testing.TB) string {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("PostgreSQL test: skipped with -short")
+	}
+	once.Do(func() { shared, startErr = start() })
+	if startErr != nil {
+		tb.Fatalf("pgtest: %v", startErr)
+	}
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbs.Add(1))
+	if err := shared.admin(context.Background(), "CREATE DATABASE "+name); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := shared.admin(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			tb.Errorf("pgtest: %v", err)
+		}
+	})
+	return shared.url(name)
+}
+
+// Main runs the tests and then stops the server, if one was started.
+// A package that uses URL calls it from TestMain.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if shared != nil {
+		shared.stop()
+	}
+	return code
+}
+
+func (s *server) url(db string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", superuser, s.port, db)
+}
+
+func (s *server) admin(ctx context.Context, sql string) error {
+	conn, err := pgx.Connect(ctx, s.url("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+// start runs initdb and the server. The server is told to die with the
+// test binary (Pdeathsig) as a backstop for Main.
+func start() (*server, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "parley-pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	cred, err := credential(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", superuser, "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := initdb.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
+	}
+	port, err := freePort()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	// Durability settings are off: a test server's data need not survive
+	// a power cut, and fsync is most of what a test would wait for.
+	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off", "-c", "max_connections=300")
+	log, err := os.Create(filepath.Join(dir, "postgres.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT}
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting postgres: %w", err)
+	}
+	s := &server{dir: dir, port: port, cmd: cmd}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := s.admin(context.Background(), "SELECT 1")
+		if err == nil {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("postgres did not accept connections on port %d within 30 s: %v (log in %s)", port, err, log.Name())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop shuts the server down fast (SIGINT: abort transactions, exit) and
+// removes its directory.
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
+	os.RemoveAll(s.dir)
+}
+
+// binDir finds Debian's PostgreSQL server binaries, newest version first;
+// $PARLEY_PG_BIN names another directory.
+func binDir() (string, error) {
+	if d := os.Getenv("PARLEY_PG_BIN"); d != "" {
+		return d, nil
+	}
+	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	if len(found) == 0 {
+		return "", errors.New("no PostgreSQL server in /usr/lib/postgresql/*/bin: apt-get install -y postgresql (.ci/run does), or set PARLEY_PG_BIN")
+	}
+	sort.Slice(found, func(i, j int) bool { return version(found[i]) > version(found[j]) })
+	return filepath.Dir(found[0]), nil
+}
+
+func version(postgresPath string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(postgresPath))))
+	return v
+}
+
+// credential is who runs initdb and the server: this process's user, or,
+// as root, the postgres user, who then owns dir.
+func credential(dir string) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root needs the postgres user that Debian's postgresql package creates: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return nil, err
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
