@@ -312,7 +312,7 @@ func TestIdentityStats(t *testing.T) {
 func TestMigrationKeepsSecrets(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
-	init, err := os.ReadFile("migrations/0001_init.sql")
+	init, err := os.ReadFile("migrations/sqlite/0001_init.sql")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,17 +10,13 @@ package store
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -28,9 +24,6 @@ import (
 
 	"github.com/parley-chat/parley/internal/masterkey"
 )
-
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
 
 // ErrNotFound is returned when a row does not exist or is outside the
 // caller's scope; the two are deliberately indistinguishable.
@@ -191,51 +184,6 @@ func (db *DB) Ready(ctx context.Context) error {
 		return fmt.Errorf("store: ready: %w", err)
 	}
 	return nil
-}
-
-// migrate applies the embedded migrations in order, each in its own
-// transaction, recording the version so that each runs exactly once.
-func (db *DB) migrate(ctx context.Context) error {
-	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("store: migrations table: %w", err)
-	}
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
-	if err != nil {
-		return fmt.Errorf("store: list migrations: %w", err)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		base := strings.TrimPrefix(name, "migrations/")
-		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("store: migration %s: name must start with a number", name)
-		}
-		if err := db.applyMigration(ctx, version, name); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (db *DB) applyMigration(ctx context.Context, version int, name string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-		body, err := migrationFiles.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			return fmt.Errorf("migration %s: %w", name, err)
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, db.now().UnixMilli())
-		return err
-	})
 }
 
 // tx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it.

@@ -198,10 +198,21 @@ func openExclusive(ctx context.Context, path string, key masterkey.Key) (*DB, er
 	// The short busy timeout comes first, for the first access that takes
 	// the lock: another command's brief use of the database may end.
 	db, _, err := openWriter(ctx, path, key, "_pragma=busy_timeout(1000)&_pragma=locking_mode(EXCLUSIVE)&")
+	if err == nil {
+		// A write transaction takes the exclusive lock, which the
+		// locking mode then keeps: now, not at the first write after the
+		// checks (the migrations write nothing when none is pending).
+		if _, err = db.write.ExecContext(ctx, "BEGIN IMMEDIATE; COMMIT"); err != nil {
+			db.write.Close()
+		}
+	}
 	if se := new(sqlite.Error); errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY {
 		return nil, ErrInUse
 	}
-	return db, err
+	if err != nil {
+		return nil, err
+	}
+	return db, nil
 }
 
 // RotateMasterKey re-seals every identity secret and the key check value

@@ -255,7 +255,7 @@ func TestPlaintextDatabaseIsSealedOnUpgrade(t *testing.T) {
 	}
 	migration := func(name string) string {
 		t.Helper()
-		b, err := os.ReadFile("migrations/" + name)
+		b, err := os.ReadFile("migrations/sqlite/" + name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,3 +1,4 @@
+-- +goose Up
 -- Parley's schema on PostgreSQL: the same tables, columns and indexes as
 -- SQLite's after its migrations 0001-0005 (TestPostgresSchemaMatchesSQLite
 -- compares them), written as one migration because no PostgreSQL database

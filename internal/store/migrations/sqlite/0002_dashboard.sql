@@ -1,3 +1,4 @@
+-- +goose Up
 -- Site owners sign in to the dashboard. Emails are stored trimmed and
 -- lower-cased so UNIQUE is case-insensitive in effect.
 CREATE TABLE owners (

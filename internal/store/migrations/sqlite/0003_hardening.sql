@@ -1,3 +1,4 @@
+-- +goose Up
 -- App settings for who may chat: require_jwt refuses plain user_hash
 -- proofs; refuse_anonymous refuses visitors without an identity. A disabled
 -- app keeps its data, but its widget starts no sessions.

@@ -1,3 +1,4 @@
+-- +goose Up
 -- Identity secrets are sealed with a master key kept outside the database
 -- from now on (Open seals the ones still in plaintext right after this
 -- runs). This row holds a value sealed with that key the first time the

@@ -1,3 +1,4 @@
+-- +goose Up
 -- Apps are tenants: one site owner's site. The identity secret is read back
 -- to verify user hashes; the API key is kept only as a SHA-256 hash.
 CREATE TABLE apps (

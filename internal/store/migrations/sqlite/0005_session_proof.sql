@@ -1,3 +1,4 @@
+-- +goose Up
 -- How a verified session proved who its user is: 'hash' (a user_hash) or
 -- 'jwt' (an identity JWT); NULL for visitors and unverified claims. When an
 -- app starts to require JWTs, its 'hash' sessions end.
