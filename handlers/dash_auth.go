@@ -28,6 +28,13 @@ type ownerStore interface {
 	DeleteOwnerSession(ctx context.Context, token string) error
 }
 
+// throttleStore keeps the sign-in throttles' token buckets, in the
+// database that every node shares, so failures on one node count on all.
+type throttleStore interface {
+	TakeTokens(ctx context.Context, now time.Time, buckets ...store.Bucket) (bool, time.Duration, error)
+	ReturnTokens(ctx context.Context, now time.Time, buckets ...store.Bucket) error
+}
+
 // agentSessions ends the live sockets of a dashboard sign-in.
 type agentSessions interface {
 	EndAgentSession(sessionKey string)
@@ -45,9 +52,22 @@ type OwnerAuth struct {
 	Idle       time.Duration
 	MaxAge     time.Duration
 	SignupOpen bool
-	PerAccount *ratelimit.Keyed
-	PerIP      *ratelimit.Keyed
+	// Throttles keeps the buckets of PerAccount (failed sign-ins of one
+	// account) and PerIP (failed sign-ins and every sign-up from one
+	// client address); Clock is the time they are read at.
+	Throttles  throttleStore
+	PerAccount ratelimit.Rate
+	PerIP      ratelimit.Rate
+	Clock      func() time.Time
 	Log        *slog.Logger
+}
+
+func (h *OwnerAuth) ipBucket(ip string) store.Bucket {
+	return store.Bucket{Key: "signin-ip:" + ip, Burst: h.PerIP.Burst, Every: h.PerIP.Every}
+}
+
+func (h *OwnerAuth) accountBucket(account string) store.Bucket {
+	return store.Bucket{Key: "signin-account:" + account, Burst: h.PerAccount.Burst, Every: h.PerAccount.Every}
 }
 
 const ownerKey = "parley.owner"
@@ -69,6 +89,14 @@ func (h *OwnerAuth) authView(next, email, name, msg string) templates.AuthView {
 		Error: msg, SignupEnabled: h.SignupOpen}
 }
 
+// returnTokens refunds an attempt's tokens. It is logged, not answered,
+// if it fails: the attempt itself went through.
+func (h *OwnerAuth) returnTokens(ctx context.Context, now time.Time, buckets []store.Bucket) {
+	if err := h.Throttles.ReturnTokens(ctx, now, buckets...); err != nil {
+		h.Log.Error("returning sign-in tokens", "err", err)
+	}
+}
+
 // Login serves POST /login.
 func (h *OwnerAuth) Login(c echo.Context) error {
 	email := strings.TrimSpace(postValue(c, "email"))
@@ -78,30 +106,32 @@ func (h *OwnerAuth) Login(c echo.Context) error {
 	if len(account) > 254 { // no valid email is longer; keeps throttling keys small
 		account = account[:254]
 	}
-	// Attempts in flight count against what is left, so a burst of
-	// parallel guesses can't all get in ahead of the count; only failed
-	// ones are charged.
-	okIP, doneIP := h.PerIP.Try(ip)
-	okAccount, doneAccount := h.PerAccount.Try(account)
-	failed := true
-	defer func() { doneIP(failed); doneAccount(failed) }()
-	if !okIP || !okAccount {
-		failed = false // refused before trying: nothing to charge
-		wait := max(h.PerAccount.Blocked(account), h.PerIP.Blocked(ip), time.Second)
+	// Each attempt takes a token before the password is looked at, so a
+	// burst of parallel guesses, on any node, can't all get in ahead of
+	// the count; one that succeeds gets its tokens back.
+	ctx, now := c.Request().Context(), h.Clock()
+	buckets := []store.Bucket{h.ipBucket(ip), h.accountBucket(account)}
+	allowed, wait, err := h.Throttles.TakeTokens(ctx, now, buckets...)
+	if err != nil {
+		return err
+	}
+	if !allowed {
+		wait = max(wait, time.Second)
 		mins := int(math.Ceil(wait.Minutes()))
 		c.Response().Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(wait.Seconds()))))
 		msg := fmt.Sprintf("Too many failed sign-ins. Try again in %d minute%s.", mins, plural(mins))
 		return render(c, http.StatusTooManyRequests, templates.LoginPage(h.authView(next, email, "", msg)))
 	}
-	owner, ok, err := h.check(c.Request().Context(), account, pw)
+	owner, ok, err := h.check(ctx, account, pw)
 	if err != nil {
+		h.returnTokens(ctx, now, buckets) // the server failed, not the guess
 		return err
 	}
 	if !ok {
 		h.Log.Warn("failed dashboard sign-in", "ip", ip)
 		return render(c, http.StatusUnauthorized, templates.LoginPage(h.authView(next, email, "", errBadCredentials)))
 	}
-	failed = false
+	h.returnTokens(ctx, now, buckets)
 	if err := h.startSession(c, owner.ID); err != nil {
 		return err
 	}
@@ -179,9 +209,12 @@ func (h *OwnerAuth) Signup(c echo.Context) error {
 	fail := func(status int, msg string) error {
 		return render(c, status, templates.SignupPage(h.authView("", email, name, msg)))
 	}
-	okIP, doneIP := h.PerIP.Try(ratelimit.ClientKey(c.RealIP()))
-	defer doneIP(true) // every sign-up costs, so it can't be used to hash passwords without limit
-	if !okIP {
+	// Every sign-up costs, so it can't be used to hash passwords without limit.
+	allowed, _, err := h.Throttles.TakeTokens(c.Request().Context(), h.Clock(), h.ipBucket(ratelimit.ClientKey(c.RealIP())))
+	if err != nil {
+		return err
+	}
+	if !allowed {
 		return fail(http.StatusTooManyRequests, "Too many attempts from your network. Try again later.")
 	}
 	if name == "" {

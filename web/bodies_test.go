@@ -19,9 +19,10 @@ func TestBodiesThatAreNotTheObject(t *testing.T) {
 	ann := ts.newOwner(t, "Ann")
 	app := ts.ownerApp(t, ann, store.ModeEnforced)
 	dash := ts.signIn(t, ann)
+	inbox := dash.inbox(t, app.ID)
 	user := ts.connect(t, ts.session(t, verifiedUser(app, "u1")).Token)
 	conv := user.startConversation("hello")
-	inbox := dash.inbox(t, app.ID)
+	inbox.expect("message")
 	before := ts.state(t)
 	sessions := ts.count(t, `SELECT count(*) FROM sessions`)
 

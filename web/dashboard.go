@@ -18,11 +18,11 @@ import (
 // Sign-in throttling: an account allows 5 failed attempts, then one more
 // per minute; an IP (which may try many accounts) allows 20, then one
 // every 15 seconds. Successful sign-ins cost nothing; every sign-up costs
-// from the same IP budget.
+// from the same IP budget. The buckets are in the database, so they hold
+// across every node that shares it.
 const (
 	accountBurst, accountEvery = 5, time.Minute
 	ipBurst, ipEvery           = 20, 15 * time.Second
-	throttleKeys               = 100_000
 )
 
 // Dashboard sign-ins end after DefaultOwnerIdle without a request, or
@@ -53,8 +53,10 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	}
 	auth := &handlers.OwnerAuth{Pages: pages, Store: db, Agents: hub, CookieName: cookie, Secure: secure, Idle: idle, MaxAge: maxAge,
 		SignupOpen: cfg.Signup, Log: log,
-		PerAccount: ratelimit.NewKeyedClock(accountEvery, accountBurst, throttleKeys, clock),
-		PerIP:      ratelimit.NewKeyedClock(ipEvery, ipBurst, throttleKeys, clock)}
+		Throttles:  db,
+		PerAccount: ratelimit.Rate{Burst: accountBurst, Every: accountEvery},
+		PerIP:      ratelimit.Rate{Burst: ipBurst, Every: ipEvery},
+		Clock:      clock}
 	settings := &handlers.Settings{Pages: pages, Store: db, Agents: hub, PublicURL: origin}
 	apps := &handlers.Apps{Pages: pages, Store: db, Settings: settings}
 	inbox := &handlers.Inbox{Pages: pages, Store: db, Delivery: hub}

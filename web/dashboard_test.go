@@ -574,6 +574,35 @@ func TestDashboardSignInThrottlePerAccount(t *testing.T) {
 	ts.signIn(t, bob)
 }
 
+// The sign-in throttles hold across nodes that share the database: an
+// account's failures on one node count on the other, and so do an
+// address's.
+func TestDashboardSignInThrottleAcrossNodes(t *testing.T) {
+	a := newTestServer(t, withStoppedThrottles())
+	b := a.secondNode(t, withStoppedThrottles())
+	ann := a.newOwner(t, "Ann")
+	for i := range 5 {
+		node := []*testServer{a, b}[i%2]
+		node.browser(t).login(t, ann.Email, fmt.Sprintf("guess %d", i), "").wantStatus(t, http.StatusUnauthorized)
+	}
+	for _, node := range []*testServer{a, b} {
+		res := node.browser(t).login(t, ann.Email, ann.Password, "")
+		res.wantStatus(t, http.StatusTooManyRequests)
+		if res.setCookie(t, ownerCookie) != nil {
+			t.Fatalf("a throttled sign-in set a cookie")
+		}
+	}
+	// 15 more failures from this address, over other accounts and both
+	// nodes, make its 20: then Bob, untouched, is refused on either.
+	bob := b.newOwner(t, "Bob")
+	for i := range 15 {
+		node := []*testServer{a, b}[i%2]
+		node.browser(t).login(t, fmt.Sprintf("nobody%d@example.com", i), "guess", "").wantStatus(t, http.StatusUnauthorized)
+	}
+	a.browser(t).login(t, bob.Email, bob.Password, "").wantStatus(t, http.StatusTooManyRequests)
+	b.browser(t).login(t, bob.Email, bob.Password, "").wantStatus(t, http.StatusTooManyRequests)
+}
+
 func TestDashboardSignInThrottlePerIP(t *testing.T) {
 	ts := newTestServer(t, withStoppedThrottles())
 	ann := ts.newOwner(t, "Ann")

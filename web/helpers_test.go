@@ -46,6 +46,7 @@ type testServer struct {
 	DB     *store.DB
 	Hub    *chat.Hub
 	dbPath string
+	key    masterkey.Key
 	logs   *logRecorder
 }
 
@@ -73,9 +74,20 @@ func withLimits(change func(*Limits)) serverOption {
 // with an unexpected (logged) error, and that every socket shuts down.
 func newTestServer(t *testing.T, opts ...serverOption) *testServer {
 	t.Helper()
+	return startTestServer(t, filepath.Join(t.TempDir(), "parley.db"), masterkey.Generate(), opts...)
+}
+
+// secondNode starts another server on ts's database file, as a second
+// node sharing the database would be.
+func (ts *testServer) secondNode(t *testing.T, opts ...serverOption) *testServer {
+	t.Helper()
+	return startTestServer(t, ts.dbPath, ts.key, opts...)
+}
+
+func startTestServer(t *testing.T, dbPath string, key masterkey.Key, opts ...serverOption) *testServer {
+	t.Helper()
 	ctx := context.Background()
-	dbPath := filepath.Join(t.TempDir(), "parley.db")
-	db, err := store.Open(ctx, dbPath, masterkey.Generate())
+	db, err := store.Open(ctx, dbPath, key)
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
@@ -114,7 +126,7 @@ func newTestServer(t *testing.T, opts ...serverOption) *testServer {
 	})
 
 	ts := &testServer{URL: srv.URL, Origin: srv.URL, WSURL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/api/widget/ws",
-		DB: db, Hub: hub, dbPath: dbPath, logs: logs}
+		DB: db, Hub: hub, dbPath: dbPath, key: key, logs: logs}
 	// Runs first (cleanups are LIFO): whatever the test threw at it, the
 	// server must still be healthy and must not have hit an internal error.
 	t.Cleanup(func() {

@@ -346,10 +346,11 @@ const sessionEndsKept = 24 * time.Hour
 // housekeeping deletes what has expired and can no longer matter.
 func housekeeping(ctx context.Context, db *store.DB, log *slog.Logger, now time.Time) {
 	for what, del := range map[string]func() (int64, error){
-		"sessions":         func() (int64, error) { return db.DeleteExpiredSessions(ctx) },
-		"owner sessions":   func() (int64, error) { return db.DeleteExpiredOwnerSessions(ctx, ownerIdle) },
-		"identity JWT ids": func() (int64, error) { return db.DeleteExpiredJWTIDs(ctx) },
-		"session ends":     func() (int64, error) { return db.DeleteSessionEndsBefore(ctx, now.Add(-sessionEndsKept)) },
+		"sessions":          func() (int64, error) { return db.DeleteExpiredSessions(ctx) },
+		"owner sessions":    func() (int64, error) { return db.DeleteExpiredOwnerSessions(ctx, ownerIdle) },
+		"identity JWT ids":  func() (int64, error) { return db.DeleteExpiredJWTIDs(ctx) },
+		"session ends":      func() (int64, error) { return db.DeleteSessionEndsBefore(ctx, now.Add(-sessionEndsKept)) },
+		"sign-in throttles": func() (int64, error) { return db.DeleteFullBuckets(ctx, now) },
 	} {
 		if _, err := del(); err != nil {
 			log.Error("sweeping "+what, "err", err)

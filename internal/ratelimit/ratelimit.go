@@ -93,13 +93,6 @@ type Keyed struct {
 // NewKeyed returns buckets of burst tokens that refill one token every
 // `every`, keeping about maxKeys keys (see Keyed).
 func NewKeyed(every time.Duration, burst int, maxKeys int) *Keyed {
-	return NewKeyedClock(every, burst, maxKeys, time.Now)
-}
-
-// NewKeyedClock is NewKeyed with the time read from now: a caller that
-// must count a burst on a machine too slow to finish it within one refill
-// (a test) passes a clock that stands still.
-func NewKeyedClock(every time.Duration, burst int, maxKeys int, now func() time.Time) *Keyed {
 	if every <= 0 || burst < 1 || maxKeys < 1 {
 		panic(fmt.Sprintf("ratelimit: NewKeyed(%v, %d, %d): every, burst and maxKeys must be positive", every, burst, maxKeys))
 	}
@@ -107,7 +100,7 @@ func NewKeyedClock(every time.Duration, burst int, maxKeys int, now func() time.
 		every:    every,
 		burst:    burst,
 		maxKeys:  maxKeys,
-		now:      now,
+		now:      time.Now,
 		buckets:  make(map[string]*rate.Limiter),
 		inflight: make(map[string]int),
 		sweepAt:  maxKeys,

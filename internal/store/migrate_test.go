@@ -36,8 +36,8 @@ func TestMigrationsRunOnce(t *testing.T) {
 	}
 	db.Close()
 	first := versions()
-	if n := len(queryStringsOf(t, path, `SELECT version FROM schema_migrations WHERE version > 0`)); n != 5 {
-		t.Fatalf("%d migrations recorded, want 5: %s", n, first)
+	if n := len(queryStringsOf(t, path, `SELECT version FROM schema_migrations WHERE version > 0`)); n != 6 {
+		t.Fatalf("%d migrations recorded, want 6: %s", n, first)
 	}
 	db, err = store.Open(ctx, path, testKey)
 	if err != nil {

@@ -168,6 +168,8 @@ func postgresSchema(t *testing.T) (map[string]map[string]column, map[string][]in
 		switch typ {
 		case "bigint", "integer":
 			typ = "integer"
+		case "double precision":
+			typ = "real"
 		}
 		if cols[table] == nil {
 			cols[table] = map[string]column{}

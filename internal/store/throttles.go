@@ -1,0 +1,109 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Bucket names one token bucket kept in the database: Burst tokens, one
+// more every Every. The dashboard's sign-in throttles are buckets here,
+// not in a process's memory, so that failures on one node count on all.
+type Bucket struct {
+	Key   string
+	Burst int
+	Every time.Duration
+}
+
+// TakeTokens takes a token from each bucket, all or none, at now. When a
+// bucket has none, nothing is taken, and wait is how long until every
+// bucket has one again. Taking before the attempt, rather than counting
+// failures after it, means parallel attempts, on any node, can't all get
+// in ahead of the count; ReturnTokens refunds an attempt that succeeded.
+func (db *DB) TakeTokens(ctx context.Context, now time.Time, buckets ...Bucket) (ok bool, wait time.Duration, err error) {
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		left := make([]float64, len(buckets))
+		for i, b := range buckets {
+			tokens, err := bucketTokens(ctx, tx, b, now)
+			if err != nil {
+				return err
+			}
+			if tokens < 1 {
+				wait = max(wait, time.Duration((1-tokens)*float64(b.Every)))
+			}
+			left[i] = tokens - 1
+		}
+		if wait > 0 {
+			return nil
+		}
+		for i, b := range buckets {
+			if err := saveBucket(ctx, tx, b, left[i], now); err != nil {
+				return err
+			}
+		}
+		ok = true
+		return nil
+	})
+	if err != nil {
+		return false, 0, fmt.Errorf("store: take tokens: %w", err)
+	}
+	return ok, wait, nil
+}
+
+// ReturnTokens gives a token back to each bucket, up to its burst.
+func (db *DB) ReturnTokens(ctx context.Context, now time.Time, buckets ...Bucket) error {
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		for _, b := range buckets {
+			tokens, err := bucketTokens(ctx, tx, b, now)
+			if err != nil {
+				return err
+			}
+			if err := saveBucket(ctx, tx, b, math.Min(tokens+1, float64(b.Burst)), now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: return tokens: %w", err)
+	}
+	return nil
+}
+
+// bucketTokens is what b holds at now: a bucket never used is full.
+func bucketTokens(ctx context.Context, tx *sql.Tx, b Bucket, now time.Time) (float64, error) {
+	var tokens float64
+	var at int64
+	err := tx.QueryRowContext(ctx, `SELECT tokens, updated_at FROM throttle_buckets WHERE key = ?`, b.Key).Scan(&tokens, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return float64(b.Burst), nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if elapsed := now.Sub(time.UnixMilli(at)); elapsed > 0 {
+		tokens += float64(elapsed) / float64(b.Every)
+	}
+	return math.Min(tokens, float64(b.Burst)), nil
+}
+
+func saveBucket(ctx context.Context, tx *sql.Tx, b Bucket, tokens float64, now time.Time) error {
+	fullAt := now.Add(time.Duration((float64(b.Burst) - tokens) * float64(b.Every)))
+	_, err := tx.ExecContext(ctx, `INSERT INTO throttle_buckets (key, tokens, updated_at, full_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at, full_at = excluded.full_at`,
+		b.Key, tokens, now.UnixMilli(), fullAt.UnixMilli())
+	return err
+}
+
+// DeleteFullBuckets forgets the buckets that have refilled by now: a
+// bucket that is not there is full.
+func (db *DB) DeleteFullBuckets(ctx context.Context, now time.Time) (int64, error) {
+	res, err := db.write.ExecContext(ctx, `DELETE FROM throttle_buckets WHERE full_at <= ?`, now.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("store: delete full buckets: %w", err)
+	}
+	return res.RowsAffected()
+}
