@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -55,7 +56,7 @@ func (l Limits) orDefault() Limits {
 	return l // the hub fills in Chat's zero fields itself
 }
 
-// limitKeys bounds the addresses and apps each limiter remembers.
+// limitKeys bounds the addresses each limiter remembers.
 const limitKeys = 100_000
 
 // bodyLimit is the backstop for every request body; routes that take one
@@ -76,21 +77,23 @@ func perIP(k *ratelimit.Keyed, message string) echo.MiddlewareFunc {
 }
 
 // appSessionBudget charges an app's session budget for each anonymous or
-// unverified session about to be created, after every other check has
-// passed: requests refused anyway cost the app nothing, and the 429 names
-// the one limit that was reached. The per-IP limit in front bounds any one
+// unverified session, in the session's own transaction: requests refused
+// anyway cost the app nothing, and the 429 names the one limit that was
+// reached. The budget is a bucket in the database, so every node sharing
+// it counts the same sessions. The per-IP limit in front bounds any one
 // address's share.
 type appSessionBudget struct {
 	*store.DB
-	perApp *ratelimit.Keyed
+	perApp ratelimit.Rate
 }
 
 func (s appSessionBudget) CreateSession(ctx context.Context, in store.NewSession) (store.Session, error) {
-	if in.Kind == store.KindUser {
-		return s.DB.CreateSession(ctx, in)
+	if in.Kind != store.KindUser {
+		in.Budget = &store.Bucket{Key: "sessions-app:" + in.AppID, Burst: s.perApp.Burst, Every: s.perApp.Every}
 	}
-	if ok, wait := s.perApp.Reserve(in.AppID); !ok {
-		return store.Session{}, handlers.TooManyRequests("too many chats are starting on this site right now; try again shortly", wait)
+	sess, err := s.DB.CreateSession(ctx, in)
+	if limited := new(store.RateLimitedError); errors.As(err, &limited) {
+		return sess, handlers.TooManyRequests("too many chats are starting on this site right now; try again shortly", limited.Wait)
 	}
-	return s.DB.CreateSession(ctx, in)
+	return sess, err
 }

@@ -142,6 +142,19 @@ func TestSessionsPerApp(t *testing.T) {
 	}
 }
 
+// TestSessionsPerAppAcrossNodes: the app's budget is one for every node
+// sharing the database.
+func TestSessionsPerAppAcrossNodes(t *testing.T) {
+	limit := withLimits(func(l *Limits) { l.SessionsPerApp = ratelimit.Rate{Burst: 2, Every: never} })
+	a := newTestServer(t, limit)
+	b := a.secondNode(t, limit)
+	app := a.newApp(t, store.ModeEnforced)
+	a.session(t, fields(app))
+	b.session(t, fields(app))
+	a.postSession(t, fields(app)).wantRateLimited(t)
+	b.postSession(t, fields(app)).wantRateLimited(t)
+}
+
 // TestEndSessionsPerIP: ending sessions shares the address's session
 // budget, so made-up tokens can't keep the database's writer busy.
 func TestEndSessionsPerIP(t *testing.T) {

@@ -155,7 +155,7 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	}))
 
 	frame := &handlers.Frame{Apps: db, PublicOrigin: origin, ScriptURL: assets.url("frame.js"), StyleURL: assets.url("frame.css")}
-	sessions := &handlers.Sessions{Store: appSessionBudget{DB: db, perApp: limits.SessionsPerApp.Keyed(limitKeys)}, PublicOrigin: origin, TTL: cfg.SessionTTL, Log: log}
+	sessions := &handlers.Sessions{Store: appSessionBudget{DB: db, perApp: limits.SessionsPerApp}, PublicOrigin: origin, TTL: cfg.SessionTTL, Log: log}
 	socket := handlers.NewWidgetSocket(hub, origin)
 	convs := &handlers.Conversations{Store: db, Delivery: hub}
 

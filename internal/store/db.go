@@ -205,7 +205,7 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 // wrapTxError passes the store's own refusals through as they are and
 // marks anything else as a storage failure.
 func wrapTxError(err error) error {
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrJWTReplayed) || errors.Is(err, ErrAppDisabled) || errors.Is(err, ErrSecretRevoked) || errors.Is(err, ErrSettingsChanged) || errors.Is(err, ErrMasterKeyMismatch) || errors.Is(err, ErrMasterKeyNotLost) || errors.As(err, new(*InputError)) {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrJWTReplayed) || errors.Is(err, ErrAppDisabled) || errors.Is(err, ErrSecretRevoked) || errors.Is(err, ErrSettingsChanged) || errors.Is(err, ErrMasterKeyMismatch) || errors.Is(err, ErrMasterKeyNotLost) || errors.As(err, new(*InputError)) || errors.As(err, new(*RateLimitedError)) {
 		return err
 	}
 	return fmt.Errorf("store: %w", err)

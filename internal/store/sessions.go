@@ -23,6 +23,11 @@ const (
 type NewSession struct {
 	AppID string
 	Kind  string
+	// Budget, when set, is a bucket the session takes a token from in its
+	// own transaction, or is refused with a *RateLimitedError: a budget
+	// every node sharing the database counts. A session refused for any
+	// other reason takes nothing.
+	Budget *Bucket
 	// IdentityKey names a user: "uid:<user_id>" or "email:<email>".
 	// Empty for visitors.
 	IdentityKey  string
@@ -108,6 +113,11 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 	err := db.group(ctx, func(ctx context.Context, tx txn) error {
 		if err := stillAdmissible(ctx, tx, in, now); err != nil {
 			return err
+		}
+		if in.Budget != nil {
+			if err := takeToken(ctx, tx, *in.Budget, now); err != nil {
+				return err
+			}
 		}
 		if in.JWTID != "" {
 			if err := useJWTID(ctx, tx, in.AppID, in.JWTID, in.JWTExpiresAt, now); err != nil {

@@ -32,7 +32,7 @@ func (db *DB) TakeTokens(ctx context.Context, now time.Time, buckets ...Bucket) 
 				return err
 			}
 			if tokens < 1 {
-				wait = max(wait, time.Duration((1-tokens)*float64(b.Every)))
+				wait = max(wait, times(b.Every, 1-tokens))
 			}
 			left[i] = tokens - 1
 		}
@@ -73,8 +73,30 @@ func (db *DB) ReturnTokens(ctx context.Context, now time.Time, buckets ...Bucket
 	return nil
 }
 
+// RateLimitedError refuses a write whose bucket (NewSession.Budget) is
+// empty; Wait is how long until it has a token again.
+type RateLimitedError struct{ Wait time.Duration }
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("store: rate limited; a token is back in %v", e.Wait)
+}
+
+// takeToken takes one token from b inside tx, or refuses with a
+// *RateLimitedError. A refusal, or the rollback of the write it is part
+// of, takes nothing.
+func takeToken(ctx context.Context, tx txn, b Bucket, now time.Time) error {
+	tokens, err := bucketTokens(ctx, tx, b, now)
+	if err != nil {
+		return err
+	}
+	if tokens < 1 {
+		return &RateLimitedError{Wait: times(b.Every, 1-tokens)}
+	}
+	return saveBucket(ctx, tx, b, tokens-1, now)
+}
+
 // bucketTokens is what b holds at now: a bucket never used is full.
-func bucketTokens(ctx context.Context, tx *sql.Tx, b Bucket, now time.Time) (float64, error) {
+func bucketTokens(ctx context.Context, tx txn, b Bucket, now time.Time) (float64, error) {
 	var tokens float64
 	var at int64
 	err := tx.QueryRowContext(ctx, `SELECT tokens, updated_at FROM throttle_buckets WHERE key = ?`, b.Key).Scan(&tokens, &at)
@@ -90,8 +112,8 @@ func bucketTokens(ctx context.Context, tx *sql.Tx, b Bucket, now time.Time) (flo
 	return math.Min(tokens, float64(b.Burst)), nil
 }
 
-func saveBucket(ctx context.Context, tx *sql.Tx, b Bucket, tokens float64, now time.Time) error {
-	fullAt := now.Add(time.Duration((float64(b.Burst) - tokens) * float64(b.Every)))
+func saveBucket(ctx context.Context, tx txn, b Bucket, tokens float64, now time.Time) error {
+	fullAt := now.Add(times(b.Every, float64(b.Burst)-tokens))
 	_, err := tx.ExecContext(ctx, `INSERT INTO throttle_buckets (key, tokens, updated_at, full_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at, full_at = excluded.full_at`,
 		b.Key, tokens, now.UnixMilli(), fullAt.UnixMilli())
@@ -106,4 +128,13 @@ func (db *DB) DeleteFullBuckets(ctx context.Context, now time.Time) (int64, erro
 		return 0, fmt.Errorf("store: delete full buckets: %w", err)
 	}
 	return res.RowsAffected()
+}
+
+// times is every × n, at most the longest Duration (a rate an operator
+// set to refill once a century must not wrap around).
+func times(every time.Duration, n float64) time.Duration {
+	if d := float64(every) * n; d < math.MaxInt64 {
+		return time.Duration(d)
+	}
+	return math.MaxInt64
 }

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -108,4 +109,32 @@ func TestTokenBucketsAreShared(t *testing.T) {
 	if granted != 5 {
 		t.Fatalf("%d of 20 takes on two handles were granted, want the burst of 5", granted)
 	}
+}
+
+// A session with a Budget takes its token in its own transaction: a
+// session refused for another reason (the app is turned off) takes none,
+// and once the bucket is empty the next is refused with the wait.
+func TestSessionBudget(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	app := mustApp(t, db, store.ModeEnforced).App
+	budget := &store.Bucket{Key: "sessions-app:" + app.ID, Burst: 1, Every: time.Hour}
+	visitor := store.NewSession{AppID: app.ID, Kind: store.KindVisitor, Budget: budget, TTL: time.Hour, ParentOrigin: "https://shop.example"}
+	if err := db.SetAppDisabled(ctx, app.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateSession(ctx, visitor); !errors.Is(err, store.ErrAppDisabled) {
+		t.Fatalf("session on a disabled app: %v, want ErrAppDisabled", err)
+	}
+	if err := db.SetAppDisabled(ctx, app.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	mustSession(t, db, visitor) // the refused one took nothing
+	_, err := db.CreateSession(ctx, visitor)
+	limited := new(store.RateLimitedError)
+	if !errors.As(err, &limited) || limited.Wait <= 0 || limited.Wait > time.Hour {
+		t.Fatalf("second session of a budget of 1: %v, want a RateLimitedError with a wait up to 1h", err)
+	}
+	visitor.Budget = nil // no budget: not limited
+	mustSession(t, db, visitor)
 }
