@@ -17,7 +17,7 @@ check-generate: ## fails if the committed *_templ.go files are stale
 	$(GO) tool templ generate
 	@git diff --quiet -- '*_templ.go' || { git diff --stat -- '*_templ.go'; echo "generated templ files are stale: run make generate and commit"; exit 1; }
 
-test: build check-generate ## unit, HTTP, browser (headless Chromium) and fuzz-seed tests
+test: build check-generate ## unit, HTTP, PostgreSQL, browser (headless Chromium) and fuzz-seed tests
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /e2e)
@@ -27,7 +27,7 @@ test: build check-generate ## unit, HTTP, browser (headless Chromium) and fuzz-s
 	# race-tested by the web, chat and cmd suites above.
 	$(GO) test -count=1 -timeout 20m ./e2e
 
-test-short: ## everything but the browser tests
+test-short: ## everything but the browser and PostgreSQL tests
 	$(GO) test -count=1 -short ./...
 
 fuzz: ## run each fuzzer for a while (seeds alone run in make test)
