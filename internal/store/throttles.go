@@ -26,21 +26,22 @@ type Bucket struct {
 func (db *DB) TakeTokens(ctx context.Context, now time.Time, buckets ...Bucket) (ok bool, wait time.Duration, err error) {
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		left := make([]float64, len(buckets))
+		at := make([]time.Time, len(buckets))
 		for i, b := range buckets {
-			tokens, err := bucketTokens(ctx, tx, b, now)
+			tokens, updated, err := bucketTokens(ctx, tx, b, now)
 			if err != nil {
 				return err
 			}
 			if tokens < 1 {
 				wait = max(wait, times(b.Every, 1-tokens))
 			}
-			left[i] = tokens - 1
+			left[i], at[i] = tokens-1, updated
 		}
 		if wait > 0 {
 			return nil
 		}
 		for i, b := range buckets {
-			if err := saveBucket(ctx, tx, b, left[i], now); err != nil {
+			if err := saveBucket(ctx, tx, b, left[i], at[i]); err != nil {
 				return err
 			}
 		}
@@ -57,11 +58,11 @@ func (db *DB) TakeTokens(ctx context.Context, now time.Time, buckets ...Bucket) 
 func (db *DB) ReturnTokens(ctx context.Context, now time.Time, buckets ...Bucket) error {
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		for _, b := range buckets {
-			tokens, err := bucketTokens(ctx, tx, b, now)
+			tokens, at, err := bucketTokens(ctx, tx, b, now)
 			if err != nil {
 				return err
 			}
-			if err := saveBucket(ctx, tx, b, math.Min(tokens+1, float64(b.Burst)), now); err != nil {
+			if err := saveBucket(ctx, tx, b, math.Min(tokens+1, float64(b.Burst)), at); err != nil {
 				return err
 			}
 		}
@@ -85,31 +86,35 @@ func (e *RateLimitedError) Error() string {
 // *RateLimitedError. A refusal, or the rollback of the write it is part
 // of, takes nothing.
 func takeToken(ctx context.Context, tx txn, b Bucket, now time.Time) error {
-	tokens, err := bucketTokens(ctx, tx, b, now)
+	tokens, at, err := bucketTokens(ctx, tx, b, now)
 	if err != nil {
 		return err
 	}
 	if tokens < 1 {
 		return &RateLimitedError{Wait: times(b.Every, 1-tokens)}
 	}
-	return saveBucket(ctx, tx, b, tokens-1, now)
+	return saveBucket(ctx, tx, b, tokens-1, at)
 }
 
-// bucketTokens is what b holds at now: a bucket never used is full.
-func bucketTokens(ctx context.Context, tx txn, b Bucket, now time.Time) (float64, error) {
+// bucketTokens is what b holds at now, and the time that count is as of:
+// now, or the bucket's own time if another node's clock (or an attempt
+// that began later) already moved it past now. A bucket never used is full.
+func bucketTokens(ctx context.Context, tx txn, b Bucket, now time.Time) (float64, time.Time, error) {
 	var tokens float64
-	var at int64
-	err := tx.QueryRowContext(ctx, `SELECT tokens, updated_at FROM throttle_buckets WHERE key = ?`, b.Key).Scan(&tokens, &at)
+	var ms int64
+	err := tx.QueryRowContext(ctx, `SELECT tokens, updated_at FROM throttle_buckets WHERE key = ?`, b.Key).Scan(&tokens, &ms)
 	if errors.Is(err, sql.ErrNoRows) {
-		return float64(b.Burst), nil
+		return float64(b.Burst), now, nil
 	}
 	if err != nil {
-		return 0, err
+		return 0, now, err
 	}
-	if elapsed := now.Sub(time.UnixMilli(at)); elapsed > 0 {
-		tokens += float64(elapsed) / float64(b.Every)
+	at := time.UnixMilli(ms)
+	if now.After(at) {
+		tokens += float64(now.Sub(at)) / float64(b.Every)
+		at = now
 	}
-	return math.Min(tokens, float64(b.Burst)), nil
+	return math.Min(tokens, float64(b.Burst)), at, nil
 }
 
 func saveBucket(ctx context.Context, tx txn, b Bucket, tokens float64, now time.Time) error {
