@@ -35,10 +35,34 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: migrations: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
+	// goose reads what is applied before it starts, so when two processes
+	// open a database being upgraded (serve and a CLI command after a
+	// deploy, say), both may try the same migration; SQLite runs their
+	// transactions one after the other, and the second fails. It is tried
+	// again only when the migration that failed is now recorded: another
+	// process applied it.
+	for range maxMigrationRetries {
+		_, err = p.Up(ctx)
+		partial := new(goose.PartialError)
+		if err == nil || !errors.As(err, &partial) || partial.Failed == nil || !db.migrationRecorded(ctx, partial.Failed.Source.Version) {
+			break
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	return nil
+}
+
+// maxMigrationRetries bounds the retries of migrate: each one is another
+// process's migration, so a handful is more than processes that start at
+// once.
+const maxMigrationRetries = 20
+
+func (db *DB) migrationRecorded(ctx context.Context, version int64) bool {
+	var n int
+	err := db.write.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n)
+	return err == nil && n > 0
 }
 
 // MigratePostgres applies the PostgreSQL migrations that have not run, in

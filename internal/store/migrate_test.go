@@ -115,3 +115,38 @@ func migrateAtOnce(t *testing.T, round int, url string, nodes int) {
 		t.Fatalf("round %d: messages table: %d, %v", round, tables, err)
 	}
 }
+
+// Processes that open one new database at the same moment all start: the
+// migrations run once, and whoever finds one applied by another moves on.
+func TestSQLiteMigrationsWhenProcessesStartTogether(t *testing.T) {
+	ctx := context.Background()
+	for round := range 3 {
+		path := filepath.Join(t.TempDir(), "parley.db")
+		const procs = 4
+		errs := make([]error, procs)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range procs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				db, err := store.Open(ctx, path, testKey)
+				if err == nil {
+					db.Close()
+				}
+				errs[i] = err
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d, process %d: %v", round, i, err)
+			}
+		}
+		if n := len(queryStringsOf(t, path, `SELECT version FROM schema_migrations WHERE version > 0`)); n != 6 {
+			t.Fatalf("round %d: %d migrations recorded, want 6", round, n)
+		}
+	}
+}
