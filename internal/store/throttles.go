@@ -33,7 +33,7 @@ func (db *DB) TakeTokens(ctx context.Context, now time.Time, buckets ...Bucket) 
 				return err
 			}
 			if tokens < 1 {
-				wait = max(wait, times(b.Every, 1-tokens))
+				wait = max(wait, tokenWait(b, tokens, updated, now))
 			}
 			left[i], at[i] = tokens-1, updated
 		}
@@ -91,7 +91,7 @@ func takeToken(ctx context.Context, tx txn, b Bucket, now time.Time) error {
 		return err
 	}
 	if tokens < 1 {
-		return &RateLimitedError{Wait: times(b.Every, 1-tokens)}
+		return &RateLimitedError{Wait: tokenWait(b, tokens, at, now)}
 	}
 	return saveBucket(ctx, tx, b, tokens-1, at)
 }
@@ -118,6 +118,11 @@ func bucketTokens(ctx context.Context, tx txn, b Bucket, now time.Time) (float64
 }
 
 func saveBucket(ctx context.Context, tx txn, b Bucket, tokens float64, now time.Time) error {
+	// The time is stored in milliseconds: the count is stored as of that
+	// millisecond, or the next read would refill the fraction again.
+	ms := time.UnixMilli(now.UnixMilli())
+	tokens -= float64(now.Sub(ms)) / float64(b.Every)
+	now = ms
 	fullAt := now.Add(times(b.Every, float64(b.Burst)-tokens))
 	_, err := tx.ExecContext(ctx, `INSERT INTO throttle_buckets (key, tokens, updated_at, full_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at, full_at = excluded.full_at`,
@@ -142,4 +147,10 @@ func times(every time.Duration, n float64) time.Duration {
 		return time.Duration(d)
 	}
 	return math.MaxInt64
+}
+
+// tokenWait is how long from now until a bucket that held tokens at at
+// has a whole one (at is after now when another node's clock is ahead).
+func tokenWait(b Bucket, tokens float64, at, now time.Time) time.Duration {
+	return times(b.Every, 1-tokens) + max(at.Sub(now), 0)
 }

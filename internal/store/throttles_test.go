@@ -138,3 +138,26 @@ func TestSessionBudget(t *testing.T) {
 	visitor.Budget = nil // no budget: not limited
 	mustSession(t, db, visitor)
 }
+
+// A bucket that refills fast, taken from many times a millisecond, gives
+// its burst plus its rate, not more: the fraction of a millisecond its
+// time is stored without is not refilled twice.
+func TestFastBucketIsNotOverfilled(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	b := store.Bucket{Key: "sessions-app:fast", Burst: 20, Every: time.Millisecond}
+	start := time.UnixMilli(1_800_000_000_000)
+	granted := 0
+	for i := range 1000 { // 5 takes every millisecond for 200 ms
+		ok, _, err := db.TakeTokens(ctx, start.Add(time.Duration(i)*200*time.Microsecond), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			granted++
+		}
+	}
+	if want := 20 + 200; granted > want+1 {
+		t.Fatalf("%d takes granted in 200 ms, want at most the burst and one a millisecond, %d", granted, want)
+	}
+}
