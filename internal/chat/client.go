@@ -99,7 +99,12 @@ func (h *Hub) start(ctx context.Context, conn *websocket.Conn) <-chan struct{} {
 		defer h.running.Done()
 		defer conn.Close()
 		defer h.unregister(c)
-		c.run(func() { c.readPump(ctx) })
+		c.run(func() {
+			c.readPump(ctx)
+			// Out of the subject's count now, not after the close's
+			// linger: a closing socket no longer holds a place.
+			h.unregister(c)
+		})
 	}()
 	return ended
 }

@@ -1,9 +1,11 @@
 package chat
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -79,10 +81,11 @@ type peer struct {
 	ended       chan struct{}  // closed once the connection is closed
 	readDone    chan struct{}  // closed once the read side is finished: the client hung up, or closeLinger passed
 
-	// readMu guards stopping and the read deadline together, so that a
-	// deadline extension never undoes stopReading.
+	// readMu orders stopping and the read deadline together, so that a
+	// deadline extension never undoes stopReading. stopping is atomic so
+	// that waitForRoom reads it under mu without taking readMu.
 	readMu   sync.Mutex
-	stopping bool // set by stopReading: the server is shutting down
+	stopping atomic.Bool // set by stopReading: the server is shutting down
 }
 
 // outFrame is a queued frame. A frame with a key supersedes a queued one
@@ -132,11 +135,12 @@ func (p *peer) run(read func()) {
 // own answers never fill it: a client that sends faster than it reads is
 // slowed down to its reading speed (its frames wait in TCP's buffers),
 // and the other half stays free for broadcasts. It returns false once the
-// connection is closing: no frame is read and handled after that.
+// connection is closing or the server is stopping: no frame is read and
+// handled after that.
 func (p *peer) waitForRoom() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for !p.closing && p.full() {
+	for !p.closing && !p.stopping.Load() && p.full() {
 		if p.room == nil {
 			p.room = make(chan struct{})
 		}
@@ -145,7 +149,7 @@ func (p *peer) waitForRoom() bool {
 		<-room
 		p.mu.Lock()
 	}
-	return !p.closing
+	return !p.closing && !p.stopping.Load()
 }
 
 // full reports whether the reader must wait for the writer.
@@ -155,7 +159,7 @@ func (p *peer) full() bool {
 
 // wakeReaderLocked lets a waiting reader go on once there is room.
 func (p *peer) wakeReaderLocked() {
-	if p.room != nil && (p.closing || !p.full()) {
+	if p.room != nil && (p.closing || p.stopping.Load() || !p.full()) {
 		close(p.room)
 		p.room = nil
 	}
@@ -167,26 +171,25 @@ func (p *peer) wakeReaderLocked() {
 // after everything queued has been written.
 func (p *peer) stopReading() {
 	p.readMu.Lock()
-	defer p.readMu.Unlock()
-	p.stopping = true
+	p.stopping.Store(true)
 	p.conn.SetReadDeadline(time.Now()) // a blocked read returns at once
+	p.readMu.Unlock()
+	p.mu.Lock()
+	p.wakeReaderLocked() // a reader waiting for room reads nothing more
+	p.mu.Unlock()
 }
 
 // extendRead pushes the read deadline d ahead, unless stopReading was called.
 func (p *peer) extendRead(d time.Duration) error {
 	p.readMu.Lock()
 	defer p.readMu.Unlock()
-	if p.stopping {
+	if p.stopping.Load() {
 		return nil
 	}
 	return p.conn.SetReadDeadline(time.Now().Add(d))
 }
 
-func (p *peer) isStopping() bool {
-	p.readMu.Lock()
-	defer p.readMu.Unlock()
-	return p.stopping
-}
+func (p *peer) isStopping() bool { return p.stopping.Load() }
 
 // isClosing reports whether closeWith was called.
 func (p *peer) isClosing() bool {
@@ -327,12 +330,18 @@ func (p *peer) finish() {
 	}
 	deadline := time.Now().Add(writeWait)
 	p.conn.SetWriteDeadline(deadline)
+	err := error(nil)
 	for _, f := range frames {
-		if p.conn.WriteMessage(websocket.TextMessage, f.data) != nil {
-			return
+		if err = p.conn.WriteMessage(websocket.TextMessage, f.data); err != nil {
+			break
 		}
 	}
-	if p.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline) != nil {
+	if err == nil {
+		err = p.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline)
+	}
+	// ErrCloseSent: gorilla wrote a close frame itself (1009 for a frame
+	// over the read limit, whose rest is unread): linger all the same.
+	if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
 		return
 	}
 	closeWrite(p.conn)

@@ -279,6 +279,16 @@ func TestReaderWaitsForRoom(t *testing.T) {
 			client.Close()
 			<-ran
 		})
+		t.Run(tc.name+"/server stops", func(t *testing.T) {
+			p, _, _ := testPeer(t)
+			fill(p, tc.frame)
+			waited := make(chan bool)
+			go func() { waited <- p.waitForRoom() }()
+			p.stopReading()
+			if ok := <-waited; ok {
+				t.Fatal("waitForRoom = true after stopReading: a frame would be read during shutdown")
+			}
+		})
 		t.Run(tc.name+"/connection closes", func(t *testing.T) {
 			p, _, _ := testPeer(t)
 			fill(p, tc.frame)
