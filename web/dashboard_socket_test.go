@@ -179,8 +179,12 @@ func TestDashboardSocketMaxAge(t *testing.T) {
 	// The socket lasts no longer than the sign-in it was opened with.
 	start := time.Now()
 	sock.expectClose(4001)
-	if d := time.Since(start); d > maxAge {
-		t.Fatalf("socket closed %v after opening, want by the session's expiry", d)
+	// The expiry is at most maxAge after the socket opened (the sign-in
+	// came first); a busy machine may run the timer and deliver the close
+	// a moment later, never anywhere near the 60 s a stray keepalive
+	// timeout would take.
+	if d := time.Since(start); d > maxAge+time.Second {
+		t.Fatalf("socket closed %v after opening, want by the session's expiry (%v)", d, maxAge)
 	}
 }
 
