@@ -205,6 +205,11 @@ func checkAppSettings(in AppSettings) (AppSettings, error) {
 	if name == "" || len(name) > 100 {
 		return AppSettings{}, &InputError{"app name must be 1-100 characters"}
 	}
+	// Names reach terminals (apps list) and pages: no escape sequences,
+	// tabs or line breaks.
+	if !printable(name) {
+		return AppSettings{}, &InputError{"app name must be text without control characters"}
+	}
 	if in.IdentityMode != ModeEnforced && in.IdentityMode != ModeMonitor {
 		return AppSettings{}, &InputError{fmt.Sprintf("identity mode must be %q or %q, not %q", ModeEnforced, ModeMonitor, in.IdentityMode)}
 	}

@@ -238,6 +238,8 @@ func TestUpdateApp(t *testing.T) {
 		"bad origin": {Name: "Shop", Origins: []string{"https://a.example/path"}, IdentityMode: store.ModeMonitor},
 		"no name":    {Name: " ", Origins: []string{"https://a.example"}, IdentityMode: store.ModeMonitor},
 		"long name":  {Name: strings.Repeat("n", 101), Origins: []string{"https://a.example"}, IdentityMode: store.ModeMonitor},
+		"escape":     {Name: "Shop\x1b[2J", Origins: []string{"https://a.example"}, IdentityMode: store.ModeMonitor},
+		"line break": {Name: "Shop\nowned", Origins: []string{"https://a.example"}, IdentityMode: store.ModeMonitor},
 		"bad mode":   {Name: "Shop", Origins: []string{"https://a.example"}, IdentityMode: "off"},
 		"no mode":    {Name: "Shop", Origins: []string{"https://a.example"}},
 	} {
