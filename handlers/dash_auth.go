@@ -31,6 +31,7 @@ type ownerStore interface {
 // throttleStore keeps the sign-in throttles' token buckets, in the
 // database that every node shares, so failures on one node count on all.
 type throttleStore interface {
+	TokensWait(ctx context.Context, now time.Time, buckets ...store.Bucket) (time.Duration, error)
 	TakeTokens(ctx context.Context, now time.Time, buckets ...store.Bucket) (bool, time.Duration, error)
 	ReturnTokens(ctx context.Context, now time.Time, buckets ...store.Bucket) error
 }
@@ -89,6 +90,17 @@ func (h *OwnerAuth) authView(next, email, name, msg string) templates.AuthView {
 		Error: msg, SignupEnabled: h.SignupOpen}
 }
 
+// takeTokens takes a token from each bucket, all or none. Buckets that
+// are empty are told apart on the read connections first, so a flood of
+// attempts that are refused anyway never queues for the database's
+// single writer, which the chat's messages need.
+func (h *OwnerAuth) takeTokens(ctx context.Context, now time.Time, buckets []store.Bucket) (bool, time.Duration, error) {
+	if wait, err := h.Throttles.TokensWait(ctx, now, buckets...); err != nil || wait > 0 {
+		return false, wait, err
+	}
+	return h.Throttles.TakeTokens(ctx, now, buckets...)
+}
+
 // returnTokens refunds an attempt's tokens. It is logged, not answered,
 // if it fails: the attempt itself went through.
 func (h *OwnerAuth) returnTokens(ctx context.Context, now time.Time, buckets []store.Bucket) {
@@ -111,7 +123,7 @@ func (h *OwnerAuth) Login(c echo.Context) error {
 	// the count; one that succeeds gets its tokens back.
 	ctx, now := c.Request().Context(), h.Clock()
 	buckets := []store.Bucket{h.ipBucket(ip), h.accountBucket(account)}
-	allowed, wait, err := h.Throttles.TakeTokens(ctx, now, buckets...)
+	allowed, wait, err := h.takeTokens(ctx, now, buckets)
 	if err != nil {
 		return err
 	}
@@ -210,7 +222,7 @@ func (h *OwnerAuth) Signup(c echo.Context) error {
 		return render(c, status, templates.SignupPage(h.authView("", email, name, msg)))
 	}
 	// Every sign-up costs, so it can't be used to hash passwords without limit.
-	allowed, _, err := h.Throttles.TakeTokens(c.Request().Context(), h.Clock(), h.ipBucket(ratelimit.ClientKey(c.RealIP())))
+	allowed, _, err := h.takeTokens(c.Request().Context(), h.Clock(), []store.Bucket{h.ipBucket(ratelimit.ClientKey(c.RealIP()))})
 	if err != nil {
 		return err
 	}

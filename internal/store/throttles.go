@@ -54,6 +54,29 @@ func (db *DB) TakeTokens(ctx context.Context, now time.Time, buckets ...Bucket) 
 	return ok, wait, nil
 }
 
+// TokensWait reads, without writing, how long until every bucket has a
+// token: 0 when TakeTokens would probably succeed now. It runs on the
+// read connections, so a flood of attempts that would be refused anyway
+// is answered without waiting for, or holding up, the single writer.
+func (db *DB) TokensWait(ctx context.Context, now time.Time, buckets ...Bucket) (time.Duration, error) {
+	var wait time.Duration
+	for _, b := range buckets {
+		tokens, at, err := bucketTokens(ctx, db.read, b, now)
+		if err != nil {
+			return 0, fmt.Errorf("store: tokens: %w", err)
+		}
+		if tokens < 1 {
+			wait = max(wait, tokenWait(b, tokens, at, now))
+		}
+	}
+	return wait, nil
+}
+
+// rowQuerier is a transaction or the read pool.
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
 // ReturnTokens gives a token back to each bucket, up to its burst.
 func (db *DB) ReturnTokens(ctx context.Context, now time.Time, buckets ...Bucket) error {
 	err := db.tx(ctx, func(tx *sql.Tx) error {
@@ -99,7 +122,7 @@ func takeToken(ctx context.Context, tx txn, b Bucket, now time.Time) error {
 // bucketTokens is what b holds at now, and the time that count is as of:
 // now, or the bucket's own time if another node's clock (or an attempt
 // that began later) already moved it past now. A bucket never used is full.
-func bucketTokens(ctx context.Context, tx txn, b Bucket, now time.Time) (float64, time.Time, error) {
+func bucketTokens(ctx context.Context, tx rowQuerier, b Bucket, now time.Time) (float64, time.Time, error) {
 	var tokens float64
 	var ms int64
 	err := tx.QueryRowContext(ctx, `SELECT tokens, updated_at FROM throttle_buckets WHERE key = ?`, b.Key).Scan(&tokens, &ms)

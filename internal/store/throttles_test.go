@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -159,5 +160,43 @@ func TestFastBucketIsNotOverfilled(t *testing.T) {
 	}
 	if want := 20 + 200; granted > want+1 {
 		t.Fatalf("%d takes granted in 200 ms, want at most the burst and one a millisecond, %d", granted, want)
+	}
+}
+
+// TokensWait answers from the read connections: while another writer
+// holds the database's write lock, it still tells an empty bucket apart,
+// so refused sign-ins never queue for the writer.
+func TestTokensWaitNeedsNoWriter(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "parley.db")
+	db, err := store.Open(ctx, path, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Now()
+	b := store.Bucket{Key: "signin-ip:203.0.113.9", Burst: 1, Every: time.Hour}
+	if ok, _, err := db.TakeTokens(ctx, now, b); err != nil || !ok {
+		t.Fatalf("first take: %v, %v", ok, err)
+	}
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(100)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	conn, err := raw.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil { // another process's write
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(ctx, `ROLLBACK`)
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	wait, err := db.TokensWait(wctx, now, b)
+	if err != nil || wait <= 0 || wait > time.Hour {
+		t.Fatalf("TokensWait with the write lock held elsewhere = %v, %v; want the wait for an empty bucket", wait, err)
 	}
 }
