@@ -38,9 +38,10 @@ var (
 )
 
 type server struct {
-	dir  string
-	port int
-	cmd  *exec.Cmd
+	dir    string
+	port   int
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when postgres has exited
 }
 
 // URL returns the URL of a new, empty database on the test binary's
@@ -91,6 +92,15 @@ func (s *server) admin(ctx context.Context, sql string) error {
 	return err
 }
 
+func (s *server) query(ctx context.Context, sql string, dst any) error {
+	conn, err := pgx.Connect(ctx, s.url("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return conn.QueryRow(ctx, sql).Scan(dst)
+}
+
 // start runs initdb and the server. The server is told to die with the
 // test binary (Pdeathsig) as a backstop for Main.
 func start() (*server, error) {
@@ -114,9 +124,25 @@ func start() (*server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
+	// A port picked free can be taken before postgres binds it (by another
+	// test binary's server, say): then postgres exits, and another port
+	// is tried.
+	for attempt := 1; ; attempt++ {
+		s, err := run(bin, dir, data, cred)
+		if err == nil || attempt == 3 {
+			if err != nil {
+				os.RemoveAll(dir)
+			}
+			return s, err
+		}
+	}
+}
+
+// run starts postgres on a free port and waits until it answers as the
+// server of data, not some other server on that port.
+func run(bin, dir, data string, cred *syscall.Credential) (*server, error) {
 	port, err := freePort()
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	// Durability settings are off: a test server's data need not survive
@@ -126,21 +152,32 @@ func start() (*server, error) {
 		"-c", "full_page_writes=off", "-c", "max_connections=300")
 	log, err := os.Create(filepath.Join(dir, "postgres.log"))
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
+	defer log.Close()
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT}
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting postgres: %w", err)
 	}
-	s := &server{dir: dir, port: port, cmd: cmd}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	s := &server{dir: dir, port: port, cmd: cmd, exited: exited}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := s.admin(context.Background(), "SELECT 1")
-		if err == nil {
+		select {
+		case <-exited:
+			out, _ := os.ReadFile(log.Name())
+			return nil, fmt.Errorf("postgres exited on port %d:\n%s", port, out)
+		default:
+		}
+		var served string
+		err := s.query(context.Background(), "SHOW data_directory", &served)
+		if err == nil && served == data {
 			return s, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("port %d is another server's (%s)", port, served)
 		}
 		if time.Now().After(deadline) {
 			s.stop()
@@ -154,13 +191,11 @@ func start() (*server, error) {
 // removes its directory.
 func (s *server) stop() {
 	s.cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.exited:
 	case <-time.After(10 * time.Second):
 		s.cmd.Process.Kill()
-		<-done
+		<-s.exited
 	}
 	os.RemoveAll(s.dir)
 }
