@@ -330,7 +330,7 @@ func (p *peer) finish() {
 	}
 	deadline := time.Now().Add(writeWait)
 	p.conn.SetWriteDeadline(deadline)
-	err := error(nil)
+	var err error
 	for _, f := range frames {
 		if err = p.conn.WriteMessage(websocket.TextMessage, f.data); err != nil {
 			break

@@ -25,33 +25,31 @@ type Bucket struct {
 // in ahead of the count; ReturnTokens refunds an attempt that succeeded.
 func (db *DB) TakeTokens(ctx context.Context, now time.Time, buckets ...Bucket) (ok bool, wait time.Duration, err error) {
 	err = db.tx(ctx, func(tx *sql.Tx) error {
-		left := make([]float64, len(buckets))
-		at := make([]time.Time, len(buckets))
-		for i, b := range buckets {
-			tokens, updated, err := bucketTokens(ctx, tx, b, now)
+		var refused *RateLimitedError
+		for _, b := range buckets {
+			err := takeToken(ctx, tx, b, now)
+			if limited := new(RateLimitedError); errors.As(err, &limited) {
+				if refused == nil || limited.Wait > refused.Wait {
+					refused = limited // the others are still read, for the longest wait
+				}
+				continue
+			}
 			if err != nil {
 				return err
 			}
-			if tokens < 1 {
-				wait = max(wait, tokenWait(b, tokens, updated, now))
-			}
-			left[i], at[i] = tokens-1, updated
 		}
-		if wait > 0 {
-			return nil
+		if refused != nil {
+			return refused // rolls back what the others gave
 		}
-		for i, b := range buckets {
-			if err := saveBucket(ctx, tx, b, left[i], at[i]); err != nil {
-				return err
-			}
-		}
-		ok = true
 		return nil
 	})
+	if limited := new(RateLimitedError); errors.As(err, &limited) {
+		return false, limited.Wait, nil
+	}
 	if err != nil {
 		return false, 0, fmt.Errorf("store: take tokens: %w", err)
 	}
-	return ok, wait, nil
+	return true, 0, nil
 }
 
 // TokensWait reads, without writing, how long until every bucket has a
