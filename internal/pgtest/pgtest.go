@@ -68,9 +68,10 @@ func URL(tb testing.TB) string {
 	return shared.url(name)
 }
 
-// Main runs the tests and then stops the server, if one was started.
-// A package that uses URL calls it from TestMain.
-func Main(m *testing.M) int {
+// Main runs the tests (m is a *testing.M, or something that runs one
+// several times) and then stops the server, if one was started. A package
+// that uses URL calls it from TestMain.
+func Main(m interface{ Run() int }) int {
 	code := m.Run()
 	if shared != nil {
 		shared.stop()

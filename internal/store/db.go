@@ -32,7 +32,9 @@ var ErrNotFound = errors.New("store: not found")
 // DB is the storage handle shared by the whole server.
 type DB struct {
 	write *sql.DB
-	read  *sql.DB
+	read  *sql.DB // on PostgreSQL, the same pool as write
+	// postgres says the database is PostgreSQL (postgres.go), not SQLite.
+	postgres bool
 	reads readStmts // prepared on read
 	// checkpoints copies the WAL into the database file in the background;
 	// nil on the exclusive connection of a master key change.
@@ -173,6 +175,9 @@ func openWriter(ctx context.Context, path string, key masterkey.Key, extra strin
 func (db *DB) Close() error {
 	db.writes.close()
 	db.reads.close()
+	if db.postgres {
+		return db.write.Close()
+	}
 	return errors.Join(db.checkpoints.close(), db.read.Close(), db.write.Close())
 }
 
@@ -180,14 +185,29 @@ func (db *DB) Close() error {
 // readiness check.
 func (db *DB) Ready(ctx context.Context) error {
 	var n int
-	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+	if err := db.read.QueryRowContext(ctx, `SELECT 1`).Scan(&n); err != nil {
 		return fmt.Errorf("store: ready: %w", err)
 	}
 	return nil
 }
 
-// tx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it.
+// tx runs fn in a write transaction (BEGIN IMMEDIATE on SQLite) and
+// commits it. On PostgreSQL a transaction that lost a deadlock or a
+// serialization conflict to another one is run again.
 func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := db.tx1(ctx, fn)
+		if !db.postgres || attempt == maxTxAttempts || !retryablePG(err) {
+			return err
+		}
+	}
+}
+
+// maxTxAttempts bounds the runs of a PostgreSQL transaction that keeps
+// meeting conflicts.
+const maxTxAttempts = 5
+
+func (db *DB) tx1(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
@@ -201,6 +221,8 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	return nil
 }
+
+func timeNow() time.Time { return time.Now() }
 
 // wrapTxError passes the store's own refusals through as they are and
 // marks anything else as a storage failure.

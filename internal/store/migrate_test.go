@@ -63,6 +63,7 @@ func queryStringsOf(t *testing.T, path, q string) []string {
 // once: each waits its turn on goose's advisory lock, and finds nothing to
 // do when it gets it.
 func TestPostgresMigrationsRunOnceAcrossNodes(t *testing.T) {
+	onlyOnce(t)
 	// Several rounds, each on a new database: without the lock the nodes
 	// collide only now and then.
 	for round := range 4 {
@@ -119,6 +120,7 @@ func migrateAtOnce(t *testing.T, round int, url string, nodes int) {
 // Processes that open one new database at the same moment all start: the
 // migrations run once, and whoever finds one applied by another moves on.
 func TestSQLiteMigrationsWhenProcessesStartTogether(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	for round := range 3 {
 		path := filepath.Join(t.TempDir(), "parley.db")

@@ -13,6 +13,7 @@ import (
 )
 
 func TestSynchronousOption(t *testing.T) {
+	onlySQLite(t)
 	// SQLite's numbers: NORMAL is 1, FULL is 2.
 	for _, tc := range []struct {
 		opt  store.Synchronous
@@ -34,6 +35,7 @@ func TestSynchronousOption(t *testing.T) {
 }
 
 func TestParseSynchronous(t *testing.T) {
+	onlySQLite(t)
 	for in, want := range map[string]store.Synchronous{"full": store.SyncFull, "FULL": store.SyncFull, " normal ": store.SyncNormal} {
 		if got, err := store.ParseSynchronous(in); err != nil || got != want {
 			t.Errorf("ParseSynchronous(%q) = %q, %v; want %q", in, got, err, want)
@@ -48,6 +50,7 @@ func TestParseSynchronous(t *testing.T) {
 
 // The group commit's savepoints journal in memory, not in a temp file.
 func TestWriterKeepsTempStoreInMemory(t *testing.T) {
+	onlySQLite(t)
 	db := MustOpenDB(t)
 	if got, err := db.WriterPragma("temp_store"); err != nil || got != 2 {
 		t.Errorf("PRAGMA temp_store = %d, %v; want 2 (MEMORY)", got, err)
@@ -58,6 +61,7 @@ func TestWriterKeepsTempStoreInMemory(t *testing.T) {
 // commit pays for one), and the background checkpointer copies the WAL
 // into the database file within a few seconds.
 func TestCheckpointsRunBesideTheWriter(t *testing.T) {
+	onlySQLite(t)
 	path := filepath.Join(t.TempDir(), "p.db")
 	db, err := store.Open(context.Background(), path, testKey)
 	if err != nil {

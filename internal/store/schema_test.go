@@ -16,7 +16,44 @@ import (
 	"github.com/parley-chat/parley/internal/store"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// TestMain runs the store's tests twice, on SQLite and then on
+// PostgreSQL: one conformance suite for both databases. Tests of what is
+// one database's alone skip the other round (onlySQLite, onlyOnce).
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(bothDatabases{m})) }
+
+type bothDatabases struct{ m *testing.M }
+
+func (b bothDatabases) Run() int {
+	code := b.m.Run()
+	if testing.Short() {
+		fmt.Println("store: -short skips the PostgreSQL round of the conformance suite")
+		return code
+	}
+	backend = "postgres"
+	fmt.Println("store: the same tests again, on PostgreSQL")
+	return max(code, b.m.Run())
+}
+
+// backend is the database of the round running.
+var backend = "sqlite"
+
+// onlySQLite skips a test of what is SQLite's alone in the PostgreSQL
+// round.
+func onlySQLite(tb testing.TB) {
+	tb.Helper()
+	if backend != "sqlite" {
+		tb.Skip("SQLite's alone")
+	}
+}
+
+// onlyOnce skips a test that opens both databases itself in the second
+// round.
+func onlyOnce(tb testing.TB) {
+	tb.Helper()
+	if backend != "sqlite" {
+		tb.Skip("ran in the first round")
+	}
+}
 
 // column is what the two schemas must agree on about a column.
 type column struct {
@@ -42,10 +79,13 @@ var flagColumns = []string{"apps.require_jwt", "apps.refuse_anonymous", "subject
 // that one store's SQL runs on both. Only the migrations' own bookkeeping
 // table is SQLite's alone.
 func TestPostgresSchemaMatchesSQLite(t *testing.T) {
+	onlyOnce(t)
 	sqliteCols, sqliteIdx := sqliteSchema(t)
 	pgCols, pgIdx := postgresSchema(t)
 	delete(sqliteCols, "schema_migrations")
 	delete(sqliteIdx, "schema_migrations")
+	// SQLite's implicit rowid, made explicit on PostgreSQL (0003).
+	delete(pgCols["identity_secrets"], "rowid")
 
 	for _, table := range union(sqliteCols, pgCols) {
 		s, p := sqliteCols[table], pgCols[table]

@@ -13,7 +13,7 @@ func unixDay(t time.Time) int64 { return t.UnixMilli() / dayMillis }
 
 func countSession(ctx context.Context, tx txn, appID, kind string, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO session_counts (app_id, day, kind, n) VALUES (?, ?, ?, 1)
-		ON CONFLICT (app_id, day, kind) DO UPDATE SET n = n + 1`, appID, unixDay(now), kind)
+		ON CONFLICT (app_id, day, kind) DO UPDATE SET n = session_counts.n + 1`, appID, unixDay(now), kind)
 	return err
 }
 

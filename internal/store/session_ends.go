@@ -151,7 +151,7 @@ func (db *DB) SetAppDisabled(ctx context.Context, appID string, disabled bool) e
 		if disabled {
 			at = now
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE apps SET disabled_at = CASE WHEN ? IS NULL THEN NULL ELSE coalesce(disabled_at, ?) END WHERE id = ?`, at, now, appID)
+		res, err := tx.ExecContext(ctx, `UPDATE apps SET disabled_at = CASE WHEN CAST(? AS bigint) IS NULL THEN NULL ELSE coalesce(disabled_at, ?) END WHERE id = ?`, at, now, appID)
 		if err != nil {
 			return err
 		}

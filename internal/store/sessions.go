@@ -115,7 +115,7 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 			return err
 		}
 		if in.Budget != nil {
-			if err := takeToken(ctx, tx, *in.Budget, now); err != nil {
+			if err := db.takeToken(ctx, tx, *in.Budget, now); err != nil {
 				return err
 			}
 		}

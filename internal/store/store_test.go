@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/masterkey"
+	"github.com/parley-chat/parley/internal/pgtest"
 	"github.com/parley-chat/parley/internal/store"
 )
 
@@ -18,14 +19,26 @@ import (
 // reopen of a file within the run.
 var testKey = masterkey.Generate()
 
-// MustOpenDB opens a fresh database file in a temp dir, closed at cleanup.
+// MustOpenDB opens a fresh database of the round's backend (a file in a
+// temp dir, or a new PostgreSQL database), closed at cleanup.
 func MustOpenDB(tb testing.TB) *store.DB {
 	tb.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(tb.TempDir(), "parley.db"), testKey)
+	var db *store.DB
+	var err error
+	if backend == "postgres" {
+		db, err = store.OpenPostgres(context.Background(), pgtest.URL(tb), testKey, store.PostgresOptions{})
+	} else {
+		db, err = store.Open(context.Background(), filepath.Join(tb.TempDir(), "parley.db"), testKey)
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { db.Close() })
+	tb.Cleanup(func() {
+		db.Close()
+		if tb.Failed() {
+			tb.Logf("on %s", backend)
+		}
+	})
 	return db
 }
 

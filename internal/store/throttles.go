@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -24,10 +26,11 @@ type Bucket struct {
 // failures after it, means parallel attempts, on any node, can't all get
 // in ahead of the count; ReturnTokens refunds an attempt that succeeded.
 func (db *DB) TakeTokens(ctx context.Context, now time.Time, buckets ...Bucket) (ok bool, wait time.Duration, err error) {
+	buckets = db.lockOrder(buckets)
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		var refused *RateLimitedError
 		for _, b := range buckets {
-			err := takeToken(ctx, tx, b, now)
+			err := db.takeToken(ctx, tx, b, now)
 			if limited := new(RateLimitedError); errors.As(err, &limited) {
 				if refused == nil || limited.Wait > refused.Wait {
 					refused = limited // the others are still read, for the longest wait
@@ -77,9 +80,10 @@ type rowQuerier interface {
 
 // ReturnTokens gives a token back to each bucket, up to its burst.
 func (db *DB) ReturnTokens(ctx context.Context, now time.Time, buckets ...Bucket) error {
+	buckets = db.lockOrder(buckets)
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		for _, b := range buckets {
-			tokens, at, err := bucketTokens(ctx, tx, b, now)
+			tokens, at, err := db.bucketForWrite(ctx, tx, b, now)
 			if err != nil {
 				return err
 			}
@@ -106,8 +110,8 @@ func (e *RateLimitedError) Error() string {
 // takeToken takes one token from b inside tx, or refuses with a
 // *RateLimitedError. A refusal, or the rollback of the write it is part
 // of, takes nothing.
-func takeToken(ctx context.Context, tx txn, b Bucket, now time.Time) error {
-	tokens, at, err := bucketTokens(ctx, tx, b, now)
+func (db *DB) takeToken(ctx context.Context, tx txn, b Bucket, now time.Time) error {
+	tokens, at, err := db.bucketForWrite(ctx, tx, b, now)
 	if err != nil {
 		return err
 	}
@@ -121,9 +125,39 @@ func takeToken(ctx context.Context, tx txn, b Bucket, now time.Time) error {
 // now, or the bucket's own time if another node's clock (or an attempt
 // that began later) already moved it past now. A bucket never used is full.
 func bucketTokens(ctx context.Context, tx rowQuerier, b Bucket, now time.Time) (float64, time.Time, error) {
+	return readBucket(ctx, tx, `SELECT tokens, updated_at FROM throttle_buckets WHERE key = ?`, b, now)
+}
+
+// bucketForWrite is bucketTokens in a transaction that will write the
+// bucket. On PostgreSQL it locks the bucket's row, made first (full) if
+// there is none, so that two nodes cannot both take its last token;
+// SQLite's single writer already runs such transactions one at a time.
+func (db *DB) bucketForWrite(ctx context.Context, tx txn, b Bucket, now time.Time) (float64, time.Time, error) {
+	if !db.postgres {
+		return bucketTokens(ctx, tx, b, now)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO throttle_buckets (key, tokens, updated_at, full_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (key) DO NOTHING`, b.Key, float64(b.Burst), now.UnixMilli(), now.UnixMilli())
+	if err != nil {
+		return 0, now, err
+	}
+	return readBucket(ctx, tx, `SELECT tokens, updated_at FROM throttle_buckets WHERE key = ? FOR UPDATE`, b, now)
+}
+
+// lockOrder sorts the buckets of one transaction by key on PostgreSQL, so
+// that two transactions lock their shared buckets in the same order
+// rather than each waiting for the other.
+func (db *DB) lockOrder(buckets []Bucket) []Bucket {
+	if !db.postgres {
+		return buckets
+	}
+	return slices.SortedFunc(slices.Values(buckets), func(a, b Bucket) int { return strings.Compare(a.Key, b.Key) })
+}
+
+func readBucket(ctx context.Context, tx rowQuerier, query string, b Bucket, now time.Time) (float64, time.Time, error) {
 	var tokens float64
 	var ms int64
-	err := tx.QueryRowContext(ctx, `SELECT tokens, updated_at FROM throttle_buckets WHERE key = ?`, b.Key).Scan(&tokens, &ms)
+	err := tx.QueryRowContext(ctx, query, b.Key).Scan(&tokens, &ms)
 	if errors.Is(err, sql.ErrNoRows) {
 		return float64(b.Burst), now, nil
 	}

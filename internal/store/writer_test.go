@@ -120,6 +120,7 @@ func TestGroupCommitManySendersGapFreeSeqs(t *testing.T) {
 }
 
 func TestGroupCommitGroups(t *testing.T) {
+	onlySQLite(t)
 	db := MustOpenDB(t)
 	a := mustApp(t, db, store.ModeEnforced)
 	s := mustSession(t, db, store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: "uid:x", UserID: "x"})
@@ -146,6 +147,7 @@ func TestGroupCommitGroups(t *testing.T) {
 }
 
 func TestGroupCommitDuplicateAndFailureInOneBatch(t *testing.T) {
+	onlySQLite(t)
 	db := MustOpenDB(t)
 	ctx := context.Background()
 	a := mustApp(t, db, store.ModeEnforced)
@@ -217,6 +219,7 @@ func TestGroupCommitDuplicateAndFailureInOneBatch(t *testing.T) {
 }
 
 func TestGroupCommitCallerThatGivesUp(t *testing.T) {
+	onlySQLite(t)
 	db := MustOpenDB(t)
 	a := mustApp(t, db, store.ModeEnforced)
 	s := mustSession(t, db, store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: "uid:x", UserID: "x"})
@@ -244,6 +247,7 @@ func TestGroupCommitCallerThatGivesUp(t *testing.T) {
 }
 
 func TestCloseCommitsQueuedMessages(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
 	db, err := store.Open(ctx, path, testKey)
@@ -295,6 +299,7 @@ func TestCloseCommitsQueuedMessages(t *testing.T) {
 // updates share a group with user messages; a session refused in the
 // group (a replayed JWT id) is rolled back alone.
 func TestGroupCommitMixesWrites(t *testing.T) {
+	onlySQLite(t)
 	db := MustOpenDB(t)
 	ctx := context.Background()
 	a := mustApp(t, db, store.ModeEnforced)

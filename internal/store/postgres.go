@@ -1,0 +1,184 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/parley-chat/parley/internal/masterkey"
+)
+
+// PostgreSQL.
+//
+// The store's SQL is written once, with SQLite's "?" placeholders, and
+// runs on PostgreSQL through a connector that rewrites them to $1, $2…
+// (rebind). What differs beyond that is chosen where it differs, on
+// db.postgres: PostgreSQL takes concurrent writers, so a write runs in a
+// transaction of its own instead of SQLite's group commit, and the few
+// read-then-write statements lock the rows they read.
+
+// PostgresOptions are the PostgreSQL settings an operator may choose.
+type PostgresOptions struct {
+	// MaxConns caps the node's connections; 0 is 20.
+	MaxConns int
+	Log      *slog.Logger
+}
+
+// OpenPostgres connects to the PostgreSQL database at dbURL, applies any
+// pending migrations (once, whichever node gets there first), and checks
+// that key is the database's master key.
+func OpenPostgres(ctx context.Context, dbURL string, key masterkey.Key, opts PostgresOptions) (*DB, error) {
+	if key.IsZero() {
+		return nil, errors.New("store: no master key")
+	}
+	sqlDB, err := openPostgresPool(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	n := opts.MaxConns
+	if n <= 0 {
+		n = 20
+	}
+	sqlDB.SetMaxOpenConns(n)
+	sqlDB.SetMaxIdleConns(n)
+	if err := sqlDB.PingContext(ctx); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("store: connect to PostgreSQL at %s: %w", RedactURL(dbURL), err)
+	}
+	if err := MigratePostgres(ctx, sqlDB); err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	db := &DB{write: sqlDB, read: sqlDB, postgres: true, now: timeNow, key: key}
+	if err := db.setUpEncryption(ctx); err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// openPostgresPool opens a database/sql pool on pgx whose statements may
+// use "?" placeholders.
+func openPostgresPool(dbURL string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		// pgx's message quotes the URL, password and all.
+		return nil, fmt.Errorf("store: the database URL %s is not one PostgreSQL understands", RedactURL(dbURL))
+	}
+	return sql.OpenDB(rebindConnector{stdlib.GetConnector(*cfg)}), nil
+}
+
+// IsPostgresURL reports whether s names a PostgreSQL database.
+func IsPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// RedactURL is u without its password, for messages and logs.
+func RedactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	return p.Redacted()
+}
+
+// rebindConnector hands out pgx connections that rewrite "?" placeholders.
+type rebindConnector struct{ driver.Connector }
+
+func (c rebindConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return rebindConn{conn.(*stdlib.Conn)}, nil
+}
+
+// rebindConn is pgx's connection with every statement rebound. Embedding
+// the concrete type keeps all its optional interfaces (named value
+// checks, session resets, pings) visible to database/sql.
+type rebindConn struct{ *stdlib.Conn }
+
+func (c rebindConn) Prepare(query string) (driver.Stmt, error) {
+	return c.Conn.Prepare(rebind(query))
+}
+
+func (c rebindConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	return c.Conn.PrepareContext(ctx, rebind(query))
+}
+
+func (c rebindConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	return c.Conn.ExecContext(ctx, rebind(query), args)
+}
+
+func (c rebindConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	return c.Conn.QueryContext(ctx, rebind(query), args)
+}
+
+var rebound sync.Map // query → its PostgreSQL form; the queries are this package's constants
+
+// rebind rewrites the "?" placeholders of query as $1, $2…, leaving
+// quoted strings, quoted names and comments alone.
+func rebind(query string) string {
+	if !strings.Contains(query, "?") {
+		return query
+	}
+	if q, ok := rebound.Load(query); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
+		case c == '\'' || c == '"':
+			j := strings.IndexByte(query[i+1:], c)
+			if j < 0 {
+				b.WriteString(query[i:])
+				i = len(query)
+				continue
+			}
+			b.WriteString(query[i : i+j+2])
+			i += j + 1
+		case c == '-' && strings.HasPrefix(query[i:], "--"):
+			j := strings.IndexByte(query[i:], '\n')
+			if j < 0 {
+				j = len(query) - i - 1
+			}
+			b.WriteString(query[i : i+j+1])
+			i += j
+		case c == '/' && strings.HasPrefix(query[i:], "/*"):
+			j := strings.Index(query[i:], "*/")
+			if j < 0 {
+				j = len(query) - i - 2
+			}
+			b.WriteString(query[i : i+j+2])
+			i += j + 1
+		case c == '?':
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	q := b.String()
+	rebound.Store(query, q)
+	return q
+}
+
+// retryablePG reports whether a transaction failed only because of
+// another one running beside it (a deadlock or a serialization failure):
+// running it again can succeed.
+func retryablePG(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
