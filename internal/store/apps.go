@@ -142,6 +142,9 @@ func (db *DB) UpdateApp(ctx context.Context, appID string, in AppSettings) (*App
 		return nil, err
 	}
 	err = db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockApp(ctx, tx, appID); err != nil {
+			return err
+		}
 		var old AppSettings
 		err := tx.QueryRowContext(ctx, `SELECT identity_mode, require_jwt, refuse_anonymous FROM apps WHERE id = ?`, appID).
 			Scan(&old.IdentityMode, &old.RequireJWT, &old.RefuseAnonymous)

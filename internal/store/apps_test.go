@@ -312,6 +312,7 @@ func TestIdentityStats(t *testing.T) {
 // TestMigrationKeepsSecrets builds a database as the first release left
 // it, then opens it with the current migrations.
 func TestMigrationKeepsSecrets(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
 	init, err := os.ReadFile("migrations/sqlite/0001_init.sql")
@@ -386,7 +387,7 @@ func TestMigrationKeepsSecrets(t *testing.T) {
 
 func TestCreatedAppVerifiesAfterReopen(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "parley.db")
+	path := newLocation(t)
 	db, err := store.Open(ctx, path, testKey)
 	if err != nil {
 		t.Fatal(err)

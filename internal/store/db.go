@@ -79,6 +79,8 @@ type Options struct {
 	// Log gets what goes wrong in the background (checkpoints); nil
 	// discards it.
 	Log *slog.Logger
+	// MaxConns caps the connections to PostgreSQL; 0 is 20.
+	MaxConns int
 }
 
 // Open opens (creating if needed) the database at path with the default
@@ -89,8 +91,12 @@ func Open(ctx context.Context, path string, key masterkey.Key) (*DB, error) {
 	return OpenWith(ctx, path, key, Options{})
 }
 
-// OpenWith is Open with options.
+// OpenWith is Open with options. A path that is a postgres:// URL opens
+// that PostgreSQL database instead (OpenPostgres).
 func OpenWith(ctx context.Context, path string, key masterkey.Key, opts Options) (*DB, error) {
+	if IsPostgresURL(path) {
+		return OpenPostgres(ctx, path, key, PostgresOptions{MaxConns: opts.MaxConns, Log: opts.Log})
+	}
 	sync := opts.Synchronous
 	if sync == "" {
 		sync = SyncFull

@@ -150,6 +150,9 @@ func (db *DB) swapSecret(ctx context.Context, appID string, endCurrent func(tx *
 	now := db.now().UnixMilli()
 	s := IdentitySecret{ID: identity.NewID("isk_"), Secret: identity.NewIdentitySecret(), CreatedAt: fromMillis(now)}
 	err := db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockApp(ctx, tx, appID); err != nil {
+			return err
+		}
 		res, err := endCurrent(tx, now)
 		if err != nil {
 			return err
@@ -180,6 +183,9 @@ func (db *DB) insertSecret(ctx context.Context, tx *sql.Tx, appID string, s Iden
 // app is ErrNotFound.
 func (db *DB) RevokeIdentitySecret(ctx context.Context, appID, secretID string) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockApp(ctx, tx, appID); err != nil {
+			return err
+		}
 		var retired sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT retired_at FROM identity_secrets WHERE id = ? AND app_id = ?`, secretID, appID).Scan(&retired)
 		if errors.Is(err, sql.ErrNoRows) {

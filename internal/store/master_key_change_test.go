@@ -96,6 +96,7 @@ func (f keyFixture) open(t *testing.T, key masterkey.Key) *store.DB {
 // same and still verifies the hashes made before, and no value sealed
 // under the old key is left anywhere in the files.
 func TestRotateMasterKey(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	f := newKeyFixture(t)
 	old := sealedValues(t, f.path)
@@ -141,6 +142,7 @@ func TestRotateMasterKey(t *testing.T) {
 // TestRotateMasterKeyRefuses: a wrong current key, the same key again or
 // a missing database change nothing.
 func TestRotateMasterKeyRefuses(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	f := newKeyFixture(t)
 	secrets, check := rawSecrets(t, f.path), rawKeyCheck(t, f.path)
@@ -171,6 +173,7 @@ func TestRotateMasterKeyRefuses(t *testing.T) {
 // server) has the database open, neither rotation nor reset runs: the
 // server would go on with the old key.
 func TestMasterKeyChangeRefusesWhileOpen(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	f := newKeyFixture(t)
 	secrets := rawSecrets(t, f.path)
@@ -200,6 +203,7 @@ func TestMasterKeyChangeRefusesWhileOpen(t *testing.T) {
 // the sessions they verified (recording why), and keeps everything else:
 // visitors' sessions, conversations, owners and apps.
 func TestResetMasterKey(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	f := newKeyFixture(t)
 	db := f.open(t, testKey)
@@ -296,6 +300,7 @@ func TestResetMasterKey(t *testing.T) {
 // TestResetMasterKeyMissingDatabase: a mistyped path is refused and does
 // not become a new database.
 func TestResetMasterKeyMissingDatabase(t *testing.T) {
+	onlySQLite(t)
 	missing := filepath.Join(t.TempDir(), "missing.db")
 	if _, err := store.ResetMasterKey(context.Background(), missing, masterkey.Generate()); err == nil {
 		t.Fatal("resetting a missing database succeeded")

@@ -66,6 +66,7 @@ func fileHolds(t *testing.T, path string, secrets ...string) []string {
 // column holds only sealed values and no byte of the file (or its WAL)
 // holds a secret, across creation, rotation, replacement and revocation.
 func TestIdentitySecretsAreSealed(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
 	db, err := store.Open(ctx, path, testKey)
@@ -138,6 +139,7 @@ func TestIdentitySecretsAreSealed(t *testing.T) {
 // (another app's, or another secret of the same app) does not open, so
 // whoever can write the file cannot move a known secret to another app.
 func TestSealedSecretIsBoundToItsRow(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
 	db, err := store.Open(ctx, path, testKey)
@@ -169,7 +171,7 @@ func TestSealedSecretIsBoundToItsRow(t *testing.T) {
 func TestOpenRefusesAnotherKey(t *testing.T) {
 	ctx := context.Background()
 	for name, withApp := range map[string]bool{"empty": false, "with an app": true} {
-		path := filepath.Join(t.TempDir(), "parley.db")
+		path := newLocation(t)
 		db, err := store.Open(ctx, path, testKey)
 		if err != nil {
 			t.Fatal(err)
@@ -200,6 +202,7 @@ func TestOpenRefusesAnotherKey(t *testing.T) {
 // TestOpenChecksKeyWithoutCheckRow: should the check value be lost, the
 // sealed secrets themselves still refuse another key.
 func TestOpenChecksKeyWithoutCheckRow(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
 	db, err := store.Open(ctx, path, testKey)
@@ -227,7 +230,7 @@ func TestOpenChecksKeyWithoutCheckRow(t *testing.T) {
 }
 
 func TestOpenRefusesNoKey(t *testing.T) {
-	_, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "parley.db"), masterkey.Key{})
+	_, err := store.Open(context.Background(), newLocation(t), masterkey.Key{})
 	if err == nil || !strings.Contains(err.Error(), "master key") {
 		t.Fatalf("Open with the zero key = %v, want a refusal", err)
 	}
@@ -238,6 +241,7 @@ func TestOpenRefusesNoKey(t *testing.T) {
 // deleted row leave in free space), and opens it: every secret is sealed,
 // still verifies, and no plaintext is left anywhere in the files.
 func TestPlaintextDatabaseIsSealedOnUpgrade(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
 	current := "plain-current-" + identity.NewIdentitySecret()
@@ -310,6 +314,7 @@ func TestPlaintextDatabaseIsSealedOnUpgrade(t *testing.T) {
 // session tokens) appear nowhere in the file, not even sealed: only their
 // SHA-256 is kept.
 func TestTokensAreStoredOnlyAsHashes(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
 	db, err := store.Open(ctx, path, testKey)

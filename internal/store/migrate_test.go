@@ -19,6 +19,7 @@ import (
 // Each SQLite migration runs once: a reopened database runs none again
 // and records nothing new.
 func TestMigrationsRunOnce(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
 	versions := func() string {

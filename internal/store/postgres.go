@@ -182,3 +182,29 @@ func retryablePG(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
+
+// forShare locks the rows a statement reads against writers, on
+// PostgreSQL, until the transaction ends.
+func (db *DB) forShare() string {
+	if db.postgres {
+		return " FOR SHARE"
+	}
+	return ""
+}
+
+// lockApp takes the app's row lock on PostgreSQL, first thing in a write
+// that ends sessions of the app: a session being created holds the row
+// shared until it commits (stillAdmissible), so the write waits for it
+// and then ends it too, or the session waits and then sees the write.
+// SQLite's single writer orders them already.
+func (db *DB) lockApp(ctx context.Context, tx *sql.Tx, appID string) error {
+	if !db.postgres {
+		return nil
+	}
+	var id string
+	err := tx.QueryRowContext(ctx, `SELECT id FROM apps WHERE id = ? FOR UPDATE`, appID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}

@@ -111,7 +111,7 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 	}
 	s.TokenHash = identity.TokenHash(s.Token)
 	err := db.group(ctx, func(ctx context.Context, tx txn) error {
-		if err := stillAdmissible(ctx, tx, in, now); err != nil {
+		if err := db.stillAdmissible(ctx, tx, in, now); err != nil {
 			return err
 		}
 		if in.Budget != nil {
@@ -175,14 +175,16 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 // stillAdmissible checks, inside the session's transaction, what the
 // caller checked before it: that the app's widget is on, that its settings
 // still allow this kind of session, and that the secret that vouched for
-// the user still verifies. Revocations are written by the
-// same single writer, so a session either commits before one, and is ended
-// by it, or sees it here.
-func stillAdmissible(ctx context.Context, tx txn, in NewSession, now time.Time) error {
+// the user still verifies. A session either commits before a revocation,
+// and is ended by it, or sees it here: on SQLite the single writer runs
+// them one after the other; on PostgreSQL the session holds the app's row
+// shared until it commits, and every write that ends an app's sessions
+// locks that row first (lockApp).
+func (db *DB) stillAdmissible(ctx context.Context, tx txn, in NewSession, now time.Time) error {
 	var disabled sql.NullInt64
 	var mode string
 	var requireJWT, refuseAnonymous bool
-	err := tx.QueryRowContext(ctx, `SELECT disabled_at, identity_mode, require_jwt, refuse_anonymous FROM apps WHERE id = ?`, in.AppID).
+	err := tx.QueryRowContext(ctx, `SELECT disabled_at, identity_mode, require_jwt, refuse_anonymous FROM apps WHERE id = ?`+db.forShare(), in.AppID).
 		Scan(&disabled, &mode, &requireJWT, &refuseAnonymous)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound

@@ -19,17 +19,21 @@ import (
 // reopen of a file within the run.
 var testKey = masterkey.Generate()
 
+// newLocation is where a new, empty database of the round's backend can
+// be opened: a path in a temp dir, or a new PostgreSQL database's URL.
+func newLocation(tb testing.TB) string {
+	tb.Helper()
+	if backend == "postgres" {
+		return pgtest.URL(tb)
+	}
+	return filepath.Join(tb.TempDir(), "parley.db")
+}
+
 // MustOpenDB opens a fresh database of the round's backend (a file in a
 // temp dir, or a new PostgreSQL database), closed at cleanup.
 func MustOpenDB(tb testing.TB) *store.DB {
 	tb.Helper()
-	var db *store.DB
-	var err error
-	if backend == "postgres" {
-		db, err = store.OpenPostgres(context.Background(), pgtest.URL(tb), testKey, store.PostgresOptions{})
-	} else {
-		db, err = store.Open(context.Background(), filepath.Join(tb.TempDir(), "parley.db"), testKey)
-	}
+	db, err := store.Open(context.Background(), newLocation(tb), testKey)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -77,6 +81,7 @@ func mustSend(tb testing.TB, db *store.DB, s store.Session, conv, clientID, body
 }
 
 func TestOpenAppliesMigrationsOnce(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
 	db, err := store.Open(ctx, path, testKey)
@@ -380,7 +385,7 @@ func TestUnreadAndAgentReplies(t *testing.T) {
 
 func TestDataSurvivesReopen(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "parley.db")
+	path := newLocation(t)
 	db, err := store.Open(ctx, path, testKey)
 	if err != nil {
 		t.Fatal(err)
@@ -410,6 +415,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 }
 
 func TestOpenExplainsAMissingFolder(t *testing.T) {
+	onlySQLite(t)
 	_, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "no", "such", "parley.db"), testKey)
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("err = %v, want one that says the folder does not exist", err)

@@ -75,7 +75,7 @@ func TestTokenBuckets(t *testing.T) {
 // exceed the burst.
 func TestTokenBucketsAreShared(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "parley.db")
+	path := newLocation(t)
 	var nodes [2]*store.DB
 	for i := range nodes {
 		db, err := store.Open(ctx, path, testKey)
@@ -167,6 +167,7 @@ func TestFastBucketIsNotOverfilled(t *testing.T) {
 // holds the database's write lock, it still tells an empty bucket apart,
 // so refused sign-ins never queue for the writer.
 func TestTokensWaitNeedsNoWriter(t *testing.T) {
+	onlySQLite(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
 	db, err := store.Open(ctx, path, testKey)

@@ -1,0 +1,203 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// Several handles on one database stand for the nodes of a cluster (or,
+// on SQLite, for serve and a CLI command): what one node refuses or
+// orders must hold for all.
+
+// mustOpenNodes opens n handles on one new database of the round's backend.
+func mustOpenNodes(tb testing.TB, n int) []*store.DB {
+	tb.Helper()
+	loc := newLocation(tb)
+	nodes := make([]*store.DB, n)
+	for i := range nodes {
+		db, err := store.Open(context.Background(), loc, testKey)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { db.Close() })
+		nodes[i] = db
+	}
+	return nodes
+}
+
+// together runs fn(0)…fn(n-1) at the same moment, as closely as
+// goroutines allow, and waits for all.
+func together(n int, fn func(i int)) {
+	var ready, done sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-start
+			fn(i)
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+}
+
+// An identity JWT's jti is used once across the cluster, also when two
+// nodes get it at the same moment.
+func TestJWTIDUsedOnceAcrossNodes(t *testing.T) {
+	nodes := mustOpenNodes(t, 2)
+	a := mustApp(t, nodes[0], store.ModeEnforced)
+	for round := range 30 {
+		in := store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: "uid:u1", UserID: "u1", TTL: time.Hour,
+			ParentOrigin: "https://shop.example", JWTID: fmt.Sprintf("jti-%d", round), JWTExpiresAt: time.Now().Add(time.Minute)}
+		var errs [2]error
+		together(2, func(i int) { _, errs[i] = nodes[i].CreateSession(context.Background(), in) })
+		accepted, replayed := 0, 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				accepted++
+			case errors.Is(err, store.ErrJWTReplayed):
+				replayed++
+			default:
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if accepted != 1 || replayed != 1 {
+			t.Fatalf("round %d: one jti on two nodes: %d accepted, %d refused as replayed; want 1 and 1", round, accepted, replayed)
+		}
+	}
+}
+
+// A session created on one node while another replaces the secret that
+// vouched for it, or turns the app off, is refused or ended: never left
+// working.
+func TestSessionRacingEndsAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	nodes := mustOpenNodes(t, 2)
+	a := mustApp(t, nodes[0], store.ModeEnforced)
+	secretID := a.App.IdentitySecretID
+	for round := range 40 {
+		user := store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: "uid:u1", UserID: "u1", TTL: time.Hour,
+			ParentOrigin: "https://shop.example", SecretID: secretID, Proof: store.ProofHash}
+		var s store.Session
+		var createErr, endErr error
+		var replaced store.IdentitySecret
+		together(2, func(i int) {
+			if i == 0 {
+				s, createErr = nodes[0].CreateSession(ctx, user)
+				return
+			}
+			if round%2 == 0 {
+				replaced, endErr = nodes[1].ReplaceIdentitySecret(ctx, a.App.ID)
+			} else {
+				endErr = nodes[1].SetAppDisabled(ctx, a.App.ID, true)
+			}
+		})
+		if endErr != nil {
+			t.Fatal(endErr)
+		}
+		if createErr == nil {
+			if _, err := nodes[0].SessionByToken(ctx, s.Token); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("round %d: a session created beside the end of its secret or app still works (lookup: %v)", round, err)
+			}
+		} else if !errors.Is(createErr, store.ErrSecretRevoked) && !errors.Is(createErr, store.ErrAppDisabled) {
+			t.Fatalf("round %d: %v", round, createErr)
+		}
+		if round%2 == 0 {
+			secretID = replaced.ID
+		} else if err := nodes[1].SetAppDisabled(ctx, a.App.ID, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Messages posted to one conversation from two nodes at once get the seqs
+// 1…n, and commit in seq order: a reader that follows the conversation by
+// "seq after the last one I saw" never steps over one that commits later.
+func TestSendsFromTwoNodesCommitInSeqOrder(t *testing.T) {
+	ctx := context.Background()
+	nodes := mustOpenNodes(t, 3)
+	a := mustApp(t, nodes[0], store.ModeEnforced)
+	s := mustSession(t, nodes[0], store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: "uid:u1", UserID: "u1"})
+	first := mustSend(t, nodes[0], s, "", "c0", "first")
+	conv := first.Conversation
+
+	const perWriter = 60
+	stop := make(chan struct{})
+	var seen []int64
+	readerDone := make(chan error, 1)
+	go func() { // the reader: the third node, polling as a resyncing node does
+		last := int64(1)
+		for {
+			select {
+			case <-stop:
+				readerDone <- nil
+				return
+			default:
+			}
+			page, err := nodes[2].Messages(ctx, conv, last, 100)
+			if err != nil {
+				readerDone <- err
+				return
+			}
+			for _, m := range page.Messages {
+				seen = append(seen, m.Seq)
+				last = m.Seq
+			}
+		}
+	}()
+	together(4, func(i int) {
+		for j := range perWriter {
+			var err error
+			if i%2 == 0 {
+				_, err = nodes[i/2].AddUserMessage(ctx, store.UserMessage{AppID: s.AppID, SubjectID: s.SubjectID,
+					ConversationID: conv.ID, ClientMsgID: fmt.Sprintf("w%d-%d", i, j), Body: "hi"})
+			} else {
+				_, err = nodes[i/2].AddAgentMessage(ctx, a.App.ID, conv.ID, "Ann", "hello")
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	close(stop)
+	if err := <-readerDone; err != nil {
+		t.Fatal(err)
+	}
+	var all []store.Message
+	for after := int64(1); ; {
+		page, err := nodes[2].Messages(ctx, conv, after, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, page.Messages...)
+		if !page.HasMore {
+			break
+		}
+		after = all[len(all)-1].Seq
+	}
+	if got, want := len(all), 4*perWriter; got != want {
+		t.Fatalf("%d messages stored, want %d", got, want)
+	}
+	for i, m := range all {
+		if m.Seq != int64(i+2) {
+			t.Fatalf("message %d has seq %d, want %d: seqs have a gap or a repeat", i, m.Seq, i+2)
+		}
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i] != seen[i-1]+1 {
+			t.Fatalf("the reader saw seq %d after %d: a message committed after a later one", seen[i], seen[i-1])
+		}
+	}
+}
