@@ -165,7 +165,7 @@ func (db *DB) UpdateApp(ctx context.Context, appID string, in AppSettings) (*App
 		if err := insertOrigins(ctx, tx, appID, s.Origins); err != nil {
 			return err
 		}
-		return endSessionsNoLongerAllowed(ctx, tx, appID, old, s, db.now().UnixMilli())
+		return db.endSessionsNoLongerAllowed(ctx, tx, appID, old, s, db.now().UnixMilli())
 	})
 	if err != nil {
 		return nil, err
@@ -181,7 +181,7 @@ func (db *DB) UpdateApp(ctx context.Context, appID string, in AppSettings) (*App
 //   - refusing anonymous visitors ends the visitors' sessions.
 //
 // Loosening a setting, or saving it unchanged, ends nothing.
-func endSessionsNoLongerAllowed(ctx context.Context, tx *sql.Tx, appID string, from, to AppSettings, now int64) error {
+func (db *DB) endSessionsNoLongerAllowed(ctx context.Context, tx *sql.Tx, appID string, from, to AppSettings, now int64) error {
 	const ofKind = `subject_id IN (SELECT id FROM subjects WHERE app_id = ? AND kind = ?)`
 	var refused []string // conditions on the app's sessions
 	var args []any
@@ -197,7 +197,7 @@ func endSessionsNoLongerAllowed(ctx context.Context, tx *sql.Tx, appID string, f
 	if len(refused) == 0 {
 		return nil
 	}
-	_, err := endSessions(ctx, tx, EndSettingsChanged, now, `app_id = ? AND (`+strings.Join(refused, " OR ")+`)`, append([]any{appID}, args...)...)
+	_, err := db.endSessions(ctx, tx, EndSettingsChanged, now, `app_id = ? AND (`+strings.Join(refused, " OR ")+`)`, append([]any{appID}, args...)...)
 	return err
 }
 

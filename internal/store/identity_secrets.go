@@ -136,7 +136,7 @@ func (db *DB) ReplaceIdentitySecret(ctx context.Context, appID string) (Identity
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, err
 		}
-		if err := endSessionsOfSecret(ctx, tx, id, EndSecretRevoked, now); err != nil {
+		if err := db.endSessionsOfSecret(ctx, tx, id, EndSecretRevoked, now); err != nil {
 			return nil, err
 		}
 		return tx.ExecContext(ctx, `DELETE FROM identity_secrets WHERE app_id = ? AND retired_at IS NULL`, appID)
@@ -197,7 +197,7 @@ func (db *DB) RevokeIdentitySecret(ctx context.Context, appID, secretID string) 
 		if !retired.Valid {
 			return &InputError{"the current identity secret cannot be revoked; rotate it first"}
 		}
-		if err := endSessionsOfSecret(ctx, tx, secretID, EndSecretRevoked, db.now().UnixMilli()); err != nil {
+		if err := db.endSessionsOfSecret(ctx, tx, secretID, EndSecretRevoked, db.now().UnixMilli()); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM identity_secrets WHERE id = ?`, secretID)

@@ -323,7 +323,7 @@ func ResetMasterKey(ctx context.Context, path string, next masterkey.Key) ([]Res
 // resetSecrets does ResetMasterKey's work within tx.
 func (db *DB) resetSecrets(ctx context.Context, tx *sql.Tx) ([]ResetSecret, error) {
 	now := db.now().UnixMilli()
-	if err := endVerifiedSessions(ctx, tx, now); err != nil {
+	if err := db.endVerifiedSessions(ctx, tx, now); err != nil {
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM identity_secrets`); err != nil {
@@ -344,8 +344,8 @@ func (db *DB) resetSecrets(ctx context.Context, tx *sql.Tx) ([]ResetSecret, erro
 
 // endVerifiedSessions ends every session an identity secret vouched for:
 // the secrets are all going, and with them what they verified.
-func endVerifiedSessions(ctx context.Context, tx *sql.Tx, now int64) error {
-	if _, err := endSessions(ctx, tx, EndSecretRevoked, now, `secret_id IS NOT NULL`); err != nil {
+func (db *DB) endVerifiedSessions(ctx context.Context, tx *sql.Tx, now int64) error {
+	if _, err := db.endSessions(ctx, tx, EndSecretRevoked, now, `secret_id IS NOT NULL`); err != nil {
 		return fmt.Errorf("ending verified sessions: %w", err)
 	}
 	return nil

@@ -201,3 +201,67 @@ func TestSendsFromTwoNodesCommitInSeqOrder(t *testing.T) {
 		}
 	}
 }
+
+// Ends of sessions written on two nodes at once reach a node that
+// follows session_ends by "id after the last one I saw", every one of
+// them: ids commit in order.
+func TestSessionEndsFromTwoNodesAreAllSeen(t *testing.T) {
+	ctx := context.Background()
+	nodes := mustOpenNodes(t, 3)
+	a := mustApp(t, nodes[0], store.ModeEnforced)
+	const perNode = 150
+	var tokens [2][]string
+	for n := range tokens {
+		for range perNode {
+			tokens[n] = append(tokens[n], mustSession(t, nodes[n], store.NewSession{AppID: a.App.ID, Kind: store.KindVisitor}).Token)
+		}
+	}
+	mark, err := nodes[2].LastSessionEnd(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	follow := func() {
+		for {
+			ends, err := nodes[2].SessionEndsAfter(ctx, mark, 100)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if len(ends) == 0 {
+				return
+			}
+			for _, e := range ends {
+				seen[e.ID] = true
+				mark = e.ID
+			}
+		}
+	}
+	stop := make(chan struct{})
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				follow()
+			}
+		}
+	}()
+	together(2, func(n int) {
+		for _, tok := range tokens[n] {
+			if err := nodes[n].EndSession(ctx, tok); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	close(stop)
+	<-followed
+	follow()
+	if got, want := len(seen), 2*perNode; got != want {
+		t.Fatalf("a node following session_ends saw %d of %d ends: an id committed after a later one was read", got, want)
+	}
+}

@@ -45,7 +45,7 @@ func (db *DB) EndSession(ctx context.Context, token string) error {
 	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		now := db.now().UnixMilli()
-		n, err := endSessions(ctx, tx, EndShutdown, now, `token_hash = ? AND expires_at > ?`, hash, now)
+		n, err := db.endSessions(ctx, tx, EndShutdown, now, `token_hash = ? AND expires_at > ?`, hash, now)
 		if err == nil && n == 0 {
 			return ErrNotFound
 		}
@@ -57,7 +57,10 @@ func (db *DB) EndSession(ctx context.Context, token string) error {
 // condition on sessions, with its args): each is logged in session_ends,
 // for the hubs to close its sockets, then deleted. It returns how many
 // ended.
-func endSessions(ctx context.Context, tx *sql.Tx, reason string, now int64, where string, args ...any) (int64, error) {
+func (db *DB) endSessions(ctx context.Context, tx *sql.Tx, reason string, now int64, where string, args ...any) (int64, error) {
+	if err := db.lockSessionEnds(ctx, tx); err != nil {
+		return 0, err
+	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, token_hash, reason, created_at)
 		SELECT app_id, token_hash, ?, ? FROM sessions WHERE `+where, append([]any{reason, now}, args...)...)
 	if err != nil {
@@ -69,11 +72,11 @@ func endSessions(ctx context.Context, tx *sql.Tx, reason string, now int64, wher
 }
 
 // endSessionsOfSecret ends every session the secret vouched for.
-func endSessionsOfSecret(ctx context.Context, tx *sql.Tx, secretID, reason string, now int64) error {
+func (db *DB) endSessionsOfSecret(ctx context.Context, tx *sql.Tx, secretID, reason string, now int64) error {
 	if secretID == "" {
 		return nil
 	}
-	_, err := endSessions(ctx, tx, reason, now, `secret_id = ?`, secretID)
+	_, err := db.endSessions(ctx, tx, reason, now, `secret_id = ?`, secretID)
 	return err
 }
 
@@ -87,7 +90,7 @@ func (db *DB) EndSessionsOfExpiredSecrets(ctx context.Context) (int64, error) {
 		const stale = `secret_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM identity_secrets i
 			WHERE i.id = sessions.secret_id AND (i.expires_at IS NULL OR i.expires_at > ?))`
 		var err error
-		n, err = endSessions(ctx, tx, EndSecretRevoked, now, stale, now)
+		n, err = db.endSessions(ctx, tx, EndSecretRevoked, now, stale, now)
 		return err
 	})
 	if err != nil {
@@ -161,10 +164,32 @@ func (db *DB) SetAppDisabled(ctx context.Context, appID string, disabled bool) e
 		if !disabled {
 			return nil
 		}
+		if err := db.lockSessionEnds(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, reason, created_at) VALUES (?, ?, ?)`, appID, EndAppDisabled, now); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE app_id = ?`, appID)
 		return err
 	})
+}
+
+// sessionEndsLock is the PostgreSQL advisory lock that writers of
+// session_ends hold until they commit.
+const sessionEndsLock = 0x7061726c6579 // "parley"
+
+// lockSessionEnds makes session_ends ids commit in order. Every node
+// reads the table by "id after the last one I saw"; PostgreSQL hands out
+// identity values at insert, so without the lock a transaction that took
+// id 7 could commit after another's id 8 was read, and 7 would never be
+// seen. Holding one lock from the insert to the commit makes the ids
+// commit one after the other. Ends are rare (logouts, revocations), so
+// they can wait for each other; SQLite's single writer does this already.
+func (db *DB) lockSessionEnds(ctx context.Context, tx *sql.Tx) error {
+	if !db.postgres {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, sessionEndsLock)
+	return err
 }
