@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,7 +16,7 @@ import (
 
 func appsCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("apps create", stderr)
-	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
+	dbFlags := addDatabaseFlags(fs, "")
 	name := fs.String("name", "", "app name")
 	var origins multiFlag
 	fs.Var(&origins, "origin", "allowed parent-page origin, e.g. https://shop.example.com (repeatable)")
@@ -30,14 +29,18 @@ func appsCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dbPath == "" || *name == "" || len(origins) == 0 {
-		return usageError{"apps create needs --db, --name and at least one --origin"}
+	dbPath, err := dbFlags.location()
+	if err != nil {
+		return err
+	}
+	if dbPath == "" || *name == "" || len(origins) == 0 {
+		return usageError{"apps create needs --db or --database-url, --name and at least one --origin"}
 	}
 	// Validate before touching the database, so a typo creates no file.
 	if _, err := store.CanonicalOrigins(origins); err != nil {
 		return usageError{err.Error()}
 	}
-	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
+	db, err := openStore(ctx, dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}
@@ -127,16 +130,20 @@ func newAppJSON(ctx context.Context, db *store.DB, a *store.App) (appJSON, error
 // appsListCmd prints every app of the database.
 func appsListCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("apps list", stderr)
-	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
+	dbFlags := addDatabaseFlags(fs, "")
 	asJSON := fs.Bool("json", false, `print one JSON object: {"apps":[…]}`)
 	keyFile := masterKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dbPath == "" {
-		return usageError{"apps list needs --db"}
+	dbPath, err := dbFlags.location()
+	if err != nil {
+		return err
 	}
-	db, err := openExistingStore(ctx, *dbPath, *keyFile, cliLog(stderr))
+	if dbPath == "" {
+		return usageError{"apps list needs --db or --database-url"}
+	}
+	db, err := openExistingStore(ctx, dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}
@@ -175,17 +182,21 @@ func appsListCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 // appsShowCmd prints one app.
 func appsShowCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("apps show", stderr)
-	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
+	dbFlags := addDatabaseFlags(fs, "")
 	appID := fs.String("app", "", "the `app_id` to show")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	keyFile := masterKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dbPath == "" || strings.TrimSpace(*appID) == "" {
-		return usageError{"apps show needs --db and --app"}
+	dbPath, err := dbFlags.location()
+	if err != nil {
+		return err
 	}
-	db, err := openExistingStore(ctx, *dbPath, *keyFile, cliLog(stderr))
+	if dbPath == "" || strings.TrimSpace(*appID) == "" {
+		return usageError{"apps show needs --db or --database-url and --app"}
+	}
+	db, err := openExistingStore(ctx, dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}
@@ -245,17 +256,21 @@ func orNone(s string) string {
 func appsSetDisabledCmd(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) error {
 	disabled := verb == "disable"
 	fs := newFlags("apps "+verb, stderr)
-	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
+	dbFlags := addDatabaseFlags(fs, "")
 	appID := fs.String("app", "", "the `app_id` to "+verb)
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	keyFile := masterKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dbPath == "" || strings.TrimSpace(*appID) == "" {
-		return usageError{fmt.Sprintf("apps %s needs --db and --app", verb)}
+	dbPath, err := dbFlags.location()
+	if err != nil {
+		return err
 	}
-	db, err := openExistingStore(ctx, *dbPath, *keyFile, cliLog(stderr))
+	if dbPath == "" || strings.TrimSpace(*appID) == "" {
+		return usageError{fmt.Sprintf("apps %s needs --db or --database-url and --app", verb)}
+	}
+	db, err := openExistingStore(ctx, dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}

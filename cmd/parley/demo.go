@@ -27,17 +27,23 @@ const (
 // the demo app created on first start.
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
-	dbPath := fs.String("db", ".data/demo.db", "SQLite database `path`")
+	dbFlags := addDatabaseFlags(fs, ".data/demo.db")
 	addr := fs.String("addr", "127.0.0.1:8080", "Parley's listen address")
 	shopAddr := fs.String("shop-addr", "localhost:8081", "the demo shop's listen address")
 	keyFile := masterKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(*dbPath), 0o700); err != nil {
+	dbPath, err := dbFlags.location()
+	if err != nil {
 		return err
 	}
-	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
+	if !isURL(dbPath) {
+		if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
+			return err
+		}
+	}
+	db, err := openStore(ctx, dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}
@@ -81,7 +87,7 @@ Parley demo
 
 Ctrl-C stops both.
 `, parleyURL, app.ID, shopURL, parleyURL, demoOwnerEmail, ownerPassword, shopURL, apiKey, parleyURL)
-	err = serve(ctx, serveConfig{DBPath: *dbPath, Addr: *addr, PublicURL: parleyURL}, db, parleyLn, log)
+	err = serve(ctx, serveConfig{DBPath: dbPath, Addr: *addr, PublicURL: parleyURL}, db, parleyLn, log)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -189,6 +189,7 @@ const (
 
 // serveConfig is what serveCmd and demoCmd need to start the server.
 type serveConfig struct {
+	// DBPath is the SQLite file or PostgreSQL URL.
 	DBPath, Addr, PublicURL string
 	// Signup opens /signup to anyone who can reach the server.
 	Signup bool
@@ -204,7 +205,7 @@ type serveConfig struct {
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	var cfg serveConfig
-	fs.StringVar(&cfg.DBPath, "db", os.Getenv("PARLEY_DB"), "SQLite database `path` (PARLEY_DB)")
+	dbFlags := addDatabaseFlags(fs, "")
 	fs.StringVar(&cfg.Addr, "addr", envOr("PARLEY_ADDR", "127.0.0.1:8080"), "listen address (PARLEY_ADDR)")
 	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("PARLEY_PUBLIC_URL"), "Parley's origin as browsers see it (PARLEY_PUBLIC_URL)")
 	fs.BoolVar(&cfg.Signup, "signup", os.Getenv("PARLEY_SIGNUP") == "1", "let anyone create a dashboard account at /signup (PARLEY_SIGNUP=1)")
@@ -215,6 +216,10 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	keyFile := masterKeyFlag(fs)
 	limits := limitFlags(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.DBPath, err = dbFlags.location(); err != nil {
 		return err
 	}
 	sync, err := store.ParseSynchronous(*syncMode)
@@ -229,7 +234,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{err.Error()}
 	}
 	if cfg.DBPath == "" {
-		return usageError{"serve needs --db or PARLEY_DB"}
+		return usageError{"serve needs a database: --db PATH (SQLite) or --database-url URL (PostgreSQL)"}
 	}
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://" + cfg.Addr
@@ -240,7 +245,11 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer db.Close()
-	log.Info("database", "path", cfg.DBPath, "synchronous", string(sync))
+	if isURL(cfg.DBPath) {
+		log.Info("database", "postgresql", displayName(cfg.DBPath))
+	} else {
+		log.Info("database", "path", cfg.DBPath, "synchronous", string(sync))
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err

@@ -45,6 +45,9 @@ func openExistingStore(ctx context.Context, dbPath, keyFile string, log *slog.Lo
 
 // openStoreWith is openStore with the database options of serve.
 func openStoreWith(ctx context.Context, dbPath, keyFile string, log *slog.Logger, opts store.Options) (*store.DB, error) {
+	if isURL(dbPath) {
+		return openPostgres(ctx, dbPath, keyFile, log, opts)
+	}
 	if err := checkDBPath(dbPath); err != nil {
 		return nil, err
 	}
@@ -55,6 +58,49 @@ func openStoreWith(ctx context.Context, dbPath, keyFile string, log *slog.Logger
 	}
 	db, err := store.OpenWith(ctx, dbPath, key, opts)
 	return db, missingKeyFile(err, created, keyFile)
+}
+
+// openPostgres opens the PostgreSQL database at dbURL. There is no key
+// file beside a URL to create: the key must be given, and every node of
+// a cluster is given the same one.
+func openPostgres(ctx context.Context, dbURL, keyFile string, log *slog.Logger, opts store.Options) (*store.DB, error) {
+	key, err := givenMasterKey(keyFile, log)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.OpenWith(ctx, dbURL, key, opts)
+	if err != nil {
+		return nil, err
+	}
+	return db, nil
+}
+
+// keyGivenForURL refuses a PostgreSQL database with no master key named:
+// there is no file beside a URL to take it from.
+func keyGivenForURL(loc, keyFile string) error {
+	if _, ok := os.LookupEnv(masterKeyEnv); ok || keyFile != "" || !isURL(loc) {
+		return nil
+	}
+	return usageError{"with --database-url, give the master key: set " + masterKeyEnv +
+		" or pass --master-key-file (make one with: parley keygen); every node of a cluster uses the same key"}
+}
+
+// givenMasterKey is the master key for a PostgreSQL database: from
+// PARLEY_MASTER_KEY or an existing --master-key-file, never a new one.
+func givenMasterKey(keyFile string, log *slog.Logger) (masterkey.Key, error) {
+	if err := keyGivenForURL("postgres://", keyFile); err != nil {
+		return masterkey.Key{}, err
+	}
+	if _, ok := os.LookupEnv(masterKeyEnv); !ok {
+		key, err := masterkey.LoadFile(keyFile)
+		if err != nil {
+			return masterkey.Key{}, err
+		}
+		log.Info("master key", "source", "file", "path", keyFile)
+		return key, nil
+	}
+	key, _, err := loadMasterKey("", log)
+	return key, err
 }
 
 // checkDBPath refuses a --db that cannot be a database file before

@@ -53,6 +53,9 @@ func currentKeySource(keyFile string) keySource {
 // needDatabase refuses a path with no database, for the commands that
 // change one: a mistyped path must not leave a new, empty database behind.
 func needDatabase(dbPath string) error {
+	if isURL(dbPath) {
+		return nil // PostgreSQL says so itself, when there is no such database
+	}
 	if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
 		return usageError{fmt.Sprintf("no database at %s", dbPath)}
 	}
@@ -65,21 +68,28 @@ func needDatabase(dbPath string) error {
 // store refuses while anything else has the database open.
 func masterKeyRotateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("master-key rotate", stderr)
-	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
+	dbFlags := addDatabaseFlags(fs, "")
 	newKeyFile := fs.String("new-key-file", "", "`path` of the new master key, created (mode 0600) when missing; "+
 		newMasterKeyEnv+" gives the key itself instead")
 	keyFile := masterKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dbPath == "" {
-		return usageError{"master-key rotate needs --db"}
+	dbPath, err := dbFlags.location()
+	if err != nil {
+		return err
+	}
+	if dbPath == "" {
+		return usageError{"master-key rotate needs --db or --database-url"}
 	}
 	newEnv, fromEnv := os.LookupEnv(newMasterKeyEnv)
 	if fromEnv == (*newKeyFile != "") {
 		return usageError{"master-key rotate needs the new key from exactly one of --new-key-file PATH and " + newMasterKeyEnv}
 	}
-	if err := needDatabase(*dbPath); err != nil {
+	if err := needDatabase(dbPath); err != nil {
+		return err
+	}
+	if err := keyGivenForURL(dbPath, *keyFile); err != nil {
 		return err
 	}
 	log := cliLog(stderr)
@@ -87,11 +97,11 @@ func masterKeyRotateCmd(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	curFile := keyFilePath(*dbPath, *keyFile)
-	n, err := rotateTo(ctx, *dbPath, curFile, next, log)
+	curFile := keyFilePath(dbPath, *keyFile)
+	n, err := rotateTo(ctx, dbPath, curFile, next, log)
 	if err != nil {
 		if created {
-			discardUnusedKey(ctx, *dbPath, *newKeyFile, next)
+			discardUnusedKey(ctx, dbPath, *newKeyFile, next)
 		}
 		return err
 	}
@@ -100,14 +110,21 @@ func masterKeyRotateCmd(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	fmt.Fprintf(stdout, "Rotated the master key of %s: %d identity secrets and the key check are now sealed with the new key (from %s).\n"+
 		"The secrets themselves did not change. The old key no longer opens this database.\n\nNext:\n%s",
-		*dbPath, n, nextSrc, rotateNextSteps(currentKeySource(curFile), nextSrc))
+		displayName(dbPath), n, nextSrc, rotateNextSteps(currentKeySource(curFile), nextSrc))
 	return nil
 }
 
 // rotateTo re-seals the database's secrets under next, with the current
 // key from the usual sources.
 func rotateTo(ctx context.Context, dbPath, curFile string, next masterkey.Key, log *slog.Logger) (int, error) {
-	cur, created, err := loadMasterKey(curFile, log)
+	var cur masterkey.Key
+	var created bool
+	var err error
+	if isURL(dbPath) {
+		cur, err = givenMasterKey(curFile, log) // the current key must exist
+	} else {
+		cur, created, err = loadMasterKey(curFile, log)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -174,15 +191,19 @@ func rotateNextSteps(cur, next keySource) string {
 // gets a new one under a new key.
 func masterKeyResetCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("master-key reset", stderr)
-	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
+	dbFlags := addDatabaseFlags(fs, "")
 	forget := fs.Bool("forget-identity-secrets", false, "confirm: delete every identity secret and give each app a new one")
 	asJSON := fs.Bool("json", false, "print one JSON object, with the new secrets")
 	keyFile := masterKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dbPath == "" {
-		return usageError{"master-key reset needs --db"}
+	dbPath, err := dbFlags.location()
+	if err != nil {
+		return err
+	}
+	if dbPath == "" {
+		return usageError{"master-key reset needs --db or --database-url"}
 	}
 	if !*forget {
 		return usageError{"master-key reset is for a lost master key and cannot be undone: it deletes every app's " +
@@ -191,22 +212,25 @@ func masterKeyResetCmd(ctx context.Context, args []string, stdout, stderr io.Wri
 			"the old secrets fail until each site deploys its new secret. Conversations, visitors, owners and apps are kept. " +
 			"To do this, add --forget-identity-secrets"}
 	}
-	if err := needDatabase(*dbPath); err != nil {
+	if err := needDatabase(dbPath); err != nil {
 		return err
 	}
-	file := keyFilePath(*dbPath, *keyFile)
+	file := keyFilePath(dbPath, *keyFile)
+	if err := keyGivenForURL(dbPath, *keyFile); err != nil {
+		return err
+	}
 	src := currentKeySource(file)
 	key, created, err := loadMasterKey(file, cliLog(stderr))
 	if err != nil {
 		return err
 	}
 	if src.file != "" && !created {
-		return existingKeyFileRefusal(ctx, *dbPath, file, key)
+		return existingKeyFileRefusal(ctx, dbPath, file, key)
 	}
-	reset, err := store.ResetMasterKey(ctx, *dbPath, key)
+	reset, err := store.ResetMasterKey(ctx, dbPath, key)
 	if err != nil {
 		if created {
-			discardUnusedKey(ctx, *dbPath, file, key)
+			discardUnusedKey(ctx, dbPath, file, key)
 		}
 		if errors.Is(err, store.ErrMasterKeyNotLost) {
 			return usageError{fmt.Sprintf("the master key from %s opens this database: nothing was lost and nothing was changed. "+
@@ -217,7 +241,7 @@ func masterKeyResetCmd(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *asJSON {
 		return printResetJSON(stdout, reset)
 	}
-	return printReset(stdout, *dbPath, src, created, reset)
+	return printReset(stdout, dbPath, src, created, reset)
 }
 
 // existingKeyFileRefusal refuses to reset with a key file that was there
@@ -256,7 +280,7 @@ func printResetJSON(stdout io.Writer, reset []store.ResetSecret) error {
 // stay in the terminal's scrollback; the dashboard reveals them.
 func printReset(stdout io.Writer, dbPath string, src keySource, created bool, reset []store.ResetSecret) error {
 	fmt.Fprintf(stdout, "Reset the master key of %s: the identity secrets sealed with the lost key are deleted, and every app "+
-		"has a new one, sealed with the key from %s.\n", dbPath, src)
+		"has a new one, sealed with the key from %s.\n", displayName(dbPath), src)
 	if created {
 		fmt.Fprintf(stdout, "That key file was created now: back it up apart from the database.\n")
 	}

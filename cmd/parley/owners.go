@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/parley-chat/parley/internal/password"
@@ -32,7 +31,7 @@ func newPassword(stdin io.Reader, fromStdin bool) (pw string, generated bool, er
 
 func ownersCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("owners create", stderr)
-	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
+	dbFlags := addDatabaseFlags(fs, "")
 	email := fs.String("email", "", "the owner's sign-in email")
 	name := fs.String("name", "", "display name shown to users with the owner's replies (default: the part of the email before @)")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin instead of generating one")
@@ -43,8 +42,12 @@ func ownersCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdout
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dbPath == "" || strings.TrimSpace(*email) == "" {
-		return usageError{"owners create needs --db and --email"}
+	dbPath, err := dbFlags.location()
+	if err != nil {
+		return err
+	}
+	if dbPath == "" || strings.TrimSpace(*email) == "" {
+		return usageError{"owners create needs --db or --database-url and --email"}
 	}
 	// Checked before the database is touched, so a weak password leaves
 	// nothing behind.
@@ -56,7 +59,7 @@ func ownersCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdout
 		*name = defaultName(*email)
 	}
 
-	db, err := openStore(ctx, *dbPath, *keyFile, cliLog(stderr))
+	db, err := openStore(ctx, dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}
@@ -94,7 +97,7 @@ func ownersCreateCmd(ctx context.Context, args []string, stdin io.Reader, stdout
 // everywhere.
 func ownersSetPasswordCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("owners set-password", stderr)
-	dbPath := fs.String("db", os.Getenv("PARLEY_DB"), "SQLite database `path`")
+	dbFlags := addDatabaseFlags(fs, "")
 	email := fs.String("email", "", "the owner's sign-in email")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin instead of generating one")
 	asJSON := fs.Bool("json", false, "print one JSON object")
@@ -102,14 +105,18 @@ func ownersSetPasswordCmd(ctx context.Context, args []string, stdin io.Reader, s
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dbPath == "" || strings.TrimSpace(*email) == "" {
-		return usageError{"owners set-password needs --db and --email"}
+	dbPath, err := dbFlags.location()
+	if err != nil {
+		return err
+	}
+	if dbPath == "" || strings.TrimSpace(*email) == "" {
+		return usageError{"owners set-password needs --db or --database-url and --email"}
 	}
 	pw, generated, err := newPassword(stdin, *fromStdin)
 	if err != nil {
 		return err
 	}
-	db, err := openExistingStore(ctx, *dbPath, *keyFile, cliLog(stderr))
+	db, err := openExistingStore(ctx, dbPath, *keyFile, cliLog(stderr))
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ type DB struct {
 	read  *sql.DB // on PostgreSQL, the same pool as write
 	// postgres says the database is PostgreSQL (postgres.go), not SQLite.
 	postgres bool
-	reads readStmts // prepared on read
+	reads    readStmts // prepared on read
 	// checkpoints copies the WAL into the database file in the background;
 	// nil on the exclusive connection of a master key change.
 	checkpoints *checkpointer
@@ -155,6 +155,12 @@ func openWriter(ctx context.Context, path string, key masterkey.Key, extra strin
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
 	if !strings.Contains(extra, "synchronous(") {
 		extra += "_pragma=synchronous(FULL)&"
+	}
+	// The busy timeout comes before journal_mode(WAL): switching a new
+	// file to WAL takes a lock that another process opening it at the same
+	// moment may hold, and without a timeout yet that fails at once.
+	if !strings.Contains(extra, "busy_timeout(") {
+		extra = "_pragma=busy_timeout(5000)&" + extra
 	}
 	// secure_delete zeroes what the writer frees, so deleted rows (old
 	// sessions, revoked secrets, messages) do not linger in the file.

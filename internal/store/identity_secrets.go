@@ -171,7 +171,17 @@ func (db *DB) swapSecret(ctx context.Context, appID string, endCurrent func(tx *
 // insertSecret stores s sealed with the master key: the secret has to be
 // read back to verify hashes, so it cannot be hashed, but a copy of the
 // database file alone must not reveal it.
+//
+// It seals only under the database's own key: a node still running with
+// the old key after a master key change on a shared PostgreSQL database
+// is refused (ErrMasterKeyMismatch) rather than seal a secret nobody
+// could open.
 func (db *DB) insertSecret(ctx context.Context, tx *sql.Tx, appID string, s IdentitySecret) error {
+	if _, opens, err := db.keyOpens(ctx, tx); err != nil {
+		return err
+	} else if !opens {
+		return ErrMasterKeyMismatch
+	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO identity_secrets (id, app_id, secret, created_at) VALUES (?, ?, ?, ?)`,
 		s.ID, appID, db.sealSecret(appID, s.ID, s.Secret), s.CreatedAt.UnixMilli())
 	return err

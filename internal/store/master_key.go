@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/parley-chat/parley/internal/identity"
 	"github.com/parley-chat/parley/internal/masterkey"
@@ -98,7 +96,7 @@ func (db *DB) checkKey(ctx context.Context, tx *sql.Tx) (first bool, err error) 
 // neither, no key was ever used and any key opens.
 func (db *DB) keyOpens(ctx context.Context, tx *sql.Tx) (hasCheck, opens bool, err error) {
 	var check string
-	err = tx.QueryRowContext(ctx, `SELECT sealed FROM master_key_check WHERE id = 1`).Scan(&check)
+	err = tx.QueryRowContext(ctx, `SELECT sealed FROM master_key_check WHERE id = 1`+db.forShare()).Scan(&check)
 	if err == nil {
 		b, err := db.key.Open(check, keyCheckAAD)
 		return true, err == nil && string(b) == keyCheck, nil
@@ -196,6 +194,9 @@ func (db *DB) compact(ctx context.Context) error {
 // of key with the old one. Its caller closes db.write; there is no reader
 // pool.
 func openExclusive(ctx context.Context, path string, key masterkey.Key) (*DB, error) {
+	if IsPostgresURL(path) {
+		return openPostgresForKeyChange(ctx, path, key)
+	}
 	// Changing the key of a database that is not there would create one.
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -211,7 +212,7 @@ func openExclusive(ctx context.Context, path string, key masterkey.Key) (*DB, er
 			db.write.Close()
 		}
 	}
-	if se := new(sqlite.Error); errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY {
+	if isBusy(err) {
 		return nil, ErrInUse
 	}
 	if err != nil {
@@ -240,6 +241,9 @@ func RotateMasterKey(ctx context.Context, path string, current, next masterkey.K
 	}
 	var n int
 	err = db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockForKeyChange(ctx, tx); err != nil {
+			return err
+		}
 		var err error
 		if n, err = db.resealSecrets(ctx, tx, next); err != nil {
 			return err
@@ -261,7 +265,7 @@ func RotateMasterKey(ctx context.Context, path string, current, next masterkey.K
 // db.key does not open fails the whole rotation: dropping it would lose
 // it, and keeping it sealed under the old key would leave it unreadable.
 func (db *DB) resealSecrets(ctx context.Context, tx *sql.Tx, next masterkey.Key) (int, error) {
-	all, err := secretRows(ctx, tx, `1`)
+	all, err := secretRows(ctx, tx, `true`)
 	if err != nil {
 		return 0, fmt.Errorf("identity secrets: %w", err)
 	}
@@ -300,6 +304,9 @@ func ResetMasterKey(ctx context.Context, path string, next masterkey.Key) ([]Res
 	defer db.write.Close()
 	var out []ResetSecret
 	err = db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockForKeyChange(ctx, tx); err != nil {
+			return err
+		}
 		_, opens, err := db.keyOpens(ctx, tx)
 		if err != nil {
 			return err
@@ -329,6 +336,11 @@ func (db *DB) resetSecrets(ctx context.Context, tx *sql.Tx) ([]ResetSecret, erro
 	if _, err := tx.ExecContext(ctx, `DELETE FROM identity_secrets`); err != nil {
 		return nil, fmt.Errorf("deleting identity secrets: %w", err)
 	}
+	// The new key's check comes first: insertSecret seals only under the
+	// database's key.
+	if err := writeKeyCheck(ctx, tx, db.key, now); err != nil {
+		return nil, err
+	}
 	out, err := appNames(ctx, tx)
 	if err != nil {
 		return nil, err
@@ -339,7 +351,7 @@ func (db *DB) resetSecrets(ctx context.Context, tx *sql.Tx) ([]ResetSecret, erro
 			return nil, fmt.Errorf("new secret for app %s: %w", out[i].AppID, err)
 		}
 	}
-	return out, writeKeyCheck(ctx, tx, db.key, now)
+	return out, nil
 }
 
 // endVerifiedSessions ends every session an identity secret vouched for:

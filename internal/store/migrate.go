@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 	"github.com/pressly/goose/v3/database"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -41,9 +43,16 @@ func (db *DB) migrate(ctx context.Context) error {
 	// transactions one after the other, and the second fails. It is tried
 	// again only when the migration that failed is now recorded: another
 	// process applied it.
+	// A connection that opens while another process switches a new file to
+	// WAL can be refused as busy at once, whatever the busy timeout: that
+	// is tried again too, after a moment.
 	for range maxMigrationRetries {
 		_, err = p.Up(ctx)
 		partial := new(goose.PartialError)
+		if isBusy(err) {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
 		if err == nil || !errors.As(err, &partial) || partial.Failed == nil || !db.migrationRecorded(ctx, partial.Failed.Source.Version) {
 			break
 		}
@@ -164,4 +173,10 @@ func (versionTable) ListMigrations(ctx context.Context, db database.DBTxConn) ([
 		out = append(out, &database.ListMigrationsResult{Version: v, IsApplied: true})
 	}
 	return out, rows.Err()
+}
+
+// isBusy reports whether err is SQLite's "database is locked".
+func isBusy(err error) bool {
+	se := new(sqlite.Error)
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/internal/masterkey"
 	"github.com/parley-chat/parley/internal/store"
 )
 
@@ -263,5 +264,48 @@ func TestSessionEndsFromTwoNodesAreAllSeen(t *testing.T) {
 	follow()
 	if got, want := len(seen), 2*perNode; got != want {
 		t.Fatalf("a node following session_ends saw %d of %d ends: an id committed after a later one was read", got, want)
+	}
+}
+
+// On PostgreSQL the master key changes while nodes may be running (SQLite
+// refuses with ErrInUse instead): afterwards a node still holding the old
+// key seals no secret with it, and every secret opens with the new key.
+func TestMasterKeyRotationOnASharedDatabase(t *testing.T) {
+	if backend != "postgres" {
+		t.Skip("PostgreSQL's: on SQLite a key change needs the database to itself")
+	}
+	ctx := context.Background()
+	loc := newLocation(t)
+	node, err := store.Open(ctx, loc, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	a := mustApp(t, node, store.ModeEnforced)
+	next := masterkey.Generate()
+	if n, err := store.RotateMasterKey(ctx, loc, testKey, next); err != nil || n != 1 {
+		t.Fatalf("RotateMasterKey = %d, %v; want 1 secret re-sealed", n, err)
+	}
+	if _, err := node.CreateApp(ctx, store.NewApp{Name: "Late", Origins: []string{"https://late.example"}, IdentityMode: store.ModeEnforced}); !errors.Is(err, store.ErrMasterKeyMismatch) {
+		t.Fatalf("a node with the old key created an app: err = %v, want ErrMasterKeyMismatch", err)
+	}
+	if _, err := node.RotateIdentitySecret(ctx, a.App.ID, 0); !errors.Is(err, store.ErrMasterKeyMismatch) {
+		t.Fatalf("a node with the old key rotated a secret: err = %v, want ErrMasterKeyMismatch", err)
+	}
+	if _, err := store.Open(ctx, loc, testKey); !errors.Is(err, store.ErrMasterKeyMismatch) {
+		t.Fatalf("opening with the old key: %v, want ErrMasterKeyMismatch", err)
+	}
+	restarted, err := store.Open(ctx, loc, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restarted.Close()
+	got, err := restarted.App(ctx, a.App.ID)
+	if err != nil || got.IdentitySecret != a.App.IdentitySecret {
+		t.Fatalf("after the rotation the secret reads back as %v, %v", got, err)
+	}
+	reset, err := store.ResetMasterKey(ctx, loc, masterkey.Generate())
+	if err != nil || len(reset) != 1 || reset[0].AppID != a.App.ID {
+		t.Fatalf("ResetMasterKey = %+v, %v", reset, err)
 	}
 }

@@ -67,6 +67,36 @@ func OpenPostgres(ctx context.Context, dbURL string, key masterkey.Key, opts Pos
 	return db, nil
 }
 
+// openPostgresForKeyChange is openExclusive for PostgreSQL: the database
+// without its key checked (a reset is for a key that was lost), for
+// RotateMasterKey and ResetMasterKey. Their transaction locks the
+// secrets and the key check, so nodes wait while the key changes; a
+// node still running with the old key afterwards cannot open the
+// secrets, nor seal new ones (insertSecret), until it is restarted with
+// the new key.
+func openPostgresForKeyChange(ctx context.Context, dbURL string, key masterkey.Key) (*DB, error) {
+	sqlDB, err := openPostgresPool(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	sqlDB.SetMaxOpenConns(2)
+	if err := MigratePostgres(ctx, sqlDB); err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	return &DB{write: sqlDB, read: sqlDB, postgres: true, now: timeNow, key: key}, nil
+}
+
+// lockForKeyChange keeps every node from reading or writing the secrets
+// and the key check while a master key change runs, on PostgreSQL.
+func (db *DB) lockForKeyChange(ctx context.Context, tx *sql.Tx) error {
+	if !db.postgres {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `LOCK TABLE master_key_check, identity_secrets IN EXCLUSIVE MODE`)
+	return err
+}
+
 // openPostgresPool opens a database/sql pool on pgx whose statements may
 // use "?" placeholders.
 func openPostgresPool(dbURL string) (*sql.DB, error) {
