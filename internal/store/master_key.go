@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 
-
 	"github.com/parley-chat/parley/internal/identity"
 	"github.com/parley-chat/parley/internal/masterkey"
 )
