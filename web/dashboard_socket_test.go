@@ -250,3 +250,44 @@ func TestDashboardSocketRechecksAccess(t *testing.T) {
 	}
 	bobSock.expectClose(4001)
 }
+
+// A sign-out, a password change or a removed membership on one node
+// closes the inbox sockets open on another: the ends go through the
+// database, which every node follows, not through the recheck (an hour
+// here).
+func TestOwnerEndsCloseInboxSocketsOnEveryNode(t *testing.T) {
+	a := newTestServer(t)
+	b := a.secondNode(t)
+	a.Hub.AgentRecheck, b.Hub.AgentRecheck = time.Hour, time.Hour
+	ctx := context.Background()
+	ann := a.newOwner(t, "Ann")
+	bob := a.newOwner(t, "Bob")
+	app := a.ownerApp(t, ann, store.ModeMonitor)
+	if err := a.DB.AddMember(ctx, app.ID, bob.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	laptop := a.signIn(t, ann)
+	onB := b.withCookie(t, laptop.token()).inbox(t, app.ID)
+	other := b.withCookie(t, a.signIn(t, ann).token()).inbox(t, app.ID) // another sign-in of Ann's
+	laptop.post(t, "/logout", nil).wantRedirect(t, "/login")
+	onB.expectClose(4001)
+	user := b.connect(t, b.session(t, fields(app)).Token)
+	user.startConversation("hello")
+	other.expect("message") // only the signed-out session's socket closed
+
+	hash, err := password.Hash("a new passphrase for ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DB.SetOwnerPassword(ctx, ann.ID, hash); err != nil {
+		t.Fatal(err)
+	}
+	other.expectClose(4001)
+
+	bobSock := b.withCookie(t, a.signIn(t, bob).token()).inbox(t, app.ID)
+	if err := a.DB.RemoveMember(ctx, app.ID, bob.ID); err != nil {
+		t.Fatal(err)
+	}
+	bobSock.expectClose(4001)
+}

@@ -143,17 +143,21 @@ func (h *Hub) Agents(appID string) int {
 	return len(h.agents[appID])
 }
 
-// closeAgents closes, with 4001, the agent sockets that match.
-func (h *Hub) closeAgents(match func(Agent) bool, text string) {
+// closeAgents closes, with 4001, the agent sockets that match, and
+// returns how many.
+func (h *Hub) closeAgents(match func(Agent) bool, text string) int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	n := 0
 	for _, set := range h.agents {
 		for ac := range set {
 			if match(ac.agent) {
 				ac.closeWith(CloseSessionInvalid, text)
+				n++
 			}
 		}
 	}
+	return n
 }
 
 // EndAgentSession closes the agent sockets of an owner session (sign-out).

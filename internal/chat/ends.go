@@ -18,14 +18,19 @@ const endBatch = 500
 // EndSessions closes the widget sockets of sessions that ended early: the
 // socket of each session named by TokenHash, and every widget socket of
 // AppID when TokenHash is empty. Each is sent a session_ended error frame,
-// then closed with 1008 and the end's reason. Agent sockets stay. It
+// then closed with 1008 and the end's reason. The ends of dashboard
+// access (store.SessionEnd.IsOwnerEnd) close inbox sockets instead. It
 // returns how many sockets it closed.
 func (h *Hub) EndSessions(ends []store.SessionEnd) int {
 	if len(ends) == 0 {
 		return 0
 	}
+	n := h.endOwnerAccess(ends)
 	byToken, byApp := map[string]string{}, map[string]string{}
 	for _, e := range ends {
+		if e.IsOwnerEnd() {
+			continue
+		}
 		if e.TokenHash == "" {
 			byApp[e.AppID] = e.Reason
 		} else {
@@ -36,7 +41,6 @@ func (h *Hub) EndSessions(ends []store.SessionEnd) int {
 	// busy secret ends thousands of sessions at once.
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	n := 0
 	for _, set := range h.subjects {
 		for c := range set {
 			reason, ok := byToken[c.session.TokenHash]
@@ -47,6 +51,23 @@ func (h *Hub) EndSessions(ends []store.SessionEnd) int {
 				c.endSession(reason)
 				n++
 			}
+		}
+	}
+	return n
+}
+
+// endOwnerAccess closes the inbox sockets of the ends of dashboard
+// access among ends, and returns how many.
+func (h *Hub) endOwnerAccess(ends []store.SessionEnd) int {
+	n := 0
+	for _, e := range ends {
+		switch e.Reason {
+		case store.EndSignedOut:
+			n += h.closeAgents(func(a Agent) bool { return a.SessionKey == e.TokenHash }, "signed out")
+		case store.EndPasswordChanged:
+			n += h.closeAgents(func(a Agent) bool { return a.OwnerID == e.OwnerID }, "password changed")
+		case store.EndAccessRemoved:
+			n += h.closeAgents(func(a Agent) bool { return a.OwnerID == e.OwnerID && a.AppID == e.AppID }, "access removed")
 		}
 	}
 	return n

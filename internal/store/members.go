@@ -70,8 +70,10 @@ func (db *DB) RemoveMember(ctx context.Context, appID, ownerID string) error {
 		if total == 1 {
 			return &InputError{"an app must keep at least one member"}
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM app_members WHERE app_id = ? AND owner_id = ?`, appID, ownerID)
-		return err
+		if _, err = tx.ExecContext(ctx, `DELETE FROM app_members WHERE app_id = ? AND owner_id = ?`, appID, ownerID); err != nil {
+			return err
+		}
+		return db.endOwnerAccess(ctx, tx, EndAccessRemoved, ownerID, appID, "")
 	})
 }
 

@@ -91,7 +91,18 @@ func (db *DB) DeleteOwnerSession(ctx context.Context, token string) error {
 	if !identity.LooksLikeToken("pos_", token) {
 		return nil
 	}
-	if _, err := db.write.ExecContext(ctx, `DELETE FROM owner_sessions WHERE token_hash = ?`, identity.TokenHash(token)); err != nil {
+	hash := identity.TokenHash(token)
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var ownerID string
+		err := tx.QueryRowContext(ctx, `DELETE FROM owner_sessions WHERE token_hash = ? RETURNING owner_id`, hash).Scan(&ownerID)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		// Logged even when the session was gone (idle, and swept): its
+		// open sockets, on any node, must still close.
+		return db.endOwnerAccess(ctx, tx, EndSignedOut, ownerID, "", hash)
+	})
+	if err != nil {
 		return fmt.Errorf("store: delete owner session: %w", err)
 	}
 	return nil

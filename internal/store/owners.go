@@ -107,8 +107,10 @@ func (db *DB) SetOwnerPassword(ctx context.Context, ownerID, passwordHash string
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM owner_sessions WHERE owner_id = ?`, ownerID)
-		return err
+		if _, err = tx.ExecContext(ctx, `DELETE FROM owner_sessions WHERE owner_id = ?`, ownerID); err != nil {
+			return err
+		}
+		return db.endOwnerAccess(ctx, tx, EndPasswordChanged, ownerID, "", "")
 	})
 }
 

@@ -18,6 +18,12 @@ const (
 	// identity mode, required JWTs or refused anonymous visitors) and the
 	// new settings no longer allow the session.
 	EndSettingsChanged = "settings_changed"
+
+	// Ends of an owner's dashboard access, which close inbox sockets
+	// (SessionEnd.OwnerID is set on these only).
+	EndSignedOut       = "signed_out"       // TokenHash: the owner session's
+	EndPasswordChanged = "password_changed" // every session of OwnerID
+	EndAccessRemoved   = "access_removed"   // OwnerID's access to AppID
 )
 
 // SessionEnd records sessions ended early. TokenHash names one session;
@@ -26,6 +32,9 @@ type SessionEnd struct {
 	ID        int64
 	AppID     string
 	TokenHash string
+	// OwnerID is the owner whose dashboard access ended, for the reasons
+	// that end it (IsOwnerEnd).
+	OwnerID   string
 	Reason    string
 	CreatedAt time.Time
 }
@@ -102,7 +111,7 @@ func (db *DB) EndSessionsOfExpiredSecrets(ctx context.Context) (int64, error) {
 // SessionEndsAfter returns up to limit session ends recorded after id,
 // oldest first.
 func (db *DB) SessionEndsAfter(ctx context.Context, id int64, limit int) ([]SessionEnd, error) {
-	rows, err := db.readRows(ctx, `SELECT id, app_id, coalesce(token_hash, ''), reason, created_at
+	rows, err := db.readRows(ctx, `SELECT id, app_id, coalesce(token_hash, ''), coalesce(owner_id, ''), reason, created_at
 		FROM session_ends WHERE id > ? ORDER BY id LIMIT ?`, id, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: session ends: %w", err)
@@ -112,7 +121,7 @@ func (db *DB) SessionEndsAfter(ctx context.Context, id int64, limit int) ([]Sess
 	for rows.Next() {
 		var e SessionEnd
 		var created int64
-		if err := rows.Scan(&e.ID, &e.AppID, &e.TokenHash, &e.Reason, &created); err != nil {
+		if err := rows.Scan(&e.ID, &e.AppID, &e.TokenHash, &e.OwnerID, &e.Reason, &created); err != nil {
 			return nil, fmt.Errorf("store: session ends: %w", err)
 		}
 		e.CreatedAt = fromMillis(created)
@@ -191,5 +200,27 @@ func (db *DB) lockSessionEnds(ctx context.Context, tx *sql.Tx) error {
 		return nil
 	}
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, sessionEndsLock)
+	return err
+}
+
+// IsOwnerEnd reports whether e ended dashboard access (inbox sockets)
+// rather than widget sessions.
+func (e SessionEnd) IsOwnerEnd() bool {
+	return e.Reason == EndSignedOut || e.Reason == EndPasswordChanged || e.Reason == EndAccessRemoved
+}
+
+// endOwnerAccess logs the end of some of an owner's dashboard access for
+// every process to close the inbox sockets concerned: one owner session
+// (tokenHash), all of them, or (appID) those on one app.
+func (db *DB) endOwnerAccess(ctx context.Context, tx *sql.Tx, reason, ownerID, appID, tokenHash string) error {
+	if err := db.lockSessionEnds(ctx, tx); err != nil {
+		return err
+	}
+	var hash any // NULL unless one session ends
+	if tokenHash != "" {
+		hash = tokenHash
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO session_ends (app_id, token_hash, owner_id, reason, created_at) VALUES (?, ?, ?, ?, ?)`,
+		appID, hash, ownerID, reason, db.now().UnixMilli())
 	return err
 }
