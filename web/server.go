@@ -4,6 +4,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -49,6 +50,9 @@ type Config struct {
 	// nil is time.Now. Tests that count a burst of failed sign-ins stop it,
 	// so that a slow machine's refills don't change the count.
 	ThrottleClock func() time.Time
+	// BrokerReady, on a node of a cluster, reports whether it can reach
+	// the other nodes; /readyz answers 503 while it cannot.
+	BrokerReady func(context.Context) error
 }
 
 // ParseProxies reads trusted-proxy CIDRs; a bare IP is a range of one.
@@ -164,6 +168,9 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	})
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	ready := &handlers.Readiness{Log: log, Checks: []handlers.ReadyCheck{{Name: "database", Ready: db.Ready}, {Name: "sockets", Ready: hub.Ready}}}
+	if cfg.BrokerReady != nil {
+		ready.Checks = append(ready.Checks, handlers.ReadyCheck{Name: "broker", Ready: cfg.BrokerReady})
+	}
 	e.GET("/readyz", ready.Show)
 	e.GET("/widget.js", loader)
 	e.GET("/static/:name", func(c echo.Context) error {

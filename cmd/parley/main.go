@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley-chat/parley/internal/broker"
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
 	"github.com/parley-chat/parley/internal/store"
@@ -200,12 +201,17 @@ type serveConfig struct {
 	// Pprof, when set, is the address of a separate listener serving
 	// net/http/pprof. It must be private: profiles reveal memory contents.
 	Pprof string
+	// NATSURL, on PostgreSQL, carries the events between nodes through
+	// NATS instead of LISTEN/NOTIFY.
+	NATSURL string
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	var cfg serveConfig
 	dbFlags := addDatabaseFlags(fs, "")
+	fs.StringVar(&cfg.NATSURL, "nats-url", os.Getenv(natsURLEnv), "with --database-url: the NATS server, nats://HOST:PORT, that carries events between nodes; "+
+		"without it they go through PostgreSQL's LISTEN/NOTIFY ("+natsURLEnv+")")
 	fs.StringVar(&cfg.Addr, "addr", envOr("PARLEY_ADDR", "127.0.0.1:8080"), "listen address (PARLEY_ADDR)")
 	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("PARLEY_PUBLIC_URL"), "Parley's origin as browsers see it (PARLEY_PUBLIC_URL)")
 	fs.BoolVar(&cfg.Signup, "signup", os.Getenv("PARLEY_SIGNUP") == "1", "let anyone create a dashboard account at /signup (PARLEY_SIGNUP=1)")
@@ -236,6 +242,9 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.DBPath == "" {
 		return usageError{"serve needs a database: --db PATH (SQLite) or --database-url URL (PostgreSQL)"}
 	}
+	if cfg.NATSURL != "" && !isURL(cfg.DBPath) {
+		return usageError{"--nats-url connects the nodes of a cluster, which share a PostgreSQL database: give --database-url, not --db"}
+	}
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://" + cfg.Addr
 	}
@@ -257,11 +266,54 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	return serve(ctx, cfg, db, ln, log)
 }
 
+// natsURLEnv is --nats-url's environment variable.
+const natsURLEnv = "PARLEY_NATS_URL"
+
+// openBroker connects this node to the others: through NATS when given,
+// else through PostgreSQL's LISTEN/NOTIFY; a SQLite node is alone.
+func openBroker(ctx context.Context, cfg serveConfig, db *store.DB, hub *chat.Hub, log *slog.Logger) (broker.Broker, error) {
+	if !isURL(cfg.DBPath) {
+		return broker.Local{}, nil
+	}
+	node := broker.NewNodeID()
+	var b broker.Broker
+	var err error
+	if cfg.NATSURL != "" {
+		b, err = broker.OpenNATS(cfg.NATSURL, node, hub, log)
+		if err != nil {
+			return nil, usageError{err.Error()}
+		}
+		log.Info("cluster", "node", node, "events", "nats", "nats", redactedNATS(cfg.NATSURL))
+	} else {
+		if b, err = broker.OpenPostgres(cfg.DBPath, node, hub, log); err != nil {
+			return nil, err
+		}
+		log.Info("cluster", "node", node, "events", "postgresql listen/notify")
+	}
+	hub.JoinCluster(ctx, b, node, db)
+	return b, nil
+}
+
+// redactedNATS is a NATS URL without its password, for the log.
+func redactedNATS(u string) string { return store.RedactURL(u) }
+
 // serve runs Parley on ln until ctx ends, then shuts down gracefully:
 // in-flight requests finish and widget sockets get a going-away close.
 func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, log *slog.Logger) error {
 	hub := chat.NewHub(db, log)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	b, err := openBroker(ctx, cfg, db, hub, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	var brokerReady func(context.Context) error
+	if _, single := b.(broker.Local); !single {
+		brokerReady = b.Ready
+	}
 	handler, err := web.New(web.Config{
+		BrokerReady:    brokerReady,
 		PublicURL:      cfg.PublicURL,
 		SessionTTL:     12 * time.Hour,
 		Signup:         cfg.Signup,

@@ -27,14 +27,13 @@ func (c *Client) handle(ctx context.Context, f ClientFrame) *FrameError {
 		if err != nil {
 			return c.storeError(err)
 		}
-		c.hub.sendToApp(conv.AppID, typingKey(conv.ID, store.AuthorUser, ""),
-			encode(typingFrame{Type: "typing", ConversationID: conv.ID, Author: store.AuthorUser, Typing: f.Typing}))
+		c.hub.userTyping(conv, f.Typing)
 		return nil
 	case TypeRead:
 		if err := c.hub.store.MarkRead(ctx, c.session.SubjectID, f.ConversationID, f.Seq); err != nil {
 			return c.storeError(err)
 		}
-		c.hub.pushUnread(ctx, c.session.SubjectID)
+		c.hub.unreadChanged(ctx, c.session.AppID, c.session.SubjectID)
 		return nil
 	}
 	return &FrameError{Code: "bad_frame", Message: "unknown frame type"}
@@ -83,8 +82,7 @@ func (c *Client) sendMessage(ctx context.Context, f ClientFrame) *FrameError {
 	c.queue(encode(ackFrame{Type: "ack", ClientMsgID: f.ClientMsgID, Duplicate: p.Duplicate, Message: msg,
 		Conversation: newConversationJSON(p.Conversation)}))
 	if !p.Duplicate {
-		c.hub.sendToSubject(c.session.SubjectID, "", encode(messageFrame{Type: "message", Message: msg}), c)
-		c.hub.sendToApp(c.session.AppID, "", encode(agentMessageFrame{Type: "message", ConversationID: p.Conversation.ID, Message: msg}))
+		c.hub.committed(ctx, p, c)
 	}
 	return nil
 }

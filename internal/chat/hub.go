@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/parley-chat/parley/internal/broker"
 	"github.com/parley-chat/parley/internal/store"
 )
 
@@ -24,6 +25,7 @@ type Hub struct {
 	// asked (NewHub: 30 seconds).
 	AgentRecheck time.Duration
 	limits       atomic.Pointer[subjectLimits] // SetLimits
+	cluster      atomic.Pointer[cluster]       // JoinCluster; nil on a single node
 
 	mu       sync.RWMutex
 	subjects map[string]map[*Client]struct{}
@@ -139,26 +141,54 @@ func (h *Hub) Connections(subjectID string) int {
 }
 
 // AgentMessage delivers a committed agent reply to the subject's open
-// widgets, followed by their new unread count, and to the app's agents.
+// widgets, followed by their new unread count, and to the app's agents,
+// on every node.
 func (h *Hub) AgentMessage(ctx context.Context, p store.Posted) {
-	subjectID := p.Conversation.SubjectID
-	msg := NewMessageJSON(p.Message)
-	h.sendToSubject(subjectID, "", encode(messageFrame{Type: "message", Message: msg}), nil)
-	h.pushUnread(ctx, subjectID)
-	h.sendToApp(p.Conversation.AppID, "", encode(agentMessageFrame{Type: "message", ConversationID: p.Conversation.ID, Message: msg}))
+	h.committed(ctx, p, nil)
 }
 
-// ConversationChanged tells the app's agents a conversation's status (or
-// read mark) changed.
+// ConversationChanged tells the app's agents, on every node, a
+// conversation's status (or read mark) changed.
 func (h *Hub) ConversationChanged(c store.Conversation) {
+	h.conversationChangedHere(c)
+	h.publish(context.Background(), h.cluster.Load(), broker.Event{Kind: broker.KindConversation, AppID: c.AppID, ConversationID: c.ID})
+}
+
+func (h *Hub) conversationChangedHere(c store.Conversation) {
 	h.sendToApp(c.AppID, conversationKey(c.ID), encode(conversationFrame{Type: "conversation", ConversationID: c.ID, Status: c.Status}))
 }
 
-// AgentTyping tells the subject's open widgets that an agent is (or
-// stopped) typing in a conversation.
+// AgentTyping tells the subject's open widgets, on every node, that an
+// agent is (or stopped) typing in a conversation.
 func (h *Hub) AgentTyping(c store.Conversation, authorName string, typing bool) {
+	h.agentTypingHere(c, authorName, typing)
+	h.publish(context.Background(), h.cluster.Load(), broker.Event{Kind: broker.KindTyping, AppID: c.AppID, SubjectID: c.SubjectID,
+		ConversationID: c.ID, Author: store.AuthorAgent, AuthorName: authorName, Typing: typing})
+}
+
+func (h *Hub) agentTypingHere(c store.Conversation, authorName string, typing bool) {
 	h.sendToSubject(c.SubjectID, typingKey(c.ID, store.AuthorAgent, authorName), encode(typingFrame{Type: "typing",
 		ConversationID: c.ID, Author: store.AuthorAgent, AuthorName: authorName, Typing: typing}), nil)
+}
+
+// userTyping tells the app's agents, on every node, that the user is (or
+// stopped) typing.
+func (h *Hub) userTyping(c store.Conversation, typing bool) {
+	h.userTypingHere(c, typing)
+	h.publish(context.Background(), h.cluster.Load(), broker.Event{Kind: broker.KindTyping, AppID: c.AppID, SubjectID: c.SubjectID,
+		ConversationID: c.ID, Author: store.AuthorUser, Typing: typing})
+}
+
+func (h *Hub) userTypingHere(c store.Conversation, typing bool) {
+	h.sendToApp(c.AppID, typingKey(c.ID, store.AuthorUser, ""),
+		encode(typingFrame{Type: "typing", ConversationID: c.ID, Author: store.AuthorUser, Typing: typing}))
+}
+
+// unreadChanged pushes the subject's unread count to its widgets on every
+// node.
+func (h *Hub) unreadChanged(ctx context.Context, appID, subjectID string) {
+	h.pushUnread(ctx, subjectID)
+	h.publish(ctx, h.cluster.Load(), broker.Event{Kind: broker.KindUnread, AppID: appID, SubjectID: subjectID})
 }
 
 func (h *Hub) pushUnread(ctx context.Context, subjectID string) {

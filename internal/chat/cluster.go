@@ -1,0 +1,395 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parley-chat/parley/internal/broker"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// Delivery across nodes.
+//
+// The database is the truth and the broker a hint (see internal/broker).
+// Every committed message reaches this node's sockets through one path,
+// deliver, which keeps per conversation the last seq it delivered:
+//   - a message committed here is delivered as it is when it is the next
+//     seq, and published for the other nodes;
+//   - a hint from another node, a gap (a seq beyond the next), or a poll
+//     that finds a conversation further on than delivered, read the
+//     missing messages from the database, in seq order (commit order:
+//     see store), and deliver those;
+//   - a seq at or below the last delivered was delivered already.
+//
+// So a socket gets each message once and in order whichever way it came,
+// and a lost hint costs only latency: the poll (clusterPoll) finds every
+// conversation with recent messages of the apps this node serves, and a
+// resync (the broker reconnected, or fell behind) polls at once, from
+// before the outage.
+
+// Publisher is the broker as the hub uses it.
+type Publisher interface {
+	Publish(ctx context.Context, e broker.Event) error
+}
+
+// ClusterStore is what delivery across nodes reads.
+type ClusterStore interface {
+	ConversationByID(ctx context.Context, id string) (store.Conversation, error)
+	ActiveConversations(ctx context.Context, appIDs []string, since time.Time) ([]store.ConversationHead, error)
+}
+
+const (
+	// clusterPoll is how often a clustered node looks for conversations
+	// it has fallen behind on, in case a hint was lost.
+	clusterPoll = time.Second
+	// pollMargin reaches back before the last poll: a message's time is
+	// taken when its transaction starts, on the clock of the node that
+	// wrote it, and commits a moment later.
+	pollMargin = 5 * time.Second
+	// trackedFor is how long a conversation's delivered seq is kept after
+	// its last message.
+	trackedFor = 10 * time.Minute
+)
+
+// cluster is the hub's part in a cluster; nil on a single node.
+type cluster struct {
+	pub    Publisher
+	node   string
+	store  ClusterStore
+	resync chan struct{} // a poll now, please (buffered, 1)
+	// since is where the poll window begins (unix ms): what was written
+	// before it, this node has had every chance to hear of.
+	since atomic.Int64
+
+	mu    sync.Mutex
+	convs map[string]*followed
+}
+
+// followed is one conversation as this node delivers it.
+type followed struct {
+	mu               sync.Mutex // held while delivering: one conversation's messages go out in order
+	appID, subjectID string     // from the database, never from a hint
+	last             int64      // seq of the last message delivered
+	touched          time.Time
+}
+
+// JoinCluster makes the hub deliver what other nodes commit, told by b's
+// events (the hub is b's Handler) and by polling st, and publish what is
+// committed here. It polls until ctx ends. node names this node in what
+// it publishes.
+func (h *Hub) JoinCluster(ctx context.Context, pub Publisher, node string, st ClusterStore) {
+	cl := &cluster{pub: pub, node: node, store: st, resync: make(chan struct{}, 1), convs: map[string]*followed{}}
+	cl.since.Store(time.Now().Add(-pollMargin).UnixMilli())
+	h.cluster.Store(cl)
+	go h.poll(ctx, cl)
+}
+
+// HandleEvent applies another node's event (broker.Handler).
+func (h *Hub) HandleEvent(e broker.Event) {
+	cl := h.cluster.Load()
+	if cl == nil {
+		return
+	}
+	ctx := context.Background()
+	switch e.Kind {
+	case broker.KindMessage:
+		if !h.interested(e.AppID, e.SubjectID) {
+			return
+		}
+		f, err := h.follow(ctx, cl, e.ConversationID, e.Seq, nil)
+		if err != nil {
+			h.logFollow(e.ConversationID, err)
+			return
+		}
+		h.catchUp(ctx, cl, f, e.ConversationID, e.Seq, nil, nil)
+	case broker.KindTyping:
+		if !h.interested(e.AppID, e.SubjectID) {
+			return
+		}
+		c, err := cl.store.ConversationByID(ctx, e.ConversationID)
+		if err != nil {
+			h.logFollow(e.ConversationID, err)
+			return
+		}
+		if e.Author == store.AuthorAgent {
+			h.agentTypingHere(c, e.AuthorName, e.Typing)
+		} else {
+			h.userTypingHere(c, e.Typing)
+		}
+	case broker.KindConversation:
+		if !h.interested(e.AppID, "") {
+			return
+		}
+		c, err := cl.store.ConversationByID(ctx, e.ConversationID)
+		if err != nil {
+			h.logFollow(e.ConversationID, err)
+			return
+		}
+		h.conversationChangedHere(c)
+	case broker.KindUnread:
+		if h.Connections(e.SubjectID) > 0 {
+			h.pushUnread(ctx, e.SubjectID)
+		}
+	}
+}
+
+// HandleResync polls at once (broker.Handler).
+func (h *Hub) HandleResync() {
+	if cl := h.cluster.Load(); cl != nil {
+		select {
+		case cl.resync <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (h *Hub) logFollow(conversationID string, err error) {
+	if !errors.Is(err, store.ErrNotFound) { // deleted since: nothing to deliver
+		h.log.Error("following a conversation", "conversation", conversationID, "err", err)
+	}
+}
+
+// interested reports whether this node has a socket that a conversation
+// of appID and subjectID concerns.
+func (h *Hub) interested(appID, subjectID string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.agents[appID]) > 0 || (subjectID != "" && len(h.subjects[subjectID]) > 0)
+}
+
+// follow returns the conversation's state. On first sight (nothing of it
+// delivered here yet) it starts at the first message written since the
+// poll window began, or at seq if that is earlier: those are what this
+// node may have missed hints of. Whose conversation it is comes from
+// known (a commit here) or from the database, never from a hint.
+func (h *Hub) follow(ctx context.Context, cl *cluster, conversationID string, seq int64, known *store.Conversation) (*followed, error) {
+	cl.mu.Lock()
+	f := cl.convs[conversationID]
+	cl.mu.Unlock()
+	if f != nil {
+		return f, nil
+	}
+	if known == nil {
+		c, err := cl.store.ConversationByID(ctx, conversationID)
+		if err != nil {
+			return nil, err
+		}
+		known = &c
+	}
+	first, err := h.firstInWindow(ctx, cl, conversationID, seq)
+	if err != nil {
+		return nil, err
+	}
+	return cl.add(known.ID, known.AppID, known.SubjectID, first-1), nil
+}
+
+// firstInWindow is the seq of the conversation's first message written
+// since the poll window began, if it is below upTo; else upTo.
+func (h *Hub) firstInWindow(ctx context.Context, cl *cluster, conversationID string, upTo int64) (int64, error) {
+	if upTo <= 1 {
+		return upTo, nil
+	}
+	page, err := h.store.Messages(ctx, store.Conversation{ID: conversationID}, max(0, upTo-1-historyMax), historyMax)
+	if err != nil {
+		return 0, err
+	}
+	since := time.UnixMilli(cl.since.Load())
+	for _, m := range page.Messages {
+		if m.Seq >= upTo {
+			break
+		}
+		if !m.CreatedAt.Before(since) {
+			return m.Seq, nil
+		}
+	}
+	return upTo, nil
+}
+
+// add records a conversation delivered up to last, unless another
+// goroutine got there first.
+func (cl *cluster) add(id, appID, subjectID string, last int64) *followed {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if f := cl.convs[id]; f != nil {
+		return f
+	}
+	f := &followed{appID: appID, subjectID: subjectID, last: last, touched: time.Now()}
+	cl.convs[id] = f
+	return f
+}
+
+// committed delivers a message committed on this node and tells the
+// other nodes. skip is the socket that sent it, which has its ack.
+func (h *Hub) committed(ctx context.Context, p store.Posted, skip *Client) {
+	cl := h.cluster.Load()
+	if cl == nil {
+		h.deliver(ctx, p.Conversation.AppID, p.Conversation.SubjectID, []store.Message{p.Message}, skip)
+		return
+	}
+	f, err := h.follow(ctx, cl, p.Conversation.ID, p.Message.Seq, &p.Conversation)
+	if err != nil {
+		// Delivered as it is; the poll finds whatever came before it.
+		h.logFollow(p.Conversation.ID, err)
+		f = cl.add(p.Conversation.ID, p.Conversation.AppID, p.Conversation.SubjectID, p.Message.Seq-1)
+	}
+	h.catchUp(ctx, cl, f, p.Conversation.ID, p.Message.Seq, &p.Message, skip)
+	h.publish(ctx, cl, broker.Event{Kind: broker.KindMessage, AppID: p.Conversation.AppID, SubjectID: p.Conversation.SubjectID,
+		ConversationID: p.Conversation.ID, Seq: p.Message.Seq})
+}
+
+// catchUp delivers the conversation up to seq at least: inHand alone when
+// it is the next, else what the database has after the last delivered.
+func (h *Hub) catchUp(ctx context.Context, cl *cluster, f *followed, conversationID string, seq int64, inHand *store.Message, skip *Client) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.touched = time.Now()
+	if seq <= f.last {
+		return // delivered already
+	}
+	if inHand != nil && seq == f.last+1 {
+		h.deliver(ctx, f.appID, f.subjectID, []store.Message{*inHand}, skip)
+		f.last = seq
+		return
+	}
+	h.readAndDeliver(ctx, f, conversationID, skip)
+}
+
+// readAndDeliver delivers from the database what f has not delivered;
+// f.mu is held.
+func (h *Hub) readAndDeliver(ctx context.Context, f *followed, conversationID string, skip *Client) {
+	for {
+		page, err := h.store.Messages(ctx, store.Conversation{ID: conversationID}, f.last, historyMax)
+		if err != nil {
+			h.log.Error("reading missed messages", "conversation", conversationID, "err", err)
+			return // the next poll tries again
+		}
+		if len(page.Messages) == 0 {
+			return
+		}
+		h.deliver(ctx, f.appID, f.subjectID, page.Messages, skip)
+		f.last = page.Messages[len(page.Messages)-1].Seq
+		if !page.HasMore {
+			return
+		}
+	}
+}
+
+// deliver sends committed messages to this node's sockets of the
+// conversation's subject (but skip) and app, followed by the subject's
+// unread count when an agent wrote.
+func (h *Hub) deliver(ctx context.Context, appID, subjectID string, msgs []store.Message, skip *Client) {
+	agentWrote := false
+	for _, m := range msgs {
+		msg := NewMessageJSON(m)
+		h.sendToSubject(subjectID, "", encode(messageFrame{Type: "message", Message: msg}), skip)
+		h.sendToApp(appID, "", encode(agentMessageFrame{Type: "message", ConversationID: m.ConversationID, Message: msg}))
+		agentWrote = agentWrote || m.Author == store.AuthorAgent
+	}
+	if agentWrote {
+		h.pushUnread(ctx, subjectID)
+	}
+}
+
+// publish tells the other nodes; a failure loses nothing but time, as
+// their polls find the commit.
+func (h *Hub) publish(ctx context.Context, cl *cluster, e broker.Event) {
+	if cl == nil {
+		return
+	}
+	e.Node = cl.node
+	if err := cl.pub.Publish(ctx, e); err != nil {
+		h.log.Warn("publishing to the other nodes", "err", err)
+	}
+}
+
+// poll looks, every clusterPoll or at once on a resync, for the
+// conversations of the apps this node serves that moved on since the
+// last poll, and delivers what this node has not. Until a poll succeeds
+// its start does not move, so an outage of the database is covered too.
+func (h *Hub) poll(ctx context.Context, cl *cluster) {
+	t := time.NewTicker(clusterPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-cl.resync:
+		}
+		start := time.Now()
+		if err := h.pollOnce(ctx, cl, time.UnixMilli(cl.since.Load())); err != nil {
+			if ctx.Err() == nil {
+				h.log.Warn("looking for missed messages", "err", err)
+			}
+			continue
+		}
+		cl.since.Store(start.Add(-pollMargin).UnixMilli())
+		cl.forget(start.Add(-trackedFor))
+	}
+}
+
+func (h *Hub) pollOnce(ctx context.Context, cl *cluster, since time.Time) error {
+	apps := h.servedApps()
+	if len(apps) == 0 {
+		return nil
+	}
+	heads, err := cl.store.ActiveConversations(ctx, apps, since)
+	if err != nil {
+		return err
+	}
+	for _, head := range heads {
+		if !h.interested(head.AppID, head.SubjectID) {
+			continue
+		}
+		cl.mu.Lock()
+		f := cl.convs[head.ID]
+		cl.mu.Unlock()
+		if f == nil {
+			var err error
+			if f, err = h.follow(ctx, cl, head.ID, head.LastSeq+1, &store.Conversation{ID: head.ID, AppID: head.AppID, SubjectID: head.SubjectID}); err != nil {
+				h.logFollow(head.ID, err)
+				continue
+			}
+		}
+		h.catchUp(ctx, cl, f, head.ID, head.LastSeq, nil, nil)
+	}
+	return nil
+}
+
+// servedApps are the apps with a socket on this node.
+func (h *Hub) servedApps() []string {
+	h.mu.RLock()
+	apps := map[string]bool{}
+	for appID, set := range h.agents {
+		if len(set) > 0 {
+			apps[appID] = true
+		}
+	}
+	for _, set := range h.subjects {
+		for c := range set {
+			apps[c.session.AppID] = true
+			break
+		}
+	}
+	h.mu.RUnlock()
+	return slices.Sorted(maps.Keys(apps))
+}
+
+// forget drops the conversations untouched since before.
+func (cl *cluster) forget(before time.Time) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for id, f := range cl.convs {
+		if f.mu.TryLock() {
+			if f.touched.Before(before) {
+				delete(cl.convs, id)
+			}
+			f.mu.Unlock()
+		}
+	}
+}
