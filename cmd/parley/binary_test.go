@@ -101,12 +101,19 @@ type serverProc struct {
 // serve starts `parley serve` on e.addr with generous abuse limits (the
 // tests play many users from one address) and waits until /healthz answers.
 func (e *binEnv) serve(extra ...string) *serverProc {
+	e.t.Helper()
+	return e.serveWith(append([]string{"--db", e.db, "--addr", e.addr, "--public-url", e.base}, extra...), e.base+"/healthz")
+}
+
+// serveWith starts `parley serve` with args and the generous limits, and
+// waits until ready (a URL) answers 200.
+func (e *binEnv) serveWith(args []string, ready string) *serverProc {
 	t := e.t
 	t.Helper()
-	args := append([]string{"serve", "--db", e.db, "--addr", e.addr, "--public-url", e.base,
+	args = append([]string{"serve",
 		"--limit-sessions-per-ip", "10000,1ms", "--limit-sessions-per-app", "10000,1ms",
 		"--limit-sockets-per-ip", "10000,1ms", "--limit-sockets-per-user", "10000,1ms",
-		"--limit-messages-per-user", "10000,1ms"}, extra...)
+		"--limit-messages-per-user", "10000,1ms"}, args...)
 	p := &serverProc{cmd: exec.Command(e.bin, args...), done: make(chan struct{})}
 	p.cmd.Env = e.env
 	pipe, err := p.cmd.StderrPipe()
@@ -142,7 +149,7 @@ func (e *binEnv) serve(extra ...string) *serverProc {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(e.base + "/healthz")
+		resp, err := http.Get(ready)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -155,7 +162,7 @@ func (e *binEnv) serve(extra ...string) *serverProc {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("serve did not answer /healthz within 30 s\n%s", p.log())
+			t.Fatalf("serve did not answer %s within 30 s\n%s", ready, p.log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -204,12 +204,17 @@ type serveConfig struct {
 	// NATSURL, on PostgreSQL, carries the events between nodes through
 	// NATS instead of LISTEN/NOTIFY.
 	NATSURL string
+	// ClusterPoll is how often a node of a cluster checks the database
+	// for messages it missed the events of.
+	ClusterPoll time.Duration
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	var cfg serveConfig
 	dbFlags := addDatabaseFlags(fs, "")
+	fs.DurationVar(&cfg.ClusterPoll, "cluster-poll", chat.DefaultClusterPoll, "with --database-url: how often a node checks the database for messages whose events it missed; "+
+		"the longest a lost event delays one")
 	fs.StringVar(&cfg.NATSURL, "nats-url", os.Getenv(natsURLEnv), "with --database-url: the NATS server, nats://HOST:PORT, that carries events between nodes; "+
 		"without it they go through PostgreSQL's LISTEN/NOTIFY ("+natsURLEnv+")")
 	fs.StringVar(&cfg.Addr, "addr", envOr("PARLEY_ADDR", "127.0.0.1:8080"), "listen address (PARLEY_ADDR)")
@@ -290,7 +295,11 @@ func openBroker(ctx context.Context, cfg serveConfig, db *store.DB, hub *chat.Hu
 		}
 		log.Info("cluster", "node", node, "events", "postgresql listen/notify")
 	}
-	hub.JoinCluster(ctx, b, node, db)
+	every := cfg.ClusterPoll
+	if every <= 0 {
+		every = chat.DefaultClusterPoll
+	}
+	hub.JoinCluster(ctx, b, node, db, every)
 	return b, nil
 }
 

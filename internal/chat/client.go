@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -52,6 +53,18 @@ type Client struct {
 	*peer
 	hub     *Hub
 	session *store.Session
+	// sending is the client_msg_id of the message this socket is
+	// committing, if any: that message is answered with an ack, so
+	// delivery skips it here even when it reaches this node from the
+	// database before the ack is queued.
+	sending atomic.Pointer[string]
+}
+
+// isSending reports whether this socket is committing the message with
+// client_msg_id id.
+func (c *Client) isSending(id string) bool {
+	p := c.sending.Load()
+	return p != nil && id != "" && *p == id
 }
 
 // Serve runs a widget connection until it ends: it waits for the auth

@@ -27,7 +27,7 @@ import (
 //   - a seq at or below the last delivered was delivered already.
 //
 // So a socket gets each message once and in order whichever way it came,
-// and a lost hint costs only latency: the poll (clusterPoll) finds every
+// and a lost hint costs only latency: the poll (DefaultClusterPoll) finds every
 // conversation with recent messages of the apps this node serves, and a
 // resync (the broker reconnected, or fell behind) polls at once, from
 // before the outage.
@@ -43,10 +43,12 @@ type ClusterStore interface {
 	ActiveConversations(ctx context.Context, appIDs []string, since time.Time) ([]store.ConversationHead, error)
 }
 
+// DefaultClusterPoll is how often a node of a cluster looks for
+// conversations it has fallen behind on, in case a hint was lost: the
+// longest a lost hint delays a message.
+const DefaultClusterPoll = time.Second
+
 const (
-	// clusterPoll is how often a clustered node looks for conversations
-	// it has fallen behind on, in case a hint was lost.
-	clusterPoll = time.Second
 	// pollMargin reaches back before the last poll: a message's time is
 	// taken when its transaction starts, on the clock of the node that
 	// wrote it, and commits a moment later.
@@ -58,6 +60,7 @@ const (
 
 // cluster is the hub's part in a cluster; nil on a single node.
 type cluster struct {
+	every  time.Duration
 	pub    Publisher
 	node   string
 	store  ClusterStore
@@ -82,8 +85,10 @@ type followed struct {
 // events (the hub is b's Handler) and by polling st, and publish what is
 // committed here. It polls until ctx ends. node names this node in what
 // it publishes.
-func (h *Hub) JoinCluster(ctx context.Context, pub Publisher, node string, st ClusterStore) {
-	cl := &cluster{pub: pub, node: node, store: st, resync: make(chan struct{}, 1), convs: map[string]*followed{}}
+//
+// every is how often it polls (DefaultClusterPoll).
+func (h *Hub) JoinCluster(ctx context.Context, pub Publisher, node string, st ClusterStore, every time.Duration) {
+	cl := &cluster{every: every, pub: pub, node: node, store: st, resync: make(chan struct{}, 1), convs: map[string]*followed{}}
 	cl.since.Store(time.Now().Add(-pollMargin).UnixMilli())
 	h.cluster.Store(cl)
 	go h.poll(ctx, cl)
@@ -256,12 +261,15 @@ func (h *Hub) catchUp(ctx context.Context, cl *cluster, f *followed, conversatio
 		f.last = seq
 		return
 	}
-	h.readAndDeliver(ctx, f, conversationID, skip)
+	// From the database the committing socket is known by its
+	// client_msg_id (Client.isSending), not by skip: skip would also
+	// hide the others' messages in the batch from it.
+	h.readAndDeliver(ctx, f, conversationID)
 }
 
 // readAndDeliver delivers from the database what f has not delivered;
 // f.mu is held.
-func (h *Hub) readAndDeliver(ctx context.Context, f *followed, conversationID string, skip *Client) {
+func (h *Hub) readAndDeliver(ctx context.Context, f *followed, conversationID string) {
 	for {
 		page, err := h.store.Messages(ctx, store.Conversation{ID: conversationID}, f.last, historyMax)
 		if err != nil {
@@ -271,7 +279,7 @@ func (h *Hub) readAndDeliver(ctx context.Context, f *followed, conversationID st
 		if len(page.Messages) == 0 {
 			return
 		}
-		h.deliver(ctx, f.appID, f.subjectID, page.Messages, skip)
+		h.deliver(ctx, f.appID, f.subjectID, page.Messages, nil)
 		f.last = page.Messages[len(page.Messages)-1].Seq
 		if !page.HasMore {
 			return
@@ -286,12 +294,24 @@ func (h *Hub) deliver(ctx context.Context, appID, subjectID string, msgs []store
 	agentWrote := false
 	for _, m := range msgs {
 		msg := NewMessageJSON(m)
-		h.sendToSubject(subjectID, "", encode(messageFrame{Type: "message", Message: msg}), skip)
+		h.sendMessageToSubject(subjectID, encode(messageFrame{Type: "message", Message: msg}), m, skip)
 		h.sendToApp(appID, "", encode(agentMessageFrame{Type: "message", ConversationID: m.ConversationID, Message: msg}))
 		agentWrote = agentWrote || m.Author == store.AuthorAgent
 	}
 	if agentWrote {
 		h.pushUnread(ctx, subjectID)
+	}
+}
+
+// sendMessageToSubject queues a message frame on the subject's sockets but
+// skip and the one committing m, which get an ack instead.
+func (h *Hub) sendMessageToSubject(subjectID string, frame []byte, m store.Message, skip *Client) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.subjects[subjectID] {
+		if c != skip && !(m.Author == store.AuthorUser && c.isSending(m.ClientMsgID)) {
+			c.enqueue(frame, "")
+		}
 	}
 }
 
@@ -312,7 +332,7 @@ func (h *Hub) publish(ctx context.Context, cl *cluster, e broker.Event) {
 // last poll, and delivers what this node has not. Until a poll succeeds
 // its start does not move, so an outage of the database is covered too.
 func (h *Hub) poll(ctx context.Context, cl *cluster) {
-	t := time.NewTicker(clusterPoll)
+	t := time.NewTicker(cl.every)
 	defer t.Stop()
 	for {
 		select {

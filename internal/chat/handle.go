@@ -70,6 +70,8 @@ func (c *Client) open(ctx context.Context, f ClientFrame) *FrameError {
 }
 
 func (c *Client) sendMessage(ctx context.Context, f ClientFrame) *FrameError {
+	c.sending.Store(&f.ClientMsgID)
+	defer c.sending.Store(nil)
 	p, err := c.hub.store.AddUserMessage(ctx, store.UserMessage{AppID: c.session.AppID, SubjectID: c.session.SubjectID,
 		ConversationID: f.ConversationID, ClientMsgID: f.ClientMsgID, Body: f.Body})
 	if err != nil {
