@@ -2,13 +2,16 @@
 GO ?= go
 export CHROMIUM_PATH ?= /usr/bin/chromium
 
-.PHONY: build run test test-short generate check-generate fuzz bench bench-full bench-go screenshots clean
+.PHONY: build run cluster test test-short generate check-generate fuzz bench bench-full bench-go screenshots clean
 
 build: ## bin/parley
 	$(GO) build -o bin/parley ./cmd/parley
 
 run: build ## Parley on 127.0.0.1:8080 and the demo shop on localhost:8081
 	./bin/parley demo --db .data/demo.db
+
+cluster: build ## PostgreSQL, NATS, three nodes and HAProxy on 127.0.0.1, with the demo shop (Debian's postgresql, nats-server, haproxy)
+	./scripts/cluster.sh
 
 generate: ## regenerate templ components
 	$(GO) tool templ generate

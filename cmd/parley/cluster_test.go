@@ -421,3 +421,256 @@ func TestClusterEndsReachEveryNode(t *testing.T) {
 		}
 	}
 }
+
+// chatUser is a widget user of the kill test: it writes through one
+// socket and follows its conversation through another, each moving to the
+// next node when its node dies, as a widget behind a balancer does.
+type chatUser struct {
+	c        *clusterEnv
+	token    string
+	convID   string
+	acked    []string // client_msg_ids, in the order acked
+	seen     []int64  // seqs the follower got, live or by resuming
+	nodeDead func(i int) bool
+}
+
+// dial opens a socket on the first live node from i on.
+func (u *chatUser) dial(t *testing.T, i int) (*widget, int) {
+	t.Helper()
+	for k := range len(u.c.nodes) {
+		n := (i + k) % len(u.c.nodes)
+		if u.nodeDead(n) {
+			continue
+		}
+		e := &binEnv{t: t, addr: u.c.nodes[n].addr, base: u.c.public}
+		conn, err := e.dialWidget(u.token)
+		if err != nil {
+			continue
+		}
+		w := &widget{conn: conn, frames: make(chan map[string]any, 10000)}
+		go func() {
+			defer close(w.frames)
+			for {
+				var f map[string]any
+				if err := conn.ReadJSON(&f); err != nil {
+					w.frames <- map[string]any{"type": "closed", "code": float64(closeCode(err))}
+					return
+				}
+				w.frames <- f
+			}
+		}()
+		return w, n
+	}
+	t.Fatal("no live node to reconnect to")
+	return nil, 0
+}
+
+// write sends messages m<from>…m<to-1>, each until acked, reconnecting as
+// needed; onAck, when set, is called after each ack.
+func (u *chatUser) write(t *testing.T, node, from, to int, stop <-chan struct{}, onAck func()) error {
+	w, n := u.dial(t, node)
+	defer func() { w.conn.Close() }()
+	for i := from; i < to; i++ {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		id := fmt.Sprintf("m%d", i)
+		f := map[string]any{"type": "send", "client_msg_id": id, "body": "message " + id}
+		if u.convID != "" {
+			f["conversation_id"] = u.convID
+		}
+		w.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		err := w.conn.WriteJSON(f)
+		var got map[string]any
+		for err == nil {
+			select {
+			case got = <-w.frames:
+			case <-time.After(20 * time.Second):
+				return fmt.Errorf("no answer to %s within 20 s", id)
+			}
+			if got == nil || got["type"] == "ack" || got["type"] == "error" || got["type"] == "closed" {
+				break
+			}
+		}
+		switch {
+		case err == nil && got != nil && got["type"] == "ack":
+			u.acked = append(u.acked, id)
+			if u.convID == "" {
+				u.convID = got["message"].(map[string]any)["conversation_id"].(string)
+			}
+			if onAck != nil {
+				onAck()
+			}
+		case err == nil && got != nil && got["type"] == "error" && got["code"] == "rate_limited":
+			time.Sleep(time.Duration(got["retry_after_ms"].(float64)) * time.Millisecond)
+			i-- // the same message again
+		default: // the node went away: the same message again, on another
+			w.conn.Close()
+			w, n = u.dial(t, n+1)
+			i--
+		}
+	}
+	return nil
+}
+
+// follow reads the conversation's messages until it has seq upTo,
+// resuming with after_seq on another node when its socket dies.
+func (u *chatUser) follow(t *testing.T, node int, upTo func() int64, stop <-chan struct{}) error {
+	w, n := u.dial(t, node)
+	defer func() { w.conn.Close() }()
+	last := int64(0)
+	live := map[int64]bool{}
+	// As a widget does: connected first, then the history so far.
+	w.conn.WriteJSON(map[string]any{"type": "open", "conversation_id": u.convID, "after_seq": 0})
+	for {
+		if want := upTo(); want > 0 && last >= want {
+			return nil
+		}
+		var f map[string]any
+		select {
+		case f = <-w.frames:
+		case <-stop:
+			return nil
+		case <-time.After(200 * time.Millisecond):
+			continue
+		}
+		switch f["type"] {
+		case "message":
+			// On one socket a message comes once; a resume's history, or
+			// a new socket, may repeat what an earlier one got, and a
+			// client drops those by seq.
+			seq, _ := messageSeq(f)
+			if live[seq] {
+				return fmt.Errorf("seq %d delivered live twice", seq)
+			}
+			live[seq] = true
+			if !slices.Contains(u.seen, seq) {
+				u.seen = append(u.seen, seq)
+			}
+			last = max(last, seq)
+		case "history":
+			for _, m := range f["messages"].([]any) {
+				seq := int64(m.(map[string]any)["seq"].(float64))
+				if !slices.Contains(u.seen, seq) {
+					u.seen = append(u.seen, seq)
+				}
+				last = max(last, seq)
+			}
+		case "closed":
+			w.conn.Close()
+			w, n = u.dial(t, n+1)
+			live = map[int64]bool{} // a new socket: once per socket
+			if u.convID != "" {
+				w.conn.WriteJSON(map[string]any{"type": "open", "conversation_id": u.convID, "after_seq": last})
+			}
+		}
+	}
+}
+
+// kill -9 of a node under load: its clients reconnect to the others and
+// resume, and no acked message is lost, repeated or skipped.
+func TestClusterNodeKilledUnderLoad(t *testing.T) {
+	c := newCluster(t, true)
+	c.start(3)
+	var dead sync.Map
+	nodeDead := func(i int) bool { _, ok := dead.Load(i); return ok }
+	const users, perUser = 6, 40
+	us := make([]*chatUser, users)
+	for i := range us {
+		us[i] = &chatUser{c: c, token: c.session(i%3, fmt.Sprintf("load-%d", i)), nodeDead: nodeDead}
+	}
+	// Each user's first message makes its conversation, before the load.
+	for i, u := range us {
+		if err := u.write(t, i%3, 0, 1, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*users)
+	var mu sync.Mutex
+	ackedTotal := 0
+	for i, u := range us {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			errs <- u.write(t, i%3, 1, perUser, stop, func() {
+				mu.Lock()
+				ackedTotal++
+				mu.Unlock()
+			})
+		}()
+		go func() {
+			defer wg.Done()
+			errs <- u.follow(t, (i+1)%3, func() int64 { return perUser }, stop)
+		}()
+	}
+	// Kill node 0 once the load is under way.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		n := ackedTotal
+		mu.Unlock()
+		if n >= users*perUser/4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d messages acked before the kill", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	dead.Store(0, true)
+	c.nodes[0].proc.cmd.Process.Kill()
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(120 * time.Second):
+		close(stop)
+		t.Fatal("the load did not finish within 2 minutes of the kill")
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// What was acked is stored once; what the followers saw has no gap,
+	// no repeat, and reaches the end.
+	c.nodes = c.nodes[1:]
+	for i, u := range us {
+		stored, err := (&binEnv{t: t, addr: c.nodes[0].addr, base: "http://" + c.nodes[0].addr, app: c.app}).apiMessages(u.convID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byID := map[string]int{}
+		for j, m := range stored {
+			if m.Seq != int64(j+1) {
+				t.Fatalf("user %d: stored seq %d at %d", i, m.Seq, j)
+			}
+			byID[m.ClientMsgID]++
+		}
+		for _, id := range u.acked {
+			if byID[id] != 1 {
+				t.Fatalf("user %d: acked message %s is stored %d times", i, id, byID[id])
+			}
+		}
+		if len(u.acked) != perUser {
+			t.Fatalf("user %d: %d messages acked, want %d", i, len(u.acked), perUser)
+		}
+		slices.Sort(u.seen)
+		if len(u.seen) != perUser || u.seen[0] != 1 || u.seen[len(u.seen)-1] != perUser {
+			t.Fatalf("user %d: the follower saw %v, want 1…%d once each", i, u.seen, perUser)
+		}
+		for j := 1; j < len(u.seen); j++ {
+			if u.seen[j] != u.seen[j-1]+1 {
+				t.Fatalf("user %d: the follower saw %v: a gap or a repeat", i, u.seen)
+			}
+		}
+	}
+}
+

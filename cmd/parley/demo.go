@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley/internal/demoshop"
@@ -30,6 +31,8 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	dbFlags := addDatabaseFlags(fs, ".data/demo.db")
 	addr := fs.String("addr", "127.0.0.1:8080", "Parley's listen address")
 	shopAddr := fs.String("shop-addr", "localhost:8081", "the demo shop's listen address")
+	publicURL := fs.String("public-url", "", "Parley's origin as browsers see it (default http:// and --addr); behind a balancer, the balancer's")
+	natsURL := fs.String("nats-url", "", "with --database-url: the NATS server that carries events between nodes, as for serve")
 	keyFile := masterKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -49,7 +52,13 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer db.Close()
 
+	if *natsURL != "" && !isURL(dbPath) {
+		return usageError{"--nats-url connects the nodes of a cluster, which share a PostgreSQL database: give --database-url, not --db"}
+	}
 	parleyURL := "http://" + *addr
+	if *publicURL != "" {
+		parleyURL = strings.TrimSuffix(*publicURL, "/")
+	}
 	shopURL := "http://" + *shopAddr
 	app, apiKey, err := demoApp(ctx, db, shopURL)
 	if err != nil {
@@ -87,7 +96,7 @@ Parley demo
 
 Ctrl-C stops both.
 `, parleyURL, app.ID, shopURL, parleyURL, demoOwnerEmail, ownerPassword, shopURL, apiKey, parleyURL)
-	err = serve(ctx, serveConfig{DBPath: dbPath, Addr: *addr, PublicURL: parleyURL}, db, parleyLn, log)
+	err = serve(ctx, serveConfig{DBPath: dbPath, Addr: *addr, PublicURL: parleyURL, NATSURL: *natsURL}, db, parleyLn, log)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

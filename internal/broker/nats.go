@@ -77,6 +77,10 @@ func OpenNATS(natsURL string, node string, h Handler, log *slog.Logger) (*NATS, 
 		nc.Close()
 		return nil, fmt.Errorf("broker: subscribe: %w", err)
 	}
+	// The subscription is sent asynchronously: a round trip makes sure the
+	// server has it before this node calls itself ready. (While the server
+	// is down this fails, and the subscription goes out on connecting.)
+	nc.FlushTimeout(2 * time.Second)
 	return &NATS{nc: nc, sub: sub}, nil
 }
 
