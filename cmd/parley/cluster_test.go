@@ -673,4 +673,3 @@ func TestClusterNodeKilledUnderLoad(t *testing.T) {
 		}
 	}
 }
-
