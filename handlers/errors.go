@@ -18,6 +18,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/templates"
 )
 
@@ -93,6 +94,11 @@ func toAPIError(err error) *APIError {
 			msg = s
 		}
 		return apiError(he.Code, strings.ReplaceAll(strings.ToLower(http.StatusText(he.Code)), " ", "_"), msg)
+	}
+	if store.IsUnavailable(err) {
+		// The database is restarting or out of reach: a client may try
+		// again, and a balancer has taken this node out (/readyz).
+		return &APIError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the service is briefly unavailable; try again", RetryAfterMS: 1000}
 	}
 	return apiError(http.StatusInternalServerError, "internal", "internal server error")
 }

@@ -129,7 +129,7 @@ func start() (*server, error) {
 	// test binary's server, say): then postgres exits, and another port
 	// is tried.
 	for attempt := 1; ; attempt++ {
-		s, err := run(bin, dir, data, cred)
+		s, err := run(bin, dir, data, cred, 0)
 		if err == nil || attempt == 3 {
 			if err != nil {
 				os.RemoveAll(dir)
@@ -139,19 +139,21 @@ func start() (*server, error) {
 	}
 }
 
-// run starts postgres on a free port and waits until it answers as the
-// server of data, not some other server on that port.
-func run(bin, dir, data string, cred *syscall.Credential) (*server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+// run starts postgres on port (0: a free one) and waits until it answers
+// as the server of data, not some other server on that port.
+func run(bin, dir, data string, cred *syscall.Credential, port int) (*server, error) {
+	var err error
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
 	}
 	// Durability settings are off: a test server's data need not survive
 	// a power cut, and fsync is most of what a test would wait for.
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=300")
-	log, err := os.Create(filepath.Join(dir, "postgres.log"))
+	log, err := os.OpenFile(filepath.Join(dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -188,9 +190,14 @@ func run(bin, dir, data string, cred *syscall.Credential) (*server, error) {
 	}
 }
 
-// stop shuts the server down fast (SIGINT: abort transactions, exit) and
-// removes its directory.
+// stop shuts the server down fast and removes its directory.
 func (s *server) stop() {
+	s.halt()
+	os.RemoveAll(s.dir)
+}
+
+// halt shuts the server down fast (SIGINT: abort transactions, exit).
+func (s *server) halt() {
 	s.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-s.exited:
@@ -198,7 +205,72 @@ func (s *server) stop() {
 		s.cmd.Process.Kill()
 		<-s.exited
 	}
-	os.RemoveAll(s.dir)
+}
+
+// Server is a PostgreSQL server of one test's own, which the test may
+// stop and start again: a database restart under load.
+type Server struct {
+	s              *server
+	bin, dir, data string
+	cred           *syscall.Credential
+	running        bool
+}
+
+// Start starts a server for this test alone, stopped and removed when
+// the test ends. With -short the test is skipped.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("PostgreSQL test: skipped with -short")
+	}
+	s, err := start()
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	bin, _ := binDir()
+	cred, _ := credential(s.dir)
+	srv := &Server{s: s, bin: bin, dir: s.dir, data: filepath.Join(s.dir, "data"), cred: cred, running: true}
+	tb.Cleanup(func() {
+		if srv.running {
+			srv.s.stop()
+		}
+		os.RemoveAll(srv.dir)
+	})
+	return srv
+}
+
+// URL makes a new database on the server and returns its URL.
+func (srv *Server) URL(tb testing.TB) string {
+	tb.Helper()
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbs.Add(1))
+	if err := srv.s.admin(context.Background(), "CREATE DATABASE "+name); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	return srv.s.url(name)
+}
+
+// Stop stops the server, as a crash or a restart would: its clients'
+// connections are cut.
+func (srv *Server) Stop() {
+	srv.s.halt()
+	srv.running = false
+}
+
+// Restart starts the stopped server again, on the same port.
+func (srv *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, err := run(srv.bin, srv.dir, srv.data, srv.cred, srv.s.port)
+		if err == nil {
+			srv.s, srv.running = s, true
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("pgtest: restart: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // binDir finds Debian's PostgreSQL server binaries, newest version first;

@@ -6,7 +6,9 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -237,4 +239,29 @@ func (db *DB) lockApp(ctx context.Context, tx *sql.Tx, appID string) error {
 		return ErrNotFound
 	}
 	return err
+}
+
+// IsUnavailable reports whether err means the database could not be
+// reached (it is down, restarting, or the connection broke), rather than
+// that it refused something: the caller answers "unavailable, try again"
+// instead of an internal error.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08: connection exceptions; 57P01-57P03: the server is
+		// shutting down or starting.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || pgconn.SafeToRetry(err) || isClosedConn(err)
+}
+
+// isClosedConn catches pgx's "conn closed", which has no error type.
+func isClosedConn(err error) bool {
+	return strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "connection reset by peer")
 }
