@@ -52,9 +52,10 @@ type binEnv struct {
 }
 
 type binApp struct {
-	AppID          string `json:"app_id"`
-	IdentitySecret string `json:"identity_secret"`
-	APIKey         string `json:"api_key"`
+	AppID            string `json:"app_id"`
+	IdentitySecretID string `json:"identity_secret_id"`
+	IdentitySecret   string `json:"identity_secret"`
+	APIKey           string `json:"api_key"`
 }
 
 // newBinEnv builds the binary, makes a master key with `parley keygen` and

@@ -20,7 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/parley-chat/parley/internal/identity"
 	"github.com/parley-chat/parley/internal/masterkey"
@@ -794,4 +796,57 @@ func (c *clusterEnv) underLoad(t *testing.T, users, perUser int, pace time.Durat
 		}
 	}
 	return us
+}
+
+// An identity JWT's jti is accepted once across the cluster, also when two
+// nodes get it at the same moment.
+func TestClusterJWTUsedOnce(t *testing.T) {
+	c := newCluster(t, false)
+	c.start(2)
+	for round := range 20 {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "u1", "aud": c.app.AppID,
+			"iat": time.Now().Unix(), "exp": time.Now().Add(5 * time.Minute).Unix(), "jti": fmt.Sprintf("once-%d", round)})
+		tok.Header["kid"] = c.app.IdentitySecretID
+		signed, err := tok.SignedString([]byte(c.app.IdentitySecret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(map[string]string{"app_id": c.app.AppID, "parent_origin": c.origin, "user_jwt": signed})
+		var statuses [2]int
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range statuses {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				statuses[i] = c.do(i, "POST", "/api/widget/sessions", body, map[string]string{"Origin": c.public}).status
+			}()
+		}
+		close(start)
+		wg.Wait()
+		slices.Sort(statuses[:])
+		if statuses[0] != http.StatusCreated || statuses[1] < 400 || statuses[1] >= 500 {
+			t.Fatalf("round %d: one JWT on two nodes answered %v, want one 201 and one refusal", round, statuses)
+		}
+	}
+}
+
+// Nodes that start at the same moment on a new database migrate it once.
+func TestClusterNodesMigrateOnce(t *testing.T) {
+	c := &clusterEnv{t: t, bin: buildParley(t), dbURL: pgtest.URL(t), public: "http://parley.cluster.test"}
+	c.env = append(os.Environ(), "PARLEY_MASTER_KEY="+masterkey.Generate().Encode(), "PARLEY_DB=", "PARLEY_DATABASE_URL=", "PARLEY_NATS_URL=")
+	c.start(3)
+	conn, err := pgx.Connect(t.Context(), c.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var applied, distinct int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*), count(DISTINCT version_id) FROM goose_db_version WHERE version_id > 0`).Scan(&applied, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if applied != distinct || applied == 0 {
+		t.Fatalf("%d migrations recorded for %d versions: some ran twice", applied, distinct)
+	}
 }
