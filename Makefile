@@ -2,7 +2,7 @@
 GO ?= go
 export CHROMIUM_PATH ?= /usr/bin/chromium
 
-.PHONY: build run cluster test test-short generate check-generate fuzz bench bench-full bench-go screenshots clean
+.PHONY: build run cluster test test-short generate check-generate fuzz bench bench-full bench-cluster bench-go screenshots clean
 
 build: ## bin/parley
 	$(GO) build -o bin/parley ./cmd/parley
@@ -47,6 +47,9 @@ bench: build ## load generator, short profile (under 3 minutes on 2 cores): runs
 
 bench-full: build ## load generator at the sizes of issue 5's targets (about 15 minutes): writes BENCHMARKS.md
 	$(GO) run ./cmd/parley-bench -profile full -bin bin/parley -out BENCHMARKS.md
+
+bench-cluster: build ## one node on SQLite beside three on PostgreSQL (NATS, then LISTEN/NOTIFY), all on this machine: writes BENCHMARKS-cluster.md
+	$(GO) run ./cmd/parley-bench -profile cluster -bin bin/parley -out BENCHMARKS-cluster.md
 
 bench-go: ## Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -58,7 +58,7 @@ func (c *client) session(ctx context.Context, userID string) (string, error) {
 		return "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Origin", c.srv.url)
+	req.Header.Set("Origin", c.srv.origin())
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return "", err
@@ -113,7 +113,7 @@ type wconn struct {
 // once the welcome frame arrived.
 func (c *client) dial(ctx context.Context, token string) (*wconn, error) {
 	u := "ws" + strings.TrimPrefix(c.srv.url, "http") + "/api/widget/ws"
-	ws, resp, err := c.dialer.DialContext(ctx, u, http.Header{"Origin": {c.srv.url}})
+	ws, resp, err := c.dialer.DialContext(ctx, u, http.Header{"Origin": {c.srv.origin()}})
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("dial: %v (%s)", err, resp.Status)

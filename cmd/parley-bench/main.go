@@ -95,7 +95,7 @@ func main() {
 func cli(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("parley-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	profile := fs.String("profile", "short", "workload sizes: short (under 3 minutes on 2 cores) or full (the issue's targets); the flags below override single sizes")
+	profile := fs.String("profile", "short", "workload sizes: short (under 3 minutes on 2 cores) or full (the issue's targets), the flags below override single sizes; or cluster: one node on SQLite beside three on PostgreSQL with NATS and with LISTEN/NOTIFY")
 	bin := fs.String("bin", "bin/parley", "the parley binary to run (make build writes it)")
 	out := fs.String("out", "", "write the report as markdown to this file (e.g. BENCHMARKS.md); stdout always gets it")
 	syncMode := fs.String("synchronous", "full", "the server's durability setting, serve --synchronous: full or normal")
@@ -122,9 +122,12 @@ func cli(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *profile == "cluster" {
+		return runCluster(*bin, *out, *keep, stdout, stderr)
+	}
 	cfg, ok := profiles[*profile]
 	if !ok {
-		return fmt.Errorf("unknown -profile %q (short or full)", *profile)
+		return fmt.Errorf("unknown -profile %q (short, full or cluster)", *profile)
 	}
 	setInt := func(dst *int, v int) {
 		if v >= 0 {
@@ -212,6 +215,41 @@ func cli(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		logf("wrote %s", *out)
+	}
+	return nil
+}
+
+// runCluster runs the cluster profile and writes its report.
+func runCluster(bin, out string, keep bool, stdout, stderr io.Writer) error {
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%v: build it first (make build)", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+	}
+	dir, err := os.MkdirTemp("", "parley-bench-cluster-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		logf("keeping %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	start := time.Now()
+	rs, err := runClusterProfile(ctx, bin, dir, clusterProfile, logf)
+	if err != nil {
+		return err
+	}
+	report := clusterMarkdown(rs, clusterProfile, time.Since(start))
+	fmt.Fprint(stdout, report)
+	if out != "" {
+		if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
+			return err
+		}
+		logf("wrote %s", out)
 	}
 	return nil
 }

@@ -46,6 +46,17 @@ type server struct {
 	appID, secret, apiKey     string
 	ownerEmail, ownerPassword string // a member of the app, for the dashboard (created before serve starts)
 	pprofURL                  string // the server's private profiler, http://127.0.0.1:N/debug/pprof
+	// public is the public URL the server was given, when it is not url:
+	// the nodes of a cluster share one.
+	public string
+}
+
+// origin is the Origin browsers send to the server: its public URL.
+func (s *server) origin() string {
+	if s.public != "" {
+		return s.public
+	}
+	return s.url
 }
 
 // freeAddr is a loopback address nobody listens on right now.

@@ -104,7 +104,12 @@ func (s *server) query(ctx context.Context, sql string, dst any) error {
 
 // start runs initdb and the server. The server is told to die with the
 // test binary (Pdeathsig) as a backstop for Main.
-func start() (*server, error) {
+func start() (*server, error) { return startWith(false) }
+
+// startWith is start, durable or not: the tests' servers skip fsync, the
+// benchmark's server keeps PostgreSQL's defaults, so that an ack costs
+// what it costs in production.
+func startWith(durable bool) (*server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -129,7 +134,7 @@ func start() (*server, error) {
 	// test binary's server, say): then postgres exits, and another port
 	// is tried.
 	for attempt := 1; ; attempt++ {
-		s, err := run(bin, dir, data, cred, 0)
+		s, err := run(bin, dir, data, cred, 0, durable)
 		if err == nil || attempt == 3 {
 			if err != nil {
 				os.RemoveAll(dir)
@@ -141,7 +146,7 @@ func start() (*server, error) {
 
 // run starts postgres on port (0: a free one) and waits until it answers
 // as the server of data, not some other server on that port.
-func run(bin, dir, data string, cred *syscall.Credential, port int) (*server, error) {
+func run(bin, dir, data string, cred *syscall.Credential, port int, durable bool) (*server, error) {
 	var err error
 	if port == 0 {
 		if port, err = freePort(); err != nil {
@@ -150,9 +155,11 @@ func run(bin, dir, data string, cred *syscall.Credential, port int) (*server, er
 	}
 	// Durability settings are off: a test server's data need not survive
 	// a power cut, and fsync is most of what a test would wait for.
-	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
-		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "max_connections=300")
+	args := []string{"-D", data, "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"}
+	if !durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 	log, err := os.OpenFile(filepath.Join(dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -261,7 +268,7 @@ func (srv *Server) Restart(tb testing.TB) {
 	tb.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		s, err := run(srv.bin, srv.dir, srv.data, srv.cred, srv.s.port)
+		s, err := run(srv.bin, srv.dir, srv.data, srv.cred, srv.s.port, false)
 		if err == nil {
 			srv.s, srv.running = s, true
 			return
@@ -318,3 +325,27 @@ func freePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Durable is a PostgreSQL server with the default durability settings,
+// outside any test: the benchmark's. Close stops and removes it.
+type Durable struct{ s *server }
+
+// StartDurable starts a durable server in a temporary directory.
+func StartDurable() (*Durable, error) {
+	s, err := startWith(true)
+	if err != nil {
+		return nil, err
+	}
+	return &Durable{s: s}, nil
+}
+
+// CreateDatabase makes a database and returns its URL.
+func (d *Durable) CreateDatabase(name string) (string, error) {
+	if err := d.s.admin(context.Background(), "CREATE DATABASE "+name); err != nil {
+		return "", err
+	}
+	return d.s.url(name), nil
+}
+
+// Close stops the server and removes its directory.
+func (d *Durable) Close() { d.s.stop() }
