@@ -35,6 +35,7 @@ import (
 	"github.com/parley-chat/parley/internal/identity"
 	"github.com/parley-chat/parley/internal/masterkey"
 	"github.com/parley-chat/parley/internal/password"
+	"github.com/parley-chat/parley/internal/pgtest"
 	"github.com/parley-chat/parley/internal/ratelimit"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/web"
@@ -59,7 +60,7 @@ func TestMain(m *testing.M) {
 func runTests(m *testing.M) int {
 	path := chromiumPath()
 	if testing.Short() || path == "" {
-		return m.Run() // every test skips itself
+		return pgtest.Main(m) // every test skips itself
 	}
 	dir, err := os.MkdirTemp("", "parley-e2e-chromium-")
 	if err != nil {
@@ -85,7 +86,7 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	browserCtx = ctx
-	return m.Run()
+	return pgtest.Main(m) // stops the cluster test's PostgreSQL, if one started
 }
 
 // chromiumPath is $CHROMIUM_PATH, or Debian's Chromium, if it exists.
