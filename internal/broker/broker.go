@@ -70,6 +70,23 @@ func decode(b []byte) (Event, error) {
 	return e, nil
 }
 
+// decodeBatch reads a NOTIFY payload: a JSON array of events.
+func decodeBatch(b []byte) ([]Event, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("broker: undecodable events: %w", err)
+	}
+	out := make([]Event, 0, len(raw))
+	for _, r := range raw {
+		e, err := decode(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
 // Handler receives what other nodes published.
 type Handler interface {
 	// HandleEvent gets each event from another node, in the order the

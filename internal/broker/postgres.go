@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,8 +27,22 @@ type Postgres struct {
 	pool      *pgxpool.Pool
 	listening atomic.Bool
 	cancel    context.CancelFunc
-	done      chan struct{}
+	done      chan struct{} // closed when the listener has stopped
+	sent      chan struct{} // closed when the notifier has stopped
+	// queue holds the events waiting for a NOTIFY: the notifier sends
+	// all that wait in one, as a JSON array, so a NOTIFY (a round trip
+	// and a turn at PostgreSQL's notification queue lock) carries a
+	// group of commits rather than one.
+	queue chan Event
+	log   *slog.Logger
 }
+
+// pgQueue is how many events may wait for a NOTIFY; beyond it an event
+// is dropped (and found by the other nodes' polls).
+const pgQueue = 8192
+
+// pgBatchBytes keeps a NOTIFY's payload under PostgreSQL's 8,000 bytes.
+const pgBatchBytes = 7000
 
 // pgPing is how long the listener waits for a notification before it
 // checks that its connection still works: a server that vanished without
@@ -48,9 +63,58 @@ func OpenPostgres(dbURL, node string, h Handler, log *slog.Logger) (*Postgres, e
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &Postgres{pool: pool, cancel: cancel, done: make(chan struct{})}
+	b := &Postgres{pool: pool, cancel: cancel, done: make(chan struct{}), sent: make(chan struct{}), queue: make(chan Event, pgQueue), log: log}
 	go b.listen(ctx, cfg.ConnConfig, node, h, log)
+	go b.notify(ctx)
 	return b, nil
+}
+
+// notify sends the queued events, as many as fit in one NOTIFY at a time.
+func (b *Postgres) notify(ctx context.Context) {
+	defer close(b.sent)
+	for {
+		var first Event
+		select {
+		case <-ctx.Done():
+			return
+		case first = <-b.queue:
+		}
+		batch := [][]byte{mustEncode(first)}
+		size := len(batch[0])
+	gather:
+		for size < pgBatchBytes {
+			select {
+			case e := <-b.queue:
+				data := mustEncode(e)
+				if size+len(data)+1 > pgBatchBytes {
+					b.send(ctx, batch)
+					batch, size = nil, 0
+				}
+				batch = append(batch, data)
+				size += len(data) + 1
+			default:
+				break gather
+			}
+		}
+		b.send(ctx, batch)
+	}
+}
+
+func (b *Postgres) send(ctx context.Context, batch [][]byte) {
+	if len(batch) == 0 {
+		return
+	}
+	payload := "[" + string(bytes.Join(batch, []byte(","))) + "]"
+	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", pgChannel, payload); err != nil && ctx.Err() == nil {
+		// Lost, not retried: the other nodes' polls find these commits.
+		b.log.Warn("broker: notify", "events", len(batch), "err", err)
+	}
+}
+
+// mustEncode encodes an event Publish has already checked.
+func mustEncode(e Event) []byte {
+	data, _ := encode(e)
+	return data
 }
 
 func (b *Postgres) listen(ctx context.Context, cfg *pgx.ConnConfig, node string, h Handler, log *slog.Logger) {
@@ -97,26 +161,30 @@ func (b *Postgres) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, node str
 		if err != nil {
 			return err
 		}
-		e, err := decode([]byte(n.Payload))
+		events, err := decodeBatch([]byte(n.Payload))
 		if err != nil {
-			log.Warn("broker: dropped an event", "err", err)
+			log.Warn("broker: dropped events", "err", err)
 			continue
 		}
-		if e.Node != node {
-			h.HandleEvent(e)
+		for _, e := range events {
+			if e.Node != node {
+				h.HandleEvent(e)
+			}
 		}
 	}
 }
 
+// Publish queues e for the next NOTIFY and returns at once.
 func (b *Postgres) Publish(ctx context.Context, e Event) error {
-	data, err := encode(e)
-	if err != nil {
+	if _, err := encode(e); err != nil {
 		return err
 	}
-	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", pgChannel, string(data)); err != nil {
-		return fmt.Errorf("broker: notify: %w", err)
+	select {
+	case b.queue <- e:
+		return nil
+	default:
+		return errors.New("broker: too many events waiting for PostgreSQL; dropped one")
 	}
-	return nil
 }
 
 func (b *Postgres) Ready(context.Context) error {
@@ -129,6 +197,7 @@ func (b *Postgres) Ready(context.Context) error {
 func (b *Postgres) Close() error {
 	b.cancel()
 	<-b.done
+	<-b.sent
 	b.pool.Close()
 	return nil
 }

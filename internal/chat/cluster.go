@@ -53,6 +53,8 @@ const (
 	// taken when its transaction starts, on the clock of the node that
 	// wrote it, and commits a moment later.
 	pollMargin = 5 * time.Second
+	// maxEventReads bounds the database reads that events run at once.
+	maxEventReads = 32
 	// trackedFor is how long a conversation's delivered seq is kept after
 	// its last message.
 	trackedFor = 10 * time.Minute
@@ -65,6 +67,7 @@ type cluster struct {
 	node   string
 	store  ClusterStore
 	resync chan struct{} // a poll now, please (buffered, 1)
+	reads  chan struct{} // a semaphore of the reads events start
 	// since is where the poll window begins (unix ms): what was written
 	// before it, this node has had every chance to hear of.
 	since atomic.Int64
@@ -88,7 +91,8 @@ type followed struct {
 //
 // every is how often it polls (DefaultClusterPoll).
 func (h *Hub) JoinCluster(ctx context.Context, pub Publisher, node string, st ClusterStore, every time.Duration) {
-	cl := &cluster{every: every, pub: pub, node: node, store: st, resync: make(chan struct{}, 1), convs: map[string]*followed{}}
+	cl := &cluster{every: every, pub: pub, node: node, store: st, resync: make(chan struct{}, 1), reads: make(chan struct{}, maxEventReads),
+		convs: map[string]*followed{}}
 	cl.since.Store(time.Now().Add(-pollMargin).UnixMilli())
 	h.cluster.Store(cl)
 	go h.poll(ctx, cl)
@@ -106,12 +110,22 @@ func (h *Hub) HandleEvent(e broker.Event) {
 		if !h.interested(e.AppID, e.SubjectID) {
 			return
 		}
-		f, err := h.follow(ctx, cl, e.ConversationID, e.Seq, nil)
-		if err != nil {
-			h.logFollow(e.ConversationID, err)
-			return
-		}
-		h.catchUp(ctx, cl, f, e.ConversationID, e.Seq, nil, nil)
+		// Each read runs beside the others: one after the other, the
+		// broker's single delivery goroutine would wait for the database
+		// per event and fall behind. Order needs no queue: catchUp
+		// delivers by seq whichever event comes first. The semaphore
+		// bounds the reads; when it is full the broker waits, and NATS
+		// reports a slow consumer, which resyncs.
+		cl.reads <- struct{}{}
+		go func() {
+			defer func() { <-cl.reads }()
+			f, err := h.follow(ctx, cl, e.ConversationID, e.Seq, nil)
+			if err != nil {
+				h.logFollow(e.ConversationID, err)
+				return
+			}
+			h.catchUp(ctx, cl, f, e.ConversationID, e.Seq, nil, nil)
+		}()
 	case broker.KindTyping:
 		if !h.interested(e.AppID, e.SubjectID) {
 			return

@@ -224,6 +224,16 @@ func (db *DB) forShare() string {
 	return ""
 }
 
+// forKeyShare is forShare's weakest form: it conflicts only with FOR
+// UPDATE (lockApp) and with changing the row's key, so sessions being
+// created do not wait for each other.
+func (db *DB) forKeyShare() string {
+	if db.postgres {
+		return " FOR KEY SHARE"
+	}
+	return ""
+}
+
 // lockApp takes the app's row lock on PostgreSQL, first thing in a write
 // that ends sessions of the app: a session being created holds the row
 // shared until it commits (stillAdmissible), so the write waits for it

@@ -158,6 +158,9 @@ func (db *DB) DeleteSessionEndsBefore(ctx context.Context, t time.Time) (int64, 
 // stay as they are.
 func (db *DB) SetAppDisabled(ctx context.Context, appID string, disabled bool) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockApp(ctx, tx, appID); err != nil {
+			return err
+		}
 		now := db.now().UnixMilli()
 		var at any // NULL: enabled
 		if disabled {

@@ -155,8 +155,10 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 		if err != nil {
 			return err
 		}
-		if err := countSession(ctx, tx, in.AppID, in.Kind, now); err != nil {
-			return err
+		if !db.postgres {
+			if err := countSession(ctx, tx, in.AppID, in.Kind, now); err != nil {
+				return err
+			}
 		}
 		var secretID, proof any // NULL unless a secret vouched for the session
 		if in.Kind == KindUser && in.SecretID != "" {
@@ -169,7 +171,27 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 	if err != nil {
 		return Session{}, err
 	}
+	if db.postgres {
+		db.countSessionApart(ctx, in.AppID, in.Kind, now)
+	}
 	return s, nil
+}
+
+// countSessionApart counts a session committed on PostgreSQL in a
+// transaction of its own that does not wait for its commit to reach the
+// disk. The count is one row per app, day and kind that every new session
+// updates: inside the session's transaction, its lock would be held
+// through that transaction's commit and make every session of the app
+// wait for the one before. A count is a statistic: losing the last few to
+// a crash of PostgreSQL costs nothing, and failing to count one does not
+// undo the session.
+func (db *DB) countSessionApart(ctx context.Context, appID, kind string, now time.Time) {
+	db.tx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return err
+		}
+		return countSession(ctx, tx, appID, kind, now)
+	})
 }
 
 // stillAdmissible checks, inside the session's transaction, what the
@@ -184,7 +206,7 @@ func (db *DB) stillAdmissible(ctx context.Context, tx txn, in NewSession, now ti
 	var disabled sql.NullInt64
 	var mode string
 	var requireJWT, refuseAnonymous bool
-	err := tx.QueryRowContext(ctx, `SELECT disabled_at, identity_mode, require_jwt, refuse_anonymous FROM apps WHERE id = ?`+db.forShare(), in.AppID).
+	err := tx.QueryRowContext(ctx, `SELECT disabled_at, identity_mode, require_jwt, refuse_anonymous FROM apps WHERE id = ?`+db.forKeyShare(), in.AppID).
 		Scan(&disabled, &mode, &requireJWT, &refuseAnonymous)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
