@@ -79,7 +79,7 @@ type Options struct {
 	// Log gets what goes wrong in the background (checkpoints); nil
 	// discards it.
 	Log *slog.Logger
-	// MaxConns caps the connections to PostgreSQL; 0 is 20.
+	// MaxConns caps the connections to PostgreSQL; 0 is 10.
 	MaxConns int
 }
 

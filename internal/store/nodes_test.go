@@ -116,8 +116,18 @@ func TestSessionRacingEndsAcrossNodes(t *testing.T) {
 		}
 		if round%2 == 0 {
 			secretID = replaced.ID
-		} else if err := nodes[1].SetAppDisabled(ctx, a.App.ID, false); err != nil {
+			continue
+		}
+		if err := nodes[1].SetAppDisabled(ctx, a.App.ID, false); err != nil {
 			t.Fatal(err)
+		}
+		// A disabled app's sessions are refused at lookup anyway; one that
+		// slipped past the end would come back to life when the app is
+		// turned on again.
+		if createErr == nil {
+			if _, err := nodes[0].SessionByToken(ctx, s.Token); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("round %d: a session created beside turning the app off works again once it is on (lookup: %v)", round, err)
+			}
 		}
 	}
 }
