@@ -319,3 +319,28 @@ func TestMasterKeyRotationOnASharedDatabase(t *testing.T) {
 		t.Fatalf("ResetMasterKey = %+v, %v", reset, err)
 	}
 }
+
+// A message and its resend reaching two nodes at the same moment are
+// stored once, and both answers carry the stored message.
+func TestResendOnAnotherNodeAtOnce(t *testing.T) {
+	ctx := context.Background()
+	nodes := mustOpenNodes(t, 2)
+	a := mustApp(t, nodes[0], store.ModeEnforced)
+	s := mustSession(t, nodes[0], store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: "uid:u1", UserID: "u1"})
+	conv := mustSend(t, nodes[0], s, "", "first", "hello").Conversation.ID
+	for round := range 20 {
+		id := fmt.Sprintf("resend-%d", round)
+		var posted [2]store.Posted
+		var errs [2]error
+		together(2, func(i int) {
+			posted[i], errs[i] = nodes[i].AddUserMessage(ctx, store.UserMessage{AppID: s.AppID, SubjectID: s.SubjectID,
+				ConversationID: conv, ClientMsgID: id, Body: "once"})
+		})
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("round %d: %v, %v", round, errs[0], errs[1])
+		}
+		if posted[0].Message.ID != posted[1].Message.ID || posted[0].Duplicate == posted[1].Duplicate {
+			t.Fatalf("round %d: answers %+v and %+v, want one message, once a duplicate", round, posted[0].Message, posted[1].Message)
+		}
+	}
+}

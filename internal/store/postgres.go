@@ -210,11 +210,13 @@ func rebind(query string) string {
 }
 
 // retryablePG reports whether a transaction failed only because of
-// another one running beside it (a deadlock or a serialization failure):
-// running it again can succeed.
+// another one running beside it: a deadlock, a serialization failure, or
+// a user's message whose resend, on another node, committed first (run
+// again, it finds that one and answers it as a duplicate).
 func retryablePG(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01" ||
+		(pe.Code == "23505" && pe.ConstraintName == "messages_client_id"))
 }
 
 // forShare locks the rows a statement reads against writers, on
