@@ -328,7 +328,7 @@ func TestResendOnAnotherNodeAtOnce(t *testing.T) {
 	a := mustApp(t, nodes[0], store.ModeEnforced)
 	s := mustSession(t, nodes[0], store.NewSession{AppID: a.App.ID, Kind: store.KindUser, IdentityKey: "uid:u1", UserID: "u1"})
 	conv := mustSend(t, nodes[0], s, "", "first", "hello").Conversation.ID
-	for round := range 20 {
+	for round := range 60 {
 		id := fmt.Sprintf("resend-%d", round)
 		var posted [2]store.Posted
 		var errs [2]error
