@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -62,6 +63,7 @@ const (
 
 // cluster is the hub's part in a cluster; nil on a single node.
 type cluster struct {
+	ctx    context.Context // ends when the node stops
 	every  time.Duration
 	pub    Publisher
 	node   string
@@ -81,7 +83,10 @@ type followed struct {
 	mu               sync.Mutex // held while delivering: one conversation's messages go out in order
 	appID, subjectID string     // from the database, never from a hint
 	last             int64      // seq of the last message delivered
-	touched          time.Time
+	// touched is when the state was last handed out (unix ns), under
+	// cluster.mu: forget, under the same lock, never drops a state that a
+	// goroutine is about to use.
+	touched atomic.Int64
 }
 
 // JoinCluster makes the hub deliver what other nodes commit, told by b's
@@ -91,7 +96,7 @@ type followed struct {
 //
 // every is how often it polls (DefaultClusterPoll).
 func (h *Hub) JoinCluster(ctx context.Context, pub Publisher, node string, st ClusterStore, every time.Duration) {
-	cl := &cluster{every: every, pub: pub, node: node, store: st, resync: make(chan struct{}, 1), reads: make(chan struct{}, maxEventReads),
+	cl := &cluster{ctx: ctx, every: every, pub: pub, node: node, store: st, resync: make(chan struct{}, 1), reads: make(chan struct{}, maxEventReads),
 		convs: map[string]*followed{}}
 	cl.since.Store(time.Now().Add(-pollMargin).UnixMilli())
 	h.cluster.Store(cl)
@@ -104,7 +109,7 @@ func (h *Hub) HandleEvent(e broker.Event) {
 	if cl == nil {
 		return
 	}
-	ctx := context.Background()
+	ctx := cl.ctx
 	switch e.Kind {
 	case broker.KindMessage:
 		if !h.interested(e.AppID, e.SubjectID) {
@@ -116,7 +121,11 @@ func (h *Hub) HandleEvent(e broker.Event) {
 		// delivers by seq whichever event comes first. The semaphore
 		// bounds the reads; when it is full the broker waits, and NATS
 		// reports a slow consumer, which resyncs.
-		cl.reads <- struct{}{}
+		select {
+		case cl.reads <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		go func() {
 			defer func() { <-cl.reads }()
 			f, err := h.follow(ctx, cl, e.ConversationID, e.Seq, nil)
@@ -124,7 +133,9 @@ func (h *Hub) HandleEvent(e broker.Event) {
 				h.logFollow(e.ConversationID, err)
 				return
 			}
-			h.catchUp(ctx, cl, f, e.ConversationID, e.Seq, nil, nil)
+			if err := h.catchUp(ctx, cl, f, e.ConversationID, e.Seq, nil, nil); err != nil {
+				h.log.Warn("reading missed messages", "conversation", e.ConversationID, "err", err) // the poll tries again
+			}
 		}()
 	case broker.KindTyping:
 		if !h.interested(e.AppID, e.SubjectID) {
@@ -183,14 +194,13 @@ func (h *Hub) interested(appID, subjectID string) bool {
 
 // follow returns the conversation's state. On first sight (nothing of it
 // delivered here yet) it starts at the first message written since the
-// poll window began, or at seq if that is earlier: those are what this
-// node may have missed hints of. Whose conversation it is comes from
-// known (a commit here) or from the database, never from a hint.
-func (h *Hub) follow(ctx context.Context, cl *cluster, conversationID string, seq int64, known *store.Conversation) (*followed, error) {
-	cl.mu.Lock()
-	f := cl.convs[conversationID]
-	cl.mu.Unlock()
-	if f != nil {
+// poll window began, or at upTo if that is earlier: those are what this
+// node may have missed hints of. Whose conversation it is, and how far it
+// goes, come from known (a commit here, or the poll's row) or from the
+// database, never from an event: a forged seq could otherwise make the
+// node skip messages or replay a whole history.
+func (h *Hub) follow(ctx context.Context, cl *cluster, conversationID string, upTo int64, known *store.Conversation) (*followed, error) {
+	if f := cl.get(conversationID); f != nil {
 		return f, nil
 	}
 	if known == nil {
@@ -198,13 +208,24 @@ func (h *Hub) follow(ctx context.Context, cl *cluster, conversationID string, se
 		if err != nil {
 			return nil, err
 		}
-		known = &c
+		known, upTo = &c, c.LastSeq
 	}
-	first, err := h.firstInWindow(ctx, cl, conversationID, seq)
+	first, err := h.firstInWindow(ctx, cl, conversationID, upTo)
 	if err != nil {
 		return nil, err
 	}
 	return cl.add(known.ID, known.AppID, known.SubjectID, first-1), nil
+}
+
+// get returns the conversation's state, if it has one, marked as in use.
+func (cl *cluster) get(conversationID string) *followed {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	f := cl.convs[conversationID]
+	if f != nil {
+		f.touched.Store(time.Now().UnixNano())
+	}
+	return f
 }
 
 // firstInWindow is the seq of the conversation's first message written
@@ -234,11 +255,12 @@ func (h *Hub) firstInWindow(ctx context.Context, cl *cluster, conversationID str
 func (cl *cluster) add(id, appID, subjectID string, last int64) *followed {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	if f := cl.convs[id]; f != nil {
-		return f
+	f := cl.convs[id]
+	if f == nil {
+		f = &followed{appID: appID, subjectID: subjectID, last: last}
+		cl.convs[id] = f
 	}
-	f := &followed{appID: appID, subjectID: subjectID, last: last, touched: time.Now()}
-	cl.convs[id] = f
+	f.touched.Store(time.Now().UnixNano())
 	return f
 }
 
@@ -252,51 +274,53 @@ func (h *Hub) committed(ctx context.Context, p store.Posted, skip *Client) {
 	}
 	f, err := h.follow(ctx, cl, p.Conversation.ID, p.Message.Seq, &p.Conversation)
 	if err != nil {
-		// Delivered as it is; the poll finds whatever came before it.
+		// Delivered as it is, and not followed: the poll then follows the
+		// conversation from its window, earlier messages included (a
+		// socket may see this one twice; it drops it by id).
 		h.logFollow(p.Conversation.ID, err)
-		f = cl.add(p.Conversation.ID, p.Conversation.AppID, p.Conversation.SubjectID, p.Message.Seq-1)
+		h.deliver(ctx, p.Conversation.AppID, p.Conversation.SubjectID, []store.Message{p.Message}, skip)
+	} else if err := h.catchUp(ctx, cl, f, p.Conversation.ID, p.Message.Seq, &p.Message, skip); err != nil {
+		h.log.Warn("reading missed messages", "conversation", p.Conversation.ID, "err", err) // the poll tries again
 	}
-	h.catchUp(ctx, cl, f, p.Conversation.ID, p.Message.Seq, &p.Message, skip)
 	h.publish(ctx, cl, broker.Event{Kind: broker.KindMessage, AppID: p.Conversation.AppID, SubjectID: p.Conversation.SubjectID,
 		ConversationID: p.Conversation.ID, Seq: p.Message.Seq})
 }
 
 // catchUp delivers the conversation up to seq at least: inHand alone when
 // it is the next, else what the database has after the last delivered.
-func (h *Hub) catchUp(ctx context.Context, cl *cluster, f *followed, conversationID string, seq int64, inHand *store.Message, skip *Client) {
+// An error leaves the rest for the next try.
+func (h *Hub) catchUp(ctx context.Context, cl *cluster, f *followed, conversationID string, seq int64, inHand *store.Message, skip *Client) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.touched = time.Now()
 	if seq <= f.last {
-		return // delivered already
+		return nil // delivered already
 	}
 	if inHand != nil && seq == f.last+1 {
 		h.deliver(ctx, f.appID, f.subjectID, []store.Message{*inHand}, skip)
 		f.last = seq
-		return
+		return nil
 	}
 	// From the database the committing socket is known by its
 	// client_msg_id (Client.isSending), not by skip: skip would also
 	// hide the others' messages in the batch from it.
-	h.readAndDeliver(ctx, f, conversationID)
+	return h.readAndDeliver(ctx, f, conversationID)
 }
 
 // readAndDeliver delivers from the database what f has not delivered;
 // f.mu is held.
-func (h *Hub) readAndDeliver(ctx context.Context, f *followed, conversationID string) {
+func (h *Hub) readAndDeliver(ctx context.Context, f *followed, conversationID string) error {
 	for {
 		page, err := h.store.Messages(ctx, store.Conversation{ID: conversationID}, f.last, historyMax)
 		if err != nil {
-			h.log.Error("reading missed messages", "conversation", conversationID, "err", err)
-			return // the next poll tries again
+			return err
 		}
 		if len(page.Messages) == 0 {
-			return
+			return nil
 		}
 		h.deliver(ctx, f.appID, f.subjectID, page.Messages, nil)
 		f.last = page.Messages[len(page.Messages)-1].Seq
 		if !page.HasMore {
-			return
+			return nil
 		}
 	}
 }
@@ -356,14 +380,14 @@ func (h *Hub) poll(ctx context.Context, cl *cluster) {
 		case <-cl.resync:
 		}
 		start := time.Now()
+		cl.forget(start.Add(-trackedFor))
 		if err := h.pollOnce(ctx, cl, time.UnixMilli(cl.since.Load())); err != nil {
 			if ctx.Err() == nil {
 				h.log.Warn("looking for missed messages", "err", err)
 			}
-			continue
+			continue // the window stays where it was, for the next try
 		}
 		cl.since.Store(start.Add(-pollMargin).UnixMilli())
-		cl.forget(start.Add(-trackedFor))
 	}
 }
 
@@ -376,23 +400,20 @@ func (h *Hub) pollOnce(ctx context.Context, cl *cluster, since time.Time) error 
 	if err != nil {
 		return err
 	}
+	var failed error
 	for _, head := range heads {
 		if !h.interested(head.AppID, head.SubjectID) {
 			continue
 		}
-		cl.mu.Lock()
-		f := cl.convs[head.ID]
-		cl.mu.Unlock()
-		if f == nil {
-			var err error
-			if f, err = h.follow(ctx, cl, head.ID, head.LastSeq+1, &store.Conversation{ID: head.ID, AppID: head.AppID, SubjectID: head.SubjectID}); err != nil {
-				h.logFollow(head.ID, err)
-				continue
-			}
+		f, err := h.follow(ctx, cl, head.ID, head.LastSeq+1, &store.Conversation{ID: head.ID, AppID: head.AppID, SubjectID: head.SubjectID})
+		if err == nil {
+			err = h.catchUp(ctx, cl, f, head.ID, head.LastSeq, nil, nil)
 		}
-		h.catchUp(ctx, cl, f, head.ID, head.LastSeq, nil, nil)
+		if err != nil {
+			failed = fmt.Errorf("conversation %s: %w", head.ID, err)
+		}
 	}
-	return nil
+	return failed
 }
 
 // servedApps are the apps with a socket on this node.
@@ -414,16 +435,13 @@ func (h *Hub) servedApps() []string {
 	return slices.Sorted(maps.Keys(apps))
 }
 
-// forget drops the conversations untouched since before.
+// forget drops the conversations not handed out since before.
 func (cl *cluster) forget(before time.Time) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	for id, f := range cl.convs {
-		if f.mu.TryLock() {
-			if f.touched.Before(before) {
-				delete(cl.convs, id)
-			}
-			f.mu.Unlock()
+		if f.touched.Load() < before.UnixNano() {
+			delete(cl.convs, id)
 		}
 	}
 }

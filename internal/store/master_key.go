@@ -86,7 +86,20 @@ func (db *DB) checkKey(ctx context.Context, tx *sql.Tx) (first bool, err error) 
 	if hasCheck {
 		return false, nil
 	}
-	return true, writeKeyCheck(ctx, tx, db.key, db.now().UnixMilli())
+	// The first key to write the check wins: two nodes of a cluster
+	// starting at once with different keys must not both succeed.
+	_, err = tx.ExecContext(ctx, `INSERT INTO master_key_check (id, sealed, created_at) VALUES (1, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		db.key.Seal([]byte(keyCheck), keyCheckAAD), db.now().UnixMilli())
+	if err != nil {
+		return false, fmt.Errorf("master key check: %w", err)
+	}
+	if _, opens, err = db.keyOpens(ctx, tx); err != nil {
+		return false, err
+	}
+	if !opens {
+		return false, ErrMasterKeyMismatch
+	}
+	return true, nil
 }
 
 // keyOpens reports whether db.key opens the check value (hasCheck: there

@@ -58,6 +58,11 @@ func (db *DB) AddMemberByEmail(ctx context.Context, appID, email string) (Owner,
 // be removed: an app nobody can reach could never be fixed or deleted.
 func (db *DB) RemoveMember(ctx context.Context, appID, ownerID string) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
+		// Two members removing each other at once, on PostgreSQL, would
+		// both count two and leave the app with none.
+		if err := db.lockApp(ctx, tx, appID); err != nil {
+			return err
+		}
 		var member, total int
 		err := tx.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE owner_id = ?), count(*) FROM app_members WHERE app_id = ?`,
 			ownerID, appID).Scan(&member, &total)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -341,6 +342,27 @@ func TestResendOnAnotherNodeAtOnce(t *testing.T) {
 		}
 		if posted[0].Message.ID != posted[1].Message.ID || posted[0].Duplicate == posted[1].Duplicate {
 			t.Fatalf("round %d: answers %+v and %+v, want one message, once a duplicate", round, posted[0].Message, posted[1].Message)
+		}
+	}
+}
+
+// What logs and messages show of a database or NATS URL carries no
+// credential.
+func TestRedactURL(t *testing.T) {
+	onlyOnce(t)
+	for in, secret := range map[string]string{
+		"postgres://parley:hunter2@db:5432/parley?sslmode=disable":     "hunter2",
+		"postgres://parley@db/parley?password=hunter2&sslmode=require": "hunter2",
+		"postgres://parley@db/parley?sslpassword=hunter2":              "hunter2",
+		"nats://s3cr3t-token@nats.internal:4222":                       "s3cr3t-token",
+		"postgresql://u:p%40ss@h/db":                                   "p%40ss",
+	} {
+		got := store.RedactURL(in)
+		if strings.Contains(got, secret) || strings.Contains(got, "p@ss") {
+			t.Errorf("RedactURL(%q) = %q, still shows the credential", in, got)
+		}
+		if !strings.Contains(got, "db") && !strings.Contains(got, "nats.internal") && !strings.Contains(got, "h/db") {
+			t.Errorf("RedactURL(%q) = %q, lost the host", in, got)
 		}
 	}
 }

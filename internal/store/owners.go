@@ -40,18 +40,17 @@ func (db *DB) CreateOwner(ctx context.Context, email, name, passwordHash string)
 	}
 	o := Owner{ID: identity.NewID("own_"), Email: email, Name: name, CreatedAt: fromMillis(db.now().UnixMilli())}
 	err = db.tx(ctx, func(tx *sql.Tx) error {
-		// The write connection is exclusive, so nothing can slip in between
-		// this check and the insert.
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM owners WHERE email = ?`, email).Scan(&n); err != nil {
+		// The email's unique key decides, also between two nodes signing
+		// the same address up at once.
+		res, err := tx.ExecContext(ctx, `INSERT INTO owners (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT DO NOTHING`, o.ID, o.Email, o.Name, passwordHash, o.CreatedAt.UnixMilli())
+		if err != nil {
 			return err
 		}
-		if n > 0 {
+		if n, _ := res.RowsAffected(); n == 0 {
 			return &InputError{"an owner with this email already exists"}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO owners (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-			o.ID, o.Email, o.Name, passwordHash, o.CreatedAt.UnixMilli())
-		return err
+		return nil
 	})
 	if err != nil {
 		return Owner{}, err

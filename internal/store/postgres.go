@@ -117,13 +117,25 @@ func IsPostgresURL(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
-// RedactURL is u without its password, for messages and logs.
+// RedactURL is u without its credentials, for messages and logs: no
+// user information (a password, or a NATS token in its place) and no
+// password parameters.
 func RedactURL(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
 		return "(an unparsable URL)"
 	}
-	return p.Redacted()
+	if p.User != nil {
+		p.User = url.User("…")
+	}
+	q := p.Query()
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "…")
+		}
+	}
+	p.RawQuery = q.Encode()
+	return p.String()
 }
 
 // rebindConnector hands out pgx connections that rewrite "?" placeholders.

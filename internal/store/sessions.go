@@ -186,7 +186,8 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 // a crash of PostgreSQL costs nothing, and failing to count one does not
 // undo the session.
 func (db *DB) countSessionApart(ctx context.Context, appID, kind string, now time.Time) {
-	db.tx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+	ctx = context.WithoutCancel(ctx) // the session is made: count it even if its caller left
+	db.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
 			return err
 		}
