@@ -260,6 +260,9 @@ func RotateMasterKey(ctx context.Context, path string, current, next masterkey.K
 		if n, err = db.resealSecrets(ctx, tx, next); err != nil {
 			return err
 		}
+		if err := db.resealWebhookSecrets(ctx, tx, next); err != nil {
+			return err
+		}
 		return writeKeyCheck(ctx, tx, next, db.now().UnixMilli())
 	})
 	if err != nil {
@@ -347,6 +350,9 @@ func (db *DB) resetSecrets(ctx context.Context, tx *sql.Tx) ([]ResetSecret, erro
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM identity_secrets`); err != nil {
 		return nil, fmt.Errorf("deleting identity secrets: %w", err)
+	}
+	if err := db.resetWebhookSecrets(ctx, tx, now); err != nil {
+		return nil, err
 	}
 	// The new key's check comes first: insertSecret seals only under the
 	// database's key.

@@ -97,7 +97,7 @@ func (db *DB) lockForKeyChange(ctx context.Context, tx *sql.Tx) error {
 	if !db.postgres {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `LOCK TABLE master_key_check, identity_secrets IN EXCLUSIVE MODE`)
+	_, err := tx.ExecContext(ctx, `LOCK TABLE master_key_check, identity_secrets, webhook_endpoints IN EXCLUSIVE MODE`)
 	return err
 }
 
