@@ -23,6 +23,7 @@ import (
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
 	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/internal/webhooks"
 	"github.com/parley-chat/parley/web"
 )
 
@@ -30,7 +31,8 @@ const usage = `parley — a self-hosted chat widget host
 
 Usage:
   parley serve --db PATH --addr HOST:PORT --public-url URL [--signup] [--trusted-proxy CIDR …] [--limit-… BURST,EVERY]
-               [--synchronous full|normal] [--pprof HOST:PORT]
+               [--synchronous full|normal] [--pprof HOST:PORT] [--webhook-allow CIDR …]
+  parley serve --database-url URL [--nats-url URL] [--cluster-poll DURATION] …   (a node of a cluster)
   parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor]
                      [--require-jwt] [--refuse-anonymous] [--owner EMAIL] [--json]
   parley apps list --db PATH [--json]
@@ -43,6 +45,10 @@ Usage:
   parley keygen
   parley master-key rotate --db PATH --new-key-file NEW
   parley master-key reset --db PATH --forget-identity-secrets [--json]
+  parley webhooks add --db PATH --app APP_ID --url URL [--event EVENT …] [--webhook-allow CIDR …] [--json]
+  parley webhooks list|remove|rotate-secret --db PATH --app APP_ID [--id ID] [--overlap DURATION] [--json]
+
+Every command that takes --db (a SQLite file) takes --database-url (PostgreSQL) instead.
 
 apps create prints the app's secrets once; apps list and apps show print ids and settings,
 never a secret (identity_secret_id is the kid that identity JWTs carry).
@@ -132,6 +138,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return keygenCmd(args[1:], stdout, stderr)
 	case "master-key":
 		return masterKeyCmd(ctx, args[1:], stdout, stderr)
+	case "webhooks":
+		return webhooksCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -207,6 +215,8 @@ type serveConfig struct {
 	// ClusterPoll is how often a node of a cluster checks the database
 	// for messages it missed the events of.
 	ClusterPoll time.Duration
+	// WebhookGuard is where webhooks may be sent (--webhook-allow).
+	WebhookGuard webhooks.Guard
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -226,10 +236,15 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	syncMode := fs.String("synchronous", envOr("PARLEY_SYNCHRONOUS", string(store.SyncFull)), "what an acked write survives: full (fsync every commit; power loss) or normal (a crash of parley only) (PARLEY_SYNCHRONOUS)")
 	keyFile := masterKeyFlag(fs)
 	limits := limitFlags(fs)
+	webhookAllow := webhookAllowFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var err error
+	guard, err := webhookGuard(*webhookAllow)
+	if err != nil {
+		return err
+	}
+	cfg.WebhookGuard = guard
 	if cfg.DBPath, err = dbFlags.location(); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -104,6 +105,13 @@ func (g Guard) CheckURL(ctx context.Context, r Resolver, raw string) (*url.URL, 
 		return nil, fmt.Errorf("webhooks: a webhook URL is at most 2,000 bytes")
 	}
 	addrs, err := g.Resolve(ctx, r, u.Hostname())
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && u.Scheme == "https" {
+		// A name that does not resolve from here yet (or not from the
+		// machine running the CLI) is taken: every send resolves it again
+		// and refuses internal addresses then.
+		return u, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +133,7 @@ func (g Guard) Resolve(ctx context.Context, r Resolver, host string) ([]netip.Ad
 	} else {
 		addrs, err = r.LookupNetIP(ctx, "ip", host)
 		if err != nil {
-			return nil, fmt.Errorf("webhooks: cannot resolve %s: %v", host, err)
+			return nil, fmt.Errorf("webhooks: cannot resolve %s: %w", host, err)
 		}
 	}
 	if len(addrs) == 0 {

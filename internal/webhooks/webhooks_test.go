@@ -135,7 +135,8 @@ func TestGuard(t *testing.T) {
 		{none, "https://mapped.example/", "internal address"},
 		{none, "https://[::1]:8443/", "internal address"},
 		{none, "https://127.0.0.1:9/", "internal address"},
-		{none, "https://nowhere.example/", "cannot resolve"},
+		{none, "https://nowhere.example/", ""}, // resolved again at every send
+		{none, "http://nowhere.example/", "cannot resolve"},
 		{none, "ftp://hooks.example.com/", "not an https:// URL"},
 		{none, "hooks.example.com/x", "not an https:// URL"},
 		{none, "https://user:pw@hooks.example.com/", "no user or password"},
