@@ -22,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/internal/broker"
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
+	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/internal/webhooks"
 	"github.com/parley-chat/parley/web"
@@ -31,7 +32,7 @@ const usage = `parley — a self-hosted chat widget host
 
 Usage:
   parley serve --db PATH --addr HOST:PORT --public-url URL [--signup] [--trusted-proxy CIDR …] [--limit-… BURST,EVERY]
-               [--synchronous full|normal] [--pprof HOST:PORT] [--webhook-allow CIDR …]
+               [--synchronous full|normal] [--pprof HOST:PORT] [--metrics HOST:PORT] [--webhook-allow CIDR …]
   parley serve --database-url URL [--nats-url URL] [--cluster-poll DURATION] …   (a node of a cluster)
   parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor]
                      [--require-jwt] [--refuse-anonymous] [--owner EMAIL] [--json]
@@ -217,6 +218,9 @@ type serveConfig struct {
 	ClusterPoll time.Duration
 	// WebhookGuard is where webhooks may be sent (--webhook-allow).
 	WebhookGuard webhooks.Guard
+	// Metrics, when set, is the private address of the Prometheus
+	// metrics listener.
+	Metrics string
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -232,6 +236,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Signup, "signup", os.Getenv("PARLEY_SIGNUP") == "1", "let anyone create a dashboard account at /signup (PARLEY_SIGNUP=1)")
 	var proxies multiFlag
 	fs.Var(&proxies, "trusted-proxy", "`CIDR` or IP of a reverse proxy whose X-Forwarded-For is believed (repeatable; PARLEY_TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.Metrics, "metrics", os.Getenv("PARLEY_METRICS_ADDR"), "serve Prometheus metrics at /metrics on this separate, private `address` (e.g. 127.0.0.1:9090; off by default; PARLEY_METRICS_ADDR)")
 	fs.StringVar(&cfg.Pprof, "pprof", "", "serve net/http/pprof at /debug/pprof/ on this separate, private `address` (e.g. 127.0.0.1:6060; off by default)")
 	syncMode := fs.String("synchronous", envOr("PARLEY_SYNCHRONOUS", string(store.SyncFull)), "what an acked write survives: full (fsync every commit; power loss) or normal (a crash of parley only) (PARLEY_SYNCHRONOUS)")
 	keyFile := masterKeyFlag(fs)
@@ -354,6 +359,18 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 	// CLI, close their sockets.
 	if err := hub.WatchSessionEnds(ctx, chat.DefaultEndPoll); err != nil {
 		return err
+	}
+	if cfg.Metrics != "" {
+		mln, err := net.Listen("tcp", cfg.Metrics)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler(db, hub))
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		log.Info("metrics listening: keep this address private", "addr", mln.Addr().String(), "path", "/metrics")
 	}
 	if cfg.Pprof != "" {
 		pln, err := net.Listen("tcp", cfg.Pprof)

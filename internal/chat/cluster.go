@@ -63,13 +63,14 @@ const (
 
 // cluster is the hub's part in a cluster; nil on a single node.
 type cluster struct {
-	ctx    context.Context // ends when the node stops
-	every  time.Duration
-	pub    Publisher
-	node   string
-	store  ClusterStore
-	resync chan struct{} // a poll now, please (buffered, 1)
-	reads  chan struct{} // a semaphore of the reads events start
+	ctx     context.Context // ends when the node stops
+	every   time.Duration
+	pub     Publisher
+	node    string
+	store   ClusterStore
+	resync  chan struct{} // a poll now, please (buffered, 1)
+	reads   chan struct{} // a semaphore of the reads events start
+	resyncs atomic.Int64  // HandleResync calls, for metrics
 	// since is where the poll window begins (unix ms): what was written
 	// before it, this node has had every chance to hear of.
 	since atomic.Int64
@@ -171,6 +172,7 @@ func (h *Hub) HandleEvent(e broker.Event) {
 // HandleResync polls at once (broker.Handler).
 func (h *Hub) HandleResync() {
 	if cl := h.cluster.Load(); cl != nil {
+		cl.resyncs.Add(1)
 		select {
 		case cl.resync <- struct{}{}:
 		default:

@@ -133,6 +133,27 @@ func conversationKey(conversationID string) string {
 	return "conversation\x00" + conversationID
 }
 
+// Sockets returns how many widget and agent sockets are open.
+func (h *Hub) Sockets() (widget, agent int) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, set := range h.subjects {
+		widget += len(set)
+	}
+	for _, set := range h.agents {
+		agent += len(set)
+	}
+	return widget, agent
+}
+
+// Resyncs returns how often the broker said events may have been lost.
+func (h *Hub) Resyncs() int64 {
+	if cl := h.cluster.Load(); cl != nil {
+		return cl.resyncs.Load()
+	}
+	return 0
+}
+
 // Connections returns how many widget sockets are open for a subject.
 func (h *Hub) Connections(subjectID string) int {
 	h.mu.RLock()

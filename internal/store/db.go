@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -45,6 +46,35 @@ type DB struct {
 	// writes commits the frequent writes in groups (writer.go); nil on
 	// the exclusive connection of a master key change.
 	writes *writer
+	stats  counters
+}
+
+// counters are what the store has done since it opened, for metrics.
+type counters struct {
+	userMessages, agentMessages, sessions atomic.Int64
+	// onCommit, when set, sees each commit's duration and how many writes
+	// it carried (a group on SQLite, one on PostgreSQL).
+	onCommit atomic.Pointer[func(time.Duration, int)]
+}
+
+// Stats are the store's counts since it opened.
+type Stats struct {
+	UserMessages, AgentMessages, Sessions int64
+}
+
+// Stats returns the store's counts since it opened.
+func (db *DB) Stats() Stats {
+	return Stats{UserMessages: db.stats.userMessages.Load(), AgentMessages: db.stats.agentMessages.Load(), Sessions: db.stats.sessions.Load()}
+}
+
+// ObserveCommits has fn called after every commit of a write, with its
+// duration and the number of writes it carried.
+func (db *DB) ObserveCommits(fn func(d time.Duration, writes int)) { db.stats.onCommit.Store(&fn) }
+
+func (db *DB) observeCommit(start time.Time, writes int) {
+	if fn := db.stats.onCommit.Load(); fn != nil {
+		(*fn)(time.Since(start), writes)
+	}
 }
 
 // Synchronous is SQLite's synchronous setting for commits, which decides
@@ -220,6 +250,8 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 const maxTxAttempts = 5
 
 func (db *DB) tx1(ctx context.Context, fn func(*sql.Tx) error) error {
+	start := time.Now()
+	defer db.observeCommit(start, 1)
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)

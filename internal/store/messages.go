@@ -55,7 +55,13 @@ type UserMessage struct {
 // resend with the same client_msg_id finds out.
 func (db *DB) AddUserMessage(ctx context.Context, in UserMessage) (Posted, error) {
 	if db.postgres && in.ConversationID != "" {
-		if p, ok, err := db.addUserMessageAtOnce(ctx, in); ok || err != nil {
+		start := time.Now()
+		p, ok, err := db.addUserMessageAtOnce(ctx, in)
+		if ok {
+			db.observeCommit(start, 1)
+			db.stats.userMessages.Add(1)
+		}
+		if ok || err != nil {
 			return p, err
 		}
 	}
@@ -67,6 +73,9 @@ func (db *DB) AddUserMessage(ctx context.Context, in UserMessage) (Posted, error
 	})
 	if err != nil {
 		return Posted{}, err
+	}
+	if !p.Duplicate {
+		db.stats.userMessages.Add(1)
 	}
 	return p, nil
 }
@@ -178,6 +187,7 @@ func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, author
 	if err != nil {
 		return Posted{}, err
 	}
+	db.stats.agentMessages.Add(1)
 	return p, nil
 }
 

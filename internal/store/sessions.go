@@ -174,6 +174,7 @@ func (db *DB) CreateSession(ctx context.Context, in NewSession) (Session, error)
 	if db.postgres {
 		db.countSessionApart(ctx, in.AppID, in.Kind, now)
 	}
+	db.stats.sessions.Add(1)
 	return s, nil
 }
 

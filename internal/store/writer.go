@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Group commit.
@@ -185,7 +186,9 @@ func (w *writer) loop() {
 func (w *writer) commit(batch []*writeRequest) {
 	ctx := context.Background()
 	results := make([]error, len(batch))
+	start := time.Now()
 	err := w.run(ctx, batch, results)
+	w.db.observeCommit(start, len(batch))
 	for i, r := range batch {
 		res := results[i]
 		if err != nil && res == nil {
