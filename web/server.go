@@ -185,6 +185,8 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	e.GET("/api/widget/ws", socket.Serve,
 		perIP(limits.SocketOpensPerIP.Keyed(limitKeys), "too many chat connections are opening from your network; try again shortly"))
 
+	// Before the group, whose key check it does not need.
+	e.GET("/api/v1/openapi.json", handlers.OpenAPI)
 	api := e.Group("/api/v1", handlers.RequireAPIKey(db))
 	api.GET("/conversations", convs.List)
 	api.GET("/conversations/:id", convs.Show)

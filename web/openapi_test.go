@@ -1,0 +1,122 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// The API description is a valid OpenAPI 3.1 document, served without a
+// key, that names exactly the server API's routes, and the API's real
+// answers (and the requests that got them) match it.
+func TestOpenAPIDescribesTheServerAPI(t *testing.T) {
+	ts := newTestServer(t)
+	res := ts.do(t, http.MethodGet, "/api/v1/openapi.json", nil, nil)
+	if res.Status != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("GET /api/v1/openapi.json = %d %s", res.Status, res.Header.Get("Content-Type"))
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := doc.Validate(ctx); err != nil {
+		t.Fatalf("invalid OpenAPI document: %v", err)
+	}
+	if doc.OpenAPI != "3.1.0" {
+		t.Fatalf("openapi %q, want 3.1.0", doc.OpenAPI)
+	}
+
+	// The same routes, both ways.
+	e, err := New(Config{PublicURL: ts.URL, SessionTTL: time.Hour}, ts.DB, chat.NewHub(ts.DB, slog.New(slog.DiscardHandler)), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served, described []string
+	for _, r := range e.Routes() {
+		if strings.HasPrefix(r.Path, "/api/v1/") && r.Path != "/api/v1/openapi.json" && r.Method != "echo_route_not_found" {
+			p := r.Path
+			for _, seg := range strings.Split(p, "/") {
+				if strings.HasPrefix(seg, ":") {
+					p = strings.Replace(p, seg, "{"+seg[1:]+"}", 1)
+				}
+			}
+			served = append(served, r.Method+" "+p)
+		}
+	}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			described = append(described, method+" "+path)
+		}
+	}
+	slices.Sort(served)
+	slices.Sort(described)
+	if !slices.Equal(slices.Compact(served), described) {
+		t.Fatalf("routes and description differ:\n  served    %v\n  described %v", served, described)
+	}
+
+	// Real requests and answers, checked against the description.
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := ts.newApp(t, store.ModeMonitor)
+	user := ts.connect(t, ts.session(t, fields(app, "user_id", "u1", "email", "u1@example.com")).Token)
+	conv := user.startConversation("hello")
+	check := func(method, path string, body string, want int) {
+		t.Helper()
+		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+app.APIKey)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		route, params, err := router.FindRoute(req)
+		if err != nil {
+			t.Fatalf("%s %s: not in the description: %v", method, path, err)
+		}
+		in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+		if want < 400 {
+			if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+				t.Fatalf("%s %s: the request does not match the description: %v", method, path, err)
+			}
+			req.Body = io.NopCloser(strings.NewReader(body))
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		got, _ := io.ReadAll(res.Body)
+		if res.StatusCode != want {
+			t.Fatalf("%s %s = %d %s, want %d", method, path, res.StatusCode, got, want)
+		}
+		out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: res.StatusCode, Header: res.Header,
+			Body: io.NopCloser(bytes.NewReader(got)), Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+		if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
+			t.Fatalf("%s %s: the answer does not match the description: %v\n%s", method, path, err, got)
+		}
+	}
+	check("GET", "/api/v1/conversations?status=open&limit=10", "", 200)
+	check("GET", "/api/v1/conversations/"+conv, "", 200)
+	check("POST", "/api/v1/conversations/"+conv+"/messages", `{"body":"hi","author_name":"Ann"}`, 201)
+	check("GET", "/api/v1/conversations/"+conv+"/messages?after_seq=0&limit=5", "", 200)
+	check("POST", "/api/v1/conversations/"+conv+"/typing", `{"typing":true}`, 204)
+	check("PATCH", "/api/v1/conversations/"+conv, `{"status":"closed"}`, 200)
+	check("GET", "/api/v1/conversations/cnv_nope", "", 404)
+	check("POST", "/api/v1/conversations/"+conv+"/messages", `{"body":""}`, 400)
+	check("GET", "/api/v1/conversations?status=maybe", "", 400)
+}
