@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -119,4 +120,49 @@ func TestOpenAPIDescribesTheServerAPI(t *testing.T) {
 	check("GET", "/api/v1/conversations/cnv_nope", "", 404)
 	check("POST", "/api/v1/conversations/"+conv+"/messages", `{"body":""}`, 400)
 	check("GET", "/api/v1/conversations?status=maybe", "", 400)
+	check("POST", "/api/v1/webhooks", `{"url":"https://93.184.216.34/hook","events":["message.created"]}`, 201)
+	check("GET", "/api/v1/webhooks", "", 200)
+	check("POST", "/api/v1/webhooks", `{"url":"https://10.0.0.1/hook"}`, 400)
+	check("POST", "/api/v1/webhooks/whe_nope/rotate-secret", `{}`, 404)
+	check("DELETE", "/api/v1/webhooks/whe_nope", "", 404)
+}
+
+// The webhooks API, against the description and the operator's guard.
+func TestWebhooksAPI(t *testing.T) {
+	ts := newTestServer(t)
+	app := ts.newApp(t, store.ModeEnforced)
+	other := ts.newApp(t, store.ModeEnforced)
+	res := ts.api(t, app.APIKey, http.MethodPost, "/webhooks", map[string]any{"url": "https://93.184.216.34/hook", "events": []string{"message.created"}})
+	if res.Status != http.StatusCreated || !strings.Contains(string(res.Body), `"secret":"whsec_`) || res.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("add = %d %s", res.Status, res.Body)
+	}
+	var added struct{ ID, Secret string }
+	json.Unmarshal(res.Body, &added)
+	for name, body := range map[string]any{
+		"loopback":      map[string]any{"url": "https://127.0.0.1/hook"},
+		"private":       map[string]any{"url": "https://192.168.1.10/hook"},
+		"plain http":    map[string]any{"url": "http://93.184.216.34/hook"},
+		"unknown event": map[string]any{"url": "https://93.184.216.34/hook", "events": []string{"message.deleted"}},
+		"no url":        map[string]any{},
+	} {
+		if res := ts.api(t, app.APIKey, http.MethodPost, "/webhooks", body); res.Status != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", name, res.Status, res.Body)
+		}
+	}
+	if res := ts.api(t, app.APIKey, http.MethodGet, "/webhooks", nil); res.Status != 200 || strings.Contains(string(res.Body), "whsec_") || !strings.Contains(string(res.Body), added.ID) {
+		t.Fatalf("list = %d %s: want the endpoint without its secret", res.Status, res.Body)
+	}
+	if res := ts.api(t, other.APIKey, http.MethodGet, "/webhooks", nil); strings.Contains(string(res.Body), added.ID) {
+		t.Fatalf("another app lists %s", res.Body)
+	}
+	if res := ts.api(t, other.APIKey, http.MethodDelete, "/webhooks/"+added.ID, nil); res.Status != http.StatusNotFound {
+		t.Fatalf("another app's delete = %d", res.Status)
+	}
+	res = ts.api(t, app.APIKey, http.MethodPost, "/webhooks/"+added.ID+"/rotate-secret", map[string]any{"overlap_seconds": 60})
+	if res.Status != 200 || !strings.Contains(string(res.Body), "whsec_") || strings.Contains(string(res.Body), added.Secret) {
+		t.Fatalf("rotate = %d %s", res.Status, res.Body)
+	}
+	if res := ts.api(t, app.APIKey, http.MethodDelete, "/webhooks/"+added.ID, nil); res.Status != http.StatusNoContent {
+		t.Fatalf("delete = %d %s", res.Status, res.Body)
+	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/handlers"
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/internal/webhooks"
 )
 
 // Config is what the server needs to know about where it runs.
@@ -53,6 +54,9 @@ type Config struct {
 	// BrokerReady, on a node of a cluster, reports whether it can reach
 	// the other nodes; /readyz answers 503 while it cannot.
 	BrokerReady func(context.Context) error
+	// WebhookGuard is the operator's allow list for webhook URLs
+	// (serve --webhook-allow); the zero value refuses internal addresses.
+	WebhookGuard webhooks.Guard
 }
 
 // ParseProxies reads trusted-proxy CIDRs; a bare IP is a range of one.
@@ -194,6 +198,11 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	api.GET("/conversations/:id/messages", convs.Messages)
 	api.POST("/conversations/:id/messages", convs.Reply)
 	api.POST("/conversations/:id/typing", convs.Typing)
+	hooks := &handlers.Webhooks{Store: db, Guard: cfg.WebhookGuard, Resolver: net.DefaultResolver}
+	api.GET("/webhooks", hooks.List)
+	api.POST("/webhooks", hooks.Add)
+	api.DELETE("/webhooks/:id", hooks.Remove)
+	api.POST("/webhooks/:id/rotate-secret", hooks.RotateSecret)
 
 	dashboard(e, cfg, origin, pages, db, hub, log)
 	return e, nil

@@ -343,6 +343,7 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 	}
 	handler, err := web.New(web.Config{
 		BrokerReady:    brokerReady,
+		WebhookGuard:   cfg.WebhookGuard,
 		PublicURL:      cfg.PublicURL,
 		SessionTTL:     12 * time.Hour,
 		Signup:         cfg.Signup,
