@@ -17,7 +17,7 @@ type webhookStore interface {
 	AddWebhookEndpoint(ctx context.Context, in store.NewWebhookEndpoint) (store.WebhookEndpoint, error)
 	WebhookEndpoints(ctx context.Context, appID string) ([]store.WebhookEndpoint, error)
 	RemoveWebhookEndpoint(ctx context.Context, appID, id string) error
-	RotateWebhookSecret(ctx context.Context, appID, id string, overlap time.Duration) (string, error)
+	RotateWebhookSecret(ctx context.Context, appID, id string, overlap time.Duration) (string, bool, error)
 }
 
 // Webhooks is the server API's management of the app's webhook
@@ -128,7 +128,7 @@ func (h *Webhooks) RotateSecret(c echo.Context) error {
 		}
 		overlap = time.Duration(*req.OverlapSeconds) * time.Second
 	}
-	secret, err := h.Store.RotateWebhookSecret(c.Request().Context(), appFrom(c).ID, c.Param("id"), overlap)
+	secret, _, err := h.Store.RotateWebhookSecret(c.Request().Context(), appFrom(c).ID, c.Param("id"), overlap)
 	if errors.Is(err, store.ErrNotFound) {
 		return errWebhookNotFound
 	}

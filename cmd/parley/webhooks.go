@@ -242,7 +242,7 @@ func webhooksRotateCmd(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	defer db.Close()
-	secret, err := db.RotateWebhookSecret(ctx, *f.app, *id, *overlap)
+	secret, overlapped, err := db.RotateWebhookSecret(ctx, *f.app, *id, *overlap)
 	if errors.Is(err, store.ErrNotFound) {
 		return usageError{fmt.Sprintf("app %s has no webhook endpoint %q", *f.app, *id)}
 	}
@@ -253,7 +253,7 @@ func webhooksRotateCmd(ctx context.Context, args []string, stdout, stderr io.Wri
 		return json.NewEncoder(stdout).Encode(map[string]any{"id": *id, "secret": secret})
 	}
 	fmt.Fprintf(stdout, "New secret for webhook endpoint %s: %s   ← shown only now\n", *id, secret)
-	if *overlap > 0 {
+	if overlapped {
 		fmt.Fprintf(stdout, "The old secret signs beside it for %s: give the receiver the new one before then.\n", *overlap)
 	}
 	return nil

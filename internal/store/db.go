@@ -251,7 +251,6 @@ const maxTxAttempts = 5
 
 func (db *DB) tx1(ctx context.Context, fn func(*sql.Tx) error) error {
 	start := time.Now()
-	defer db.observeCommit(start, 1)
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
@@ -263,6 +262,7 @@ func (db *DB) tx1(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
+	db.observeCommit(start, 1)
 	return nil
 }
 

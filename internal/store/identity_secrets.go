@@ -177,10 +177,8 @@ func (db *DB) swapSecret(ctx context.Context, appID string, endCurrent func(tx *
 // is refused (ErrMasterKeyMismatch) rather than seal a secret nobody
 // could open.
 func (db *DB) insertSecret(ctx context.Context, tx *sql.Tx, appID string, s IdentitySecret) error {
-	if _, opens, err := db.keyOpens(ctx, tx); err != nil {
+	if err := db.sealsUnderTheDatabaseKey(ctx, tx); err != nil {
 		return err
-	} else if !opens {
-		return ErrMasterKeyMismatch
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO identity_secrets (id, app_id, secret, created_at) VALUES (?, ?, ?, ?)`,
 		s.ID, appID, db.sealSecret(appID, s.ID, s.Secret), s.CreatedAt.UnixMilli())

@@ -303,6 +303,9 @@ func TestMasterKeyRotationOnASharedDatabase(t *testing.T) {
 	if _, err := node.RotateIdentitySecret(ctx, a.App.ID, 0); !errors.Is(err, store.ErrMasterKeyMismatch) {
 		t.Fatalf("a node with the old key rotated a secret: err = %v, want ErrMasterKeyMismatch", err)
 	}
+	if _, err := node.AddWebhookEndpoint(ctx, store.NewWebhookEndpoint{AppID: a.App.ID, URL: "https://hooks.example.com/p"}); !errors.Is(err, store.ErrMasterKeyMismatch) {
+		t.Fatalf("a node with the old key added a webhook endpoint: err = %v, want ErrMasterKeyMismatch", err)
+	}
 	if _, err := store.Open(ctx, loc, testKey); !errors.Is(err, store.ErrMasterKeyMismatch) {
 		t.Fatalf("opening with the old key: %v, want ErrMasterKeyMismatch", err)
 	}

@@ -18,10 +18,10 @@ import (
 type WebhookEndpoint struct {
 	ID, AppID, URL string
 	Events         []string
-	Secret         string
+	Secret         string `json:"-"`
 	// PreviousSecret signs beside Secret until PreviousExpiresAt, after a
 	// rotation, so receivers can switch without losing a delivery.
-	PreviousSecret    string
+	PreviousSecret    string `json:"-"`
 	PreviousExpiresAt time.Time
 	Disabled          bool
 	CreatedAt         time.Time
@@ -55,6 +55,9 @@ func (db *DB) AddWebhookEndpoint(ctx context.Context, in NewWebhookEndpoint) (We
 		Secret: webhooks.NewSecret(), CreatedAt: fromMillis(now.UnixMilli())}
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		if err := db.lockApp(ctx, tx, in.AppID); err != nil {
+			return err
+		}
+		if err := db.sealsUnderTheDatabaseKey(ctx, tx); err != nil {
 			return err
 		}
 		var apps, n int
@@ -163,12 +166,24 @@ func (db *DB) RemoveWebhookEndpoint(ctx context.Context, appID, id string) error
 // RotateWebhookSecret gives one of the app's endpoints a new secret and
 // returns it. The old one keeps signing beside it for overlap (0: it
 // stops at once). It also turns back on an endpoint that was turned off.
-func (db *DB) RotateWebhookSecret(ctx context.Context, appID, id string, overlap time.Duration) (string, error) {
+// It reports whether the old secret keeps signing (not when the endpoint
+// was off, or its secret no longer opened).
+func (db *DB) RotateWebhookSecret(ctx context.Context, appID, id string, overlap time.Duration) (string, bool, error) {
 	if overlap < 0 {
-		return "", &InputError{"the overlap must not be negative"}
+		return "", false, &InputError{"the overlap must not be negative"}
 	}
 	secret := webhooks.NewSecret()
+	overlapped := false
 	err := db.tx(ctx, func(tx *sql.Tx) error {
+		// Rotations of one app's endpoints take turns (on PostgreSQL):
+		// two at once would both keep the same old secret, and one's new
+		// secret, already shown, would never sign.
+		if err := db.lockApp(ctx, tx, appID); err != nil {
+			return err
+		}
+		if err := db.sealsUnderTheDatabaseKey(ctx, tx); err != nil {
+			return err
+		}
 		e, err := db.scanWebhook(tx.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhook_endpoints WHERE id = ? AND app_id = ?`, id, appID), true)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
@@ -181,18 +196,38 @@ func (db *DB) RotateWebhookSecret(ctx context.Context, appID, id string, overlap
 		// An endpoint that is off (a master key reset turns them off,
 		// with secrets nobody has) or whose secret the key no longer opens
 		// has nobody to overlap with.
-		if overlap > 0 && err == nil && !e.Disabled {
+		overlapped = overlap > 0 && err == nil && !e.Disabled
+		if overlapped {
 			previous = db.key.Seal([]byte(e.Secret), webhookAAD(appID, id, "previous"))
 			expires = now.Add(overlap).UnixMilli()
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE webhook_endpoints SET secret = ?, previous_secret = ?, previous_expires_at = ?, disabled_at = NULL
+		res, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET secret = ?, previous_secret = ?, previous_expires_at = ?, disabled_at = NULL
 			WHERE id = ? AND app_id = ?`, db.key.Seal([]byte(secret), webhookAAD(appID, id, "current")), previous, expires, id, appID)
-		return err
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
 	})
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return secret, nil
+	return secret, overlapped, nil
+}
+
+// sealsUnderTheDatabaseKey refuses a write that would seal with a key the
+// database no longer has: a node left running with the old key after a
+// master key change on a shared PostgreSQL database (insertSecret does the
+// same for identity secrets).
+func (db *DB) sealsUnderTheDatabaseKey(ctx context.Context, tx *sql.Tx) error {
+	if _, opens, err := db.keyOpens(ctx, tx); err != nil {
+		return err
+	} else if !opens {
+		return ErrMasterKeyMismatch
+	}
+	return nil
 }
 
 // resealWebhookSecrets seals every endpoint's secrets under next, in a

@@ -50,7 +50,7 @@ func TestWebhookEndpoints(t *testing.T) {
 	// Rotation with an overlap: both sign until it ends.
 	now := time.Now()
 	db.SetNow(func() time.Time { return now })
-	next, err := db.RotateWebhookSecret(ctx, a.ID, e.ID, time.Hour)
+	next, _, err := db.RotateWebhookSecret(ctx, a.ID, e.ID, time.Hour)
 	if err != nil || next == e.Secret || !strings.HasPrefix(next, "whsec_") {
 		t.Fatalf("rotate: %q, %v", next, err)
 	}
@@ -62,7 +62,7 @@ func TestWebhookEndpoints(t *testing.T) {
 	if got, _ = db.WebhookEndpointForSending(ctx, a.ID, e.ID); got.PreviousSecret != "" {
 		t.Fatal("the old secret still signs after the overlap")
 	}
-	if _, err := db.RotateWebhookSecret(ctx, other.ID, e.ID, 0); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := db.RotateWebhookSecret(ctx, other.ID, e.ID, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("rotating another app's endpoint: %v", err)
 	}
 
@@ -126,7 +126,7 @@ func TestWebhookSecretsAndTheMasterKey(t *testing.T) {
 	if err != nil || !got.Disabled || got.Secret == e.Secret {
 		t.Fatalf("after a key reset: %+v, %v; want it off, with a secret nobody has", got, err)
 	}
-	fresh, err := db.RotateWebhookSecret(ctx, a.ID, e.ID, time.Hour)
+	fresh, _, err := db.RotateWebhookSecret(ctx, a.ID, e.ID, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -188,7 +188,15 @@ func (w *writer) commit(batch []*writeRequest) {
 	results := make([]error, len(batch))
 	start := time.Now()
 	err := w.run(ctx, batch, results)
-	w.db.observeCommit(start, len(batch))
+	if err == nil {
+		committed := 0
+		for _, res := range results {
+			if res == nil {
+				committed++
+			}
+		}
+		w.db.observeCommit(start, committed)
+	}
 	for i, r := range batch {
 		res := results[i]
 		if err != nil && res == nil {

@@ -30,13 +30,16 @@ func ParseAllow(raw []string) (Guard, error) {
 			if part == "" {
 				continue
 			}
-			if ip, err := netip.ParseAddr(part); err == nil {
+			if ip, err := netip.ParseAddr(part); err == nil && ip.Zone() == "" {
 				g.allow = append(g.allow, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
 				continue
 			}
 			p, err := netip.ParsePrefix(part)
 			if err != nil {
 				return Guard{}, fmt.Errorf("webhooks: --webhook-allow %q is not a CIDR such as 127.0.0.0/8 or an IP", part)
+			}
+			if p.Addr().Is4In6() && p.Bits() >= 96 { // ::ffff:10.0.0.0/104 is 10.0.0.0/8
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 			}
 			g.allow = append(g.allow, p.Masked())
 		}
@@ -50,7 +53,7 @@ var blocked = func() []netip.Prefix {
 	for _, s := range []string{
 		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
 		"192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
-		"::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "64:ff9b::/96", "2001:db8::/32",
+		"::/96", "::1/128", "::ffff:0:0:0/96", "fc00::/7", "fec0::/10", "fe80::/10", "ff00::/8", "64:ff9b:1::/48", "2001:db8::/32",
 	} {
 		out = append(out, netip.MustParsePrefix(s))
 	}
@@ -66,16 +69,37 @@ func (g Guard) allowed(ip netip.Addr) bool {
 	return false
 }
 
+// errInternal refuses an internal address without naming it: whoever
+// typed the URL (anyone with an app's API key) must not learn what the
+// operator's names resolve to.
+var errInternal = errors.New("webhooks: the URL's host is, or resolves to, a loopback, private, link-local or otherwise internal address; " +
+	"the operator can allow its range with --webhook-allow")
+
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
+
 // CheckIP refuses an address a webhook may not reach.
 func (g Guard) CheckIP(ip netip.Addr) error {
+	if ip.Zone() != "" {
+		return errInternal // an interface's zone: link-local or loopback by nature
+	}
 	ip = ip.Unmap()
 	if g.allowed(ip) {
 		return nil
 	}
+	// IPv6 forms that carry an IPv4 address are judged by that address.
+	b := ip.As16()
+	switch {
+	case nat64.Contains(ip):
+		return g.CheckIP(netip.AddrFrom4([4]byte(b[12:16])))
+	case sixToFour.Contains(ip):
+		return g.CheckIP(netip.AddrFrom4([4]byte(b[2:6])))
+	}
 	for _, p := range blocked {
 		if p.Contains(ip) {
-			return fmt.Errorf("webhooks: %s is a loopback, private, link-local or otherwise internal address; "+
-				"the operator can allow its range with serve --webhook-allow", ip)
+			return errInternal
 		}
 	}
 	return nil
@@ -92,7 +116,7 @@ type Resolver interface {
 // every send, since a name's addresses can change.
 func (g Guard) CheckURL(ctx context.Context, r Resolver, raw string) (*url.URL, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" {
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" || u.Opaque != "" {
 		return nil, fmt.Errorf("webhooks: %q is not an https:// URL", raw)
 	}
 	if u.User != nil {
@@ -133,7 +157,12 @@ func (g Guard) Resolve(ctx context.Context, r Resolver, host string) ([]netip.Ad
 	} else {
 		addrs, err = r.LookupNetIP(ctx, "ip", host)
 		if err != nil {
-			return nil, fmt.Errorf("webhooks: cannot resolve %s: %w", host, err)
+			// The resolver's own words (its address, say) stay here.
+			var dnsErr *net.DNSError
+			if errors.As(err, &dnsErr) {
+				return nil, &net.DNSError{Err: "cannot resolve it", Name: host, IsNotFound: dnsErr.IsNotFound}
+			}
+			return nil, fmt.Errorf("webhooks: cannot resolve %s", host)
 		}
 	}
 	if len(addrs) == 0 {
