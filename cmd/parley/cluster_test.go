@@ -189,6 +189,14 @@ func (c *clusterEnv) widget(i int, token string) *widget {
 	if err != nil {
 		c.t.Fatalf("widget on node %d: %v", i, err)
 	}
+	w := newWidget(conn)
+	c.t.Cleanup(func() { conn.Close() })
+	return w
+}
+
+// newWidget reads conn's frames into the widget's channel until it
+// closes, which it reports as a frame of type "closed" with its code.
+func newWidget(conn *websocket.Conn) *widget {
 	w := &widget{conn: conn, frames: make(chan map[string]any, 10000)}
 	go func() {
 		defer close(w.frames)
@@ -201,7 +209,6 @@ func (c *clusterEnv) widget(i int, token string) *widget {
 			w.frames <- f
 		}
 	}()
-	c.t.Cleanup(func() { conn.Close() })
 	return w
 }
 
@@ -467,19 +474,7 @@ func (u *chatUser) dial(t *testing.T, i int) (*widget, int) {
 			if err != nil {
 				continue
 			}
-			w := &widget{conn: conn, frames: make(chan map[string]any, 10000)}
-			go func() {
-				defer close(w.frames)
-				for {
-					var f map[string]any
-					if err := conn.ReadJSON(&f); err != nil {
-						w.frames <- map[string]any{"type": "closed", "code": float64(closeCode(err))}
-						return
-					}
-					w.frames <- f
-				}
-			}()
-			return w, n
+			return newWidget(conn), n
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"net"
@@ -24,24 +23,7 @@ import (
 // and the key check.
 func sealedInFile(t *testing.T, dbPath string) []string {
 	t.Helper()
-	raw, err := sql.Open("sqlite", "file:"+dbPath+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	rows, err := raw.Query(`SELECT secret FROM identity_secrets UNION ALL SELECT sealed FROM master_key_check ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
+	out := queryStrings(t, dbPath, `SELECT secret FROM identity_secrets UNION ALL SELECT sealed FROM master_key_check ORDER BY 1`)
 	if len(out) < 2 {
 		t.Fatalf("%d sealed values in the file, want a secret and the key check at least", len(out))
 	}
