@@ -490,19 +490,9 @@ func startServerOn(ctx context.Context, bin, dir, name, key, dbURL, public strin
 	s := &server{bin: bin, dir: dir}
 	s.env = append(os.Environ(), "PARLEY_MASTER_KEY="+key, "PARLEY_DB=", "PARLEY_DATABASE_URL=", "PARLEY_NATS_URL=")
 	if public == "" {
-		out, err := s.run(ctx, "apps", "create", "--database-url", dbURL, "--name", "bench", "--origin", parentOrigin, "--json")
-		if err != nil {
+		if err := s.createApp(ctx, "--database-url", dbURL); err != nil {
 			return nil, err
 		}
-		var app struct {
-			AppID          string `json:"app_id"`
-			IdentitySecret string `json:"identity_secret"`
-			APIKey         string `json:"api_key"`
-		}
-		if err := json.Unmarshal(out, &app); err != nil || app.AppID == "" {
-			return nil, fmt.Errorf("apps create printed %q: %v", out, err)
-		}
-		s.appID, s.secret, s.apiKey = app.AppID, app.IdentitySecret, app.APIKey
 	}
 	addr, err := freeAddr()
 	if err != nil {

@@ -72,29 +72,16 @@ func freeAddr() (string, error) {
 // startServer starts `parley serve` with the bench's limits; extra are
 // more serve flags (--synchronous, say).
 func startServer(ctx context.Context, bin, dir string, extra ...string) (*server, error) {
-	key := make([]byte, 32)
-	rand.Read(key)
 	s := &server{bin: bin, dir: dir, db: filepath.Join(dir, "bench.db")}
-	s.env = append(os.Environ(), "PARLEY_MASTER_KEY="+hex.EncodeToString(key))
-
-	out, err := s.run(ctx, "apps", "create", "--db", s.db, "--name", "bench", "--origin", parentOrigin, "--json")
-	if err != nil {
+	s.env = append(os.Environ(), "PARLEY_MASTER_KEY="+benchKey())
+	if err := s.createApp(ctx, "--db", s.db); err != nil {
 		return nil, err
 	}
-	var app struct {
-		AppID          string `json:"app_id"`
-		IdentitySecret string `json:"identity_secret"`
-		APIKey         string `json:"api_key"`
-	}
-	if err := json.Unmarshal(out, &app); err != nil || app.AppID == "" || app.IdentitySecret == "" {
-		return nil, fmt.Errorf("apps create printed %q: %v", out, err)
-	}
-	s.appID, s.secret, s.apiKey = app.AppID, app.IdentitySecret, app.APIKey
 
 	pw := make([]byte, 16)
 	rand.Read(pw)
 	s.ownerEmail, s.ownerPassword = "bench-owner@example.com", hex.EncodeToString(pw)
-	out, err = s.runIn(ctx, strings.NewReader(s.ownerPassword+"\n"), "owners", "create", "--db", s.db,
+	out, err := s.runIn(ctx, strings.NewReader(s.ownerPassword+"\n"), "owners", "create", "--db", s.db,
 		"--email", s.ownerEmail, "--password-stdin", "--app", s.appID, "--json")
 	if err != nil {
 		return nil, err
@@ -153,6 +140,26 @@ func startServer(ctx context.Context, bin, dir string, extra ...string) (*server
 			return nil, errors.New("parley serve did not answer within 20 s")
 		}
 	}
+}
+
+// createApp makes the bench's app with `parley apps create --json` on the
+// database that where names (--db PATH or --database-url URL).
+func (s *server) createApp(ctx context.Context, where ...string) error {
+	args := append(append([]string{"apps", "create"}, where...), "--name", "bench", "--origin", parentOrigin, "--json")
+	out, err := s.run(ctx, args...)
+	if err != nil {
+		return err
+	}
+	var app struct {
+		AppID          string `json:"app_id"`
+		IdentitySecret string `json:"identity_secret"`
+		APIKey         string `json:"api_key"`
+	}
+	if err := json.Unmarshal(out, &app); err != nil || app.AppID == "" || app.IdentitySecret == "" {
+		return fmt.Errorf("apps create printed %q: %v", out, err)
+	}
+	s.appID, s.secret, s.apiKey = app.AppID, app.IdentitySecret, app.APIKey
+	return nil
 }
 
 func (s *server) run(ctx context.Context, args ...string) ([]byte, error) {

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -93,12 +92,7 @@ func (c *clusterEnv) start(n int) {
 	fresh := make([]*clusterNode, n)
 	var wg sync.WaitGroup
 	for i := range fresh {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		node := &clusterNode{addr: ln.Addr().String()}
-		ln.Close()
+		node := &clusterNode{addr: freeAddr(c.t)}
 		fresh[i] = node
 		wg.Add(1)
 		go func() {

@@ -308,7 +308,7 @@ func openBroker(ctx context.Context, cfg serveConfig, db *store.DB, hub *chat.Hu
 		if err != nil {
 			return nil, usageError{err.Error()}
 		}
-		log.Info("cluster", "node", node, "events", "nats", "nats", redactedNATS(cfg.NATSURL))
+		log.Info("cluster", "node", node, "events", "nats", "nats", store.RedactURL(cfg.NATSURL))
 	} else {
 		if b, err = broker.OpenPostgres(cfg.DBPath, node, hub, log); err != nil {
 			return nil, err
@@ -322,9 +322,6 @@ func openBroker(ctx context.Context, cfg serveConfig, db *store.DB, hub *chat.Hu
 	hub.JoinCluster(ctx, b, node, db, every)
 	return b, nil
 }
-
-// redactedNATS is a NATS URL without its password, for the log.
-func redactedNATS(u string) string { return store.RedactURL(u) }
 
 // serve runs Parley on ln until ctx ends, then shuts down gracefully:
 // in-flight requests finish and widget sockets get a going-away close.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -85,42 +84,51 @@ func TestHash(t *testing.T) {
 }
 
 func TestServeStartsAndStopsGracefully(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addr := freeAddr(t)
+	status, stop := serveInProcess(t, addr, "/healthz", "--db", filepath.Join(t.TempDir(), "p.db"), "--public-url", "http://"+addr)
+	if status != http.StatusOK {
+		t.Fatalf("healthz = %d", status)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	if err := stop(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		t.Fatalf("serve returned %v", err)
+	}
+}
+
+// serveInProcess runs `parley serve --addr addr` with args in this process
+// and returns the status of GET path once it answers, and stop, which ends
+// serve and returns what it returned.
+func serveInProcess(t *testing.T, addr, path string, args ...string) (int, func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		var out bytes.Buffer
-		done <- run(ctx, []string{"serve", "--db", filepath.Join(t.TempDir(), "p.db"), "--addr", addr, "--public-url", "http://" + addr}, strings.NewReader(""), &out, &out)
+		done <- run(ctx, append([]string{"serve", "--addr", addr}, args...), strings.NewReader(""), &out, &out)
 	}()
+	stop := func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			t.Fatal("serve did not stop after its context ended")
+			return nil
+		}
+	}
 	var resp *http.Response
-	for range 100 {
-		resp, err = http.Get("http://" + addr + "/healthz")
-		if err == nil {
+	var err error
+	for range 200 {
+		if resp, err = http.Get("http://" + addr + path); err == nil {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if err != nil {
+		stop()
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("healthz = %d", resp.StatusCode)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Fatalf("serve returned %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop after its context ended")
-	}
+	return resp.StatusCode, stop
 }
 
 func TestUnknownCommand(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,12 +12,7 @@ import (
 // public address has none.
 func TestMetricsListener(t *testing.T) {
 	e := newBinEnv(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	maddr := ln.Addr().String()
-	ln.Close()
+	maddr := freeAddr(t)
 	e.serve("--metrics", maddr)
 
 	token, err := e.newSession("u1")

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/parley-chat/parley/internal/masterkey"
 	"github.com/parley-chat/parley/internal/pgtest"
@@ -112,45 +109,15 @@ func TestDatabaseFlagRefusals(t *testing.T) {
 	}
 }
 
-// serve on PostgreSQL answers /readyz, and reports the database gone.
+// serve on PostgreSQL answers /readyz, and stops when told.
 func TestServeOnPostgres(t *testing.T) {
 	url := pgtest.URL(t)
 	t.Setenv(masterKeyEnv, masterkey.Generate().Encode())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	status, stop := serveInProcess(t, freeAddr(t), "/readyz", "--database-url", url)
+	if status != http.StatusOK {
+		t.Fatalf("readyz = %d, want 200", status)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, _, err := runCLIContext(ctx, "serve", "--database-url", url, "--addr", addr)
-		done <- err
-	}()
-	var resp *http.Response
-	for range 200 {
-		if resp, err = http.Get("http://" + addr + "/readyz"); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("readyz = %d, want 200", resp.StatusCode)
-	}
-	cancel()
-	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := stop(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		t.Fatalf("serve returned %v", err)
 	}
-}
-
-func runCLIContext(ctx context.Context, args ...string) (string, string, error) {
-	var stdout, stderr strings.Builder
-	err := run(ctx, args, strings.NewReader(""), &stdout, &stderr)
-	return stdout.String(), stderr.String(), err
 }

@@ -266,8 +266,6 @@ func (db *DB) tx1(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
-func timeNow() time.Time { return time.Now() }
-
 // wrapTxError passes the store's own refusals through as they are and
 // marks anything else as a storage failure.
 func wrapTxError(err error) error {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -63,7 +64,7 @@ func OpenPostgres(ctx context.Context, dbURL string, key masterkey.Key, opts Pos
 		sqlDB.Close()
 		return nil, err
 	}
-	db := &DB{write: sqlDB, read: sqlDB, postgres: true, now: timeNow, key: key}
+	db := &DB{write: sqlDB, read: sqlDB, postgres: true, now: time.Now, key: key}
 	if err := db.setUpEncryption(ctx); err != nil {
 		sqlDB.Close()
 		return nil, err
@@ -88,7 +89,7 @@ func openPostgresForKeyChange(ctx context.Context, dbURL string, key masterkey.K
 		sqlDB.Close()
 		return nil, err
 	}
-	return &DB{write: sqlDB, read: sqlDB, postgres: true, now: timeNow, key: key}, nil
+	return &DB{write: sqlDB, read: sqlDB, postgres: true, now: time.Now, key: key}, nil
 }
 
 // lockForKeyChange keeps every node from reading or writing the secrets
