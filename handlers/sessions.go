@@ -232,6 +232,8 @@ func (h *Sessions) hashUser(app *store.App, req *sessionRequest, in store.NewSes
 	if req.UserHash != nil {
 		if id, ok := app.MatchUserHash(claim, *req.UserHash, now); ok {
 			in.Kind, in.SecretID, in.Proof = store.KindUser, id, store.ProofHash
+			// A hash over the email signs the email.
+			in.EmailSigned = req.UserID == nil
 			return in, nil
 		}
 	}

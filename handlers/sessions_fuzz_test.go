@@ -149,7 +149,9 @@ func checkProof(t *testing.T, app *store.App, req *sessionRequest, in store.NewS
 		}
 		return
 	}
-	if app.RequireJWT || req.UserHash == nil || in.EmailSigned || in.NameSigned || in.JWTID != "" {
+	// A hash over the email (no user_id) signs the email; one over the
+	// user_id signs nothing else.
+	if app.RequireJWT || req.UserHash == nil || in.EmailSigned != (req.UserID == nil) || in.NameSigned || in.JWTID != "" {
 		t.Fatalf("verified %+v without a JWT on app %+v", in, app)
 	}
 	claim, key := in.UserID, "uid:"+in.UserID

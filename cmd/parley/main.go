@@ -22,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/internal/broker"
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
+	"github.com/parley-chat/parley/internal/jobs"
 	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/internal/webhooks"
@@ -323,6 +324,27 @@ func openBroker(ctx context.Context, cfg serveConfig, db *store.DB, hub *chat.Hu
 	return b, nil
 }
 
+// startJobs starts the job queue that delivers webhooks, and has the
+// store record webhook events through it.
+func startJobs(ctx context.Context, cfg serveConfig, db *store.DB, log *slog.Logger) (*jobs.Queue, error) {
+	jc := jobs.Config{Store: db, Guard: cfg.WebhookGuard, Log: log}
+	if isURL(cfg.DBPath) {
+		jc.DatabaseURL = cfg.DBPath
+	}
+	q, err := jobs.Open(ctx, jc)
+	if err != nil {
+		return nil, err
+	}
+	db.UseOutbox(q)
+	// Not stopped by ctx, which would cut off the attempts under way:
+	// serve stops it once the requests are done.
+	if err := q.Start(context.WithoutCancel(ctx)); err != nil {
+		q.Stop(ctx)
+		return nil, err
+	}
+	return q, nil
+}
+
 // serve runs Parley on ln until ctx ends, then shuts down gracefully:
 // in-flight requests finish and widget sockets get a going-away close.
 func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, log *slog.Logger) error {
@@ -334,6 +356,19 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 		return err
 	}
 	defer b.Close()
+	queue, err := startJobs(ctx, cfg, db, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Attempts under way get a few seconds; one cut off runs again
+		// on a node that is up.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := queue.Stop(ctx); err != nil {
+			log.Warn("job queue", "error", err)
+		}
+	}()
 	var brokerReady func(context.Context) error
 	if _, single := b.(broker.Local); !single {
 		brokerReady = b.Ready
@@ -364,7 +399,7 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metrics.Handler(db, hub))
+		mux.Handle("GET /metrics", metrics.Handler(db, hub, queue))
 		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go msrv.Serve(mln)
 		defer msrv.Close()

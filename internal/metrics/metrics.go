@@ -4,6 +4,8 @@
 package metrics
 
 import (
+	"context"
+	"math"
 	"net/http"
 	"time"
 
@@ -18,6 +20,12 @@ import (
 type Store interface {
 	Stats() store.Stats
 	ObserveCommits(fn func(d time.Duration, writes int))
+	WebhookQueueDepth(ctx context.Context) (int64, error)
+}
+
+// Webhooks is what the metrics read from the job queue.
+type Webhooks interface {
+	Attempts() (delivered, failed, refused int64)
 }
 
 // Hub is what the metrics read from the sockets.
@@ -26,15 +34,20 @@ type Hub interface {
 	Resyncs() int64
 }
 
-// Handler registers the metrics of db and hub, with Go's and the
+// Handler registers the metrics of db, hub and hooks, with Go's and the
 // process's, and returns the handler of GET /metrics.
-func Handler(db Store, hub Hub) http.Handler {
+func Handler(db Store, hub Hub, hooks Webhooks) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	sockets := func(kind string, pick func(w, a int) int) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_sockets_open", Help: "Open websockets, by kind: widget (chat users) or agent (dashboard inboxes).",
 			ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(pick(hub.Sockets())) })
+	}
+	attempts := func(outcome string, pick func(d, f, r int64) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_webhook_deliveries_total",
+			Help:        "Webhook attempts by this node, by outcome: delivered (2xx), failed (an error or another status), refused (an address the guard refuses).",
+			ConstLabels: prometheus.Labels{"outcome": outcome}}, func() float64 { return float64(pick(hooks.Attempts())) })
 	}
 	reg.MustRegister(
 		sockets("widget", func(w, _ int) int { return w }),
@@ -45,6 +58,19 @@ func Handler(db Store, hub Hub) http.Handler {
 			ConstLabels: prometheus.Labels{"author": "agent"}}, func() float64 { return float64(db.Stats().AgentMessages) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_sessions_created_total", Help: "Widget sessions created by this node."},
 			func() float64 { return float64(db.Stats().Sessions) }),
+		attempts("delivered", func(d, _, _ int64) int64 { return d }),
+		attempts("failed", func(_, f, _ int64) int64 { return f }),
+		attempts("refused", func(_, _, r int64) int64 { return r }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_webhook_queue_depth", Help: "Webhook deliveries waiting for their first attempt or a retry, on every node."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				n, err := db.WebhookQueueDepth(ctx)
+				if err != nil {
+					return math.NaN()
+				}
+				return float64(n)
+			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_broker_resyncs_total", Help: "Times the broker said events may have been lost (reconnects, slow-consumer drops); the node then read the database."},
 			func() float64 { return float64(hub.Resyncs()) }),
 	)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/parley-chat/parley/internal/webhooks"
 )
 
 // Conversation statuses.
@@ -184,15 +186,30 @@ func (db *DB) SetConversationStatus(ctx context.Context, appID, id, status strin
 	}
 	var c Conversation
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE conversations SET status = ? WHERE id = ? AND app_id = ?`, status, id, appID)
+		var was string
+		err := tx.QueryRowContext(ctx, `SELECT status FROM conversations WHERE id = ? AND app_id = ?`+db.forUpdate(), id, appID).Scan(&was)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+		if _, err := tx.ExecContext(ctx, `UPDATE conversations SET status = ? WHERE id = ?`, status, id); err != nil {
+			return err
 		}
 		c, err = scanConversation(tx.QueryRowContext(ctx, `SELECT `+conversationColumns+` `+conversationJoins+` WHERE c.id = ?`, id))
-		return err
+		if err != nil || was == status {
+			return err
+		}
+		subs, err := db.webhookSubscribers(ctx, tx, appID)
+		if err != nil {
+			return err
+		}
+		event := webhooks.ConversationClosed
+		if status == StatusOpen {
+			event = webhooks.ConversationReopened
+		}
+		return db.recordEvents(ctx, tx, subs, c, db.now(), []webhooks.Payload{{Type: event}})
 	})
 	if err != nil {
 		return Conversation{}, err

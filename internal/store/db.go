@@ -47,6 +47,8 @@ type DB struct {
 	// the exclusive connection of a master key change.
 	writes *writer
 	stats  counters
+	// outbox queues the deliveries of webhook events (webhook_deliveries.go).
+	outbox Outbox
 }
 
 // counters are what the store has done since it opened, for metrics.
@@ -221,6 +223,16 @@ func (db *DB) Close() error {
 		return db.write.Close()
 	}
 	return errors.Join(db.checkpoints.close(), db.read.Close(), db.write.Close())
+}
+
+// SQLiteWriter is the SQLite database's one write connection, for a job
+// queue that keeps its tables in the same file and joins the store's
+// transactions; nil on PostgreSQL.
+func (db *DB) SQLiteWriter() *sql.DB {
+	if db.postgres {
+		return nil
+	}
+	return db.write
 }
 
 // Ready reports whether the database answers a query, for the node's

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/identity"
+	"github.com/parley-chat/parley/internal/webhooks"
 )
 
 // Message authors.
@@ -83,16 +84,21 @@ func (db *DB) AddUserMessage(ctx context.Context, in UserMessage) (Posted, error
 // addUserMessageAtOnce is AddUserMessage on PostgreSQL for the common
 // case, a new message in an existing conversation: one statement, so one
 // round trip and one commit, instead of a transaction of five. ok false
-// means it was not that case (a resend, a conversation out of scope, or
-// a resend committing beside it on another node) and AddUserMessage's
+// means it was not that case (a resend, a conversation out of scope, a
+// resend committing beside it on another node, or an app with webhook
+// endpoints, whose events the transaction records) and AddUserMessage's
 // transaction must decide.
 func (db *DB) addUserMessageAtOnce(ctx context.Context, in UserMessage) (Posted, bool, error) {
 	now := db.now().UnixMilli()
 	id := identity.NewID("msg_")
+	noEndpoints := ""
+	if db.outbox != nil {
+		noEndpoints = ` AND NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE app_id = conversations.app_id AND disabled_at IS NULL)`
+	}
 	c, err := scanPosted(db.write.QueryRowContext(ctx, `WITH c AS (
 			UPDATE conversations SET last_seq = last_seq + 1, user_read_seq = last_seq + 1, last_message_at = ?, status = 'open'
 			WHERE id = ? AND subject_id = ? AND app_id = ?
-				AND NOT EXISTS (SELECT 1 FROM messages WHERE author_subject_id = ? AND client_msg_id = ?)
+				AND NOT EXISTS (SELECT 1 FROM messages WHERE author_subject_id = ? AND client_msg_id = ?)`+noEndpoints+`
 			RETURNING `+postedColumns+`
 		), m AS (
 			INSERT INTO messages (id, conversation_id, seq, author, author_subject_id, client_msg_id, body, created_at)
@@ -128,6 +134,14 @@ func (db *DB) addUserMessage(ctx context.Context, tx txn, in UserMessage) (Poste
 	if !errors.Is(err, sql.ErrNoRows) {
 		return p, err
 	}
+	subs, err := db.webhookSubscribers(ctx, tx, in.AppID)
+	if err != nil {
+		return p, err
+	}
+	wasClosed, err := db.closedBeforeWrite(ctx, tx, subs, in)
+	if err != nil {
+		return p, err
+	}
 	now := db.now().UnixMilli()
 	convID := in.ConversationID
 	if convID == "" {
@@ -155,7 +169,31 @@ func (db *DB) addUserMessage(ctx context.Context, tx txn, in UserMessage) (Poste
 		return p, err
 	}
 	p.Conversation = c.withLast(p.Message)
-	return p, nil
+	var events []webhooks.Payload
+	if in.ConversationID == "" {
+		events = append(events, webhooks.Payload{Type: webhooks.ConversationCreated})
+	}
+	if wasClosed {
+		events = append(events, webhooks.Payload{Type: webhooks.ConversationReopened})
+	}
+	events = append(events, messageEvent(p.Message))
+	return p, db.recordEvents(ctx, tx, subs, c, fromMillis(now), events)
+}
+
+// closedBeforeWrite reports whether the conversation a user writes to
+// was closed (the message reopens it), when some endpoint may want to
+// know. A conversation out of the user's scope is ErrNotFound.
+func (db *DB) closedBeforeWrite(ctx context.Context, tx txn, subs []subscriber, in UserMessage) (bool, error) {
+	if len(subs) == 0 || in.ConversationID == "" {
+		return false, nil
+	}
+	var status string
+	err := tx.QueryRowContext(ctx, `SELECT status FROM conversations WHERE id = ? AND subject_id = ? AND app_id = ?`,
+		in.ConversationID, in.SubjectID, in.AppID).Scan(&status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, ErrNotFound
+	}
+	return status == StatusClosed, err
 }
 
 // AddAgentMessage commits a reply from the site owner's side to one of the
@@ -182,7 +220,11 @@ func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, author
 			return err
 		}
 		p.Conversation = c.withLast(p.Message)
-		return nil
+		subs, err := db.webhookSubscribers(ctx, tx, appID)
+		if err != nil {
+			return err
+		}
+		return db.recordEvents(ctx, tx, subs, c, fromMillis(now), []webhooks.Payload{messageEvent(p.Message)})
 	})
 	if err != nil {
 		return Posted{}, err

@@ -232,6 +232,15 @@ func retryablePG(err error) bool {
 		(pe.Code == "23505" && pe.ConstraintName == "messages_client_id"))
 }
 
+// forUpdate locks the rows a statement reads for this transaction to
+// change, on PostgreSQL, until it ends.
+func (db *DB) forUpdate() string {
+	if db.postgres {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
 // forShare locks the rows a statement reads against writers, on
 // PostgreSQL, until the transaction ends.
 func (db *DB) forShare() string {

@@ -24,7 +24,12 @@ type WebhookEndpoint struct {
 	PreviousSecret    string `json:"-"`
 	PreviousExpiresAt time.Time
 	Disabled          bool
-	CreatedAt         time.Time
+	// DisabledReason says why Parley disabled the endpoint, when it did
+	// (it kept failing); FailingSince is when its current run of failed
+	// deliveries began, zero while deliveries succeed.
+	DisabledReason string
+	FailingSince   time.Time
+	CreatedAt      time.Time
 }
 
 // maxWebhookEndpoints bounds an app's endpoints.
@@ -83,18 +88,22 @@ func (db *DB) AddWebhookEndpoint(ctx context.Context, in NewWebhookEndpoint) (We
 	return e, nil
 }
 
-const webhookColumns = `id, app_id, url, events, secret, coalesce(previous_secret, ''), previous_expires_at, disabled_at, created_at`
+const webhookColumns = `id, app_id, url, events, secret, coalesce(previous_secret, ''), previous_expires_at, disabled_at, created_at,
+	disabled_reason, failing_since`
 
 // scanWebhook reads an endpoint, opening its secrets when withSecrets.
 func (db *DB) scanWebhook(sc interface{ Scan(...any) error }, withSecrets bool) (WebhookEndpoint, error) {
 	var e WebhookEndpoint
 	var events, secret, previous string
-	var prevExp, disabled sql.NullInt64
+	var prevExp, disabled, failing sql.NullInt64
 	var created int64
-	if err := sc.Scan(&e.ID, &e.AppID, &e.URL, &events, &secret, &previous, &prevExp, &disabled, &created); err != nil {
+	if err := sc.Scan(&e.ID, &e.AppID, &e.URL, &events, &secret, &previous, &prevExp, &disabled, &created, &e.DisabledReason, &failing); err != nil {
 		return e, err
 	}
 	e.Events, e.Disabled, e.CreatedAt = strings.Fields(events), disabled.Valid, fromMillis(created)
+	if failing.Valid {
+		e.FailingSince = fromMillis(failing.Int64)
+	}
 	now := db.now()
 	if prevExp.Valid && now.Before(fromMillis(prevExp.Int64)) {
 		e.PreviousExpiresAt = fromMillis(prevExp.Int64)
@@ -163,6 +172,22 @@ func (db *DB) RemoveWebhookEndpoint(ctx context.Context, appID, id string) error
 	return nil
 }
 
+// EnableWebhookEndpoint turns back on one of the app's endpoints that
+// Parley disabled because it kept failing, with its run of failures
+// forgotten. (One a master key reset disabled has a secret nobody knows:
+// rotating its secret turns it back on.)
+func (db *DB) EnableWebhookEndpoint(ctx context.Context, appID, id string) error {
+	res, err := db.write.ExecContext(ctx, `UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = '', failing_since = NULL
+		WHERE id = ? AND app_id = ? AND disabled_reason != ''`, id, appID)
+	if err != nil {
+		return fmt.Errorf("store: enable webhook endpoint: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
 // RotateWebhookSecret gives one of the app's endpoints a new secret and
 // returns it. The old one keeps signing beside it for overlap (0: it
 // stops at once). It also turns back on an endpoint that was turned off.
@@ -201,8 +226,8 @@ func (db *DB) RotateWebhookSecret(ctx context.Context, appID, id string, overlap
 			previous = db.key.Seal([]byte(e.Secret), webhookAAD(appID, id, "previous"))
 			expires = now.Add(overlap).UnixMilli()
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET secret = ?, previous_secret = ?, previous_expires_at = ?, disabled_at = NULL
-			WHERE id = ? AND app_id = ?`, db.key.Seal([]byte(secret), webhookAAD(appID, id, "current")), previous, expires, id, appID)
+		res, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET secret = ?, previous_secret = ?, previous_expires_at = ?, disabled_at = NULL,
+			disabled_reason = '', failing_since = NULL WHERE id = ? AND app_id = ?`, db.key.Seal([]byte(secret), webhookAAD(appID, id, "current")), previous, expires, id, appID)
 		if err != nil {
 			return err
 		}

@@ -69,10 +69,10 @@ func (g Guard) allowed(ip netip.Addr) bool {
 	return false
 }
 
-// errInternal refuses an internal address without naming it: whoever
+// ErrInternal refuses an internal address without naming it: whoever
 // typed the URL (anyone with an app's API key) must not learn what the
 // operator's names resolve to.
-var errInternal = errors.New("webhooks: the URL's host is, or resolves to, a loopback, private, link-local or otherwise internal address; " +
+var ErrInternal = errors.New("webhooks: the URL's host is, or resolves to, a loopback, private, link-local or otherwise internal address; " +
 	"the operator can allow its range with --webhook-allow")
 
 var (
@@ -83,7 +83,7 @@ var (
 // CheckIP refuses an address a webhook may not reach.
 func (g Guard) CheckIP(ip netip.Addr) error {
 	if ip.Zone() != "" {
-		return errInternal // an interface's zone: link-local or loopback by nature
+		return ErrInternal // an interface's zone: link-local or loopback by nature
 	}
 	ip = ip.Unmap()
 	if g.allowed(ip) {
@@ -99,7 +99,7 @@ func (g Guard) CheckIP(ip netip.Addr) error {
 	}
 	for _, p := range blocked {
 		if p.Contains(ip) {
-			return errInternal
+			return ErrInternal
 		}
 	}
 	return nil
