@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +20,9 @@ type webhookStore interface {
 	WebhookEndpoints(ctx context.Context, appID string) ([]store.WebhookEndpoint, error)
 	RemoveWebhookEndpoint(ctx context.Context, appID, id string) error
 	RotateWebhookSecret(ctx context.Context, appID, id string, overlap time.Duration) (string, bool, error)
+	EnableWebhookEndpoint(ctx context.Context, appID, id string) error
+	WebhookDeliveries(ctx context.Context, appID, endpointID string, limit int) ([]store.WebhookDelivery, error)
+	ResendWebhookDelivery(ctx context.Context, appID, endpointID string, id int64) error
 }
 
 // Webhooks is the server API's management of the app's webhook
@@ -33,13 +38,19 @@ type webhookJSON struct {
 	URL                     string     `json:"url"`
 	Events                  []string   `json:"events"`
 	Disabled                bool       `json:"disabled"`
+	DisabledReason          string     `json:"disabled_reason,omitempty"`
+	FailingSince            *time.Time `json:"failing_since,omitempty"`
 	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at,omitempty"`
 	CreatedAt               time.Time  `json:"created_at"`
 	Secret                  string     `json:"secret,omitempty"` // only when just made
 }
 
 func newWebhookJSON(e store.WebhookEndpoint) webhookJSON {
-	j := webhookJSON{ID: e.ID, URL: e.URL, Events: e.Events, Disabled: e.Disabled, CreatedAt: e.CreatedAt}
+	j := webhookJSON{ID: e.ID, URL: e.URL, Events: e.Events, Disabled: e.Disabled, DisabledReason: e.DisabledReason, CreatedAt: e.CreatedAt}
+	if !e.FailingSince.IsZero() {
+		t := e.FailingSince
+		j.FailingSince = &t
+	}
 	if !e.PreviousExpiresAt.IsZero() {
 		t := e.PreviousExpiresAt
 		j.PreviousSecretExpiresAt = &t
@@ -137,4 +148,99 @@ func (h *Webhooks) RotateSecret(c echo.Context) error {
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, map[string]string{"id": c.Param("id"), "secret": secret})
+}
+
+// Enable serves POST /api/v1/webhooks/:id/enable: an endpoint Parley
+// disabled because it kept failing is turned back on.
+func (h *Webhooks) Enable(c echo.Context) error {
+	ctx, app := c.Request().Context(), appFrom(c)
+	err := h.Store.EnableWebhookEndpoint(ctx, app.ID, c.Param("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return apiError(http.StatusNotFound, "not_found", "no endpoint of this app that Parley disabled for failing; one a master key reset turned off comes back when its secret is rotated")
+	}
+	if err != nil {
+		return err
+	}
+	list, err := h.Store.WebhookEndpoints(ctx, app.ID)
+	if err != nil {
+		return err
+	}
+	for _, e := range list {
+		if e.ID == c.Param("id") {
+			return c.JSON(http.StatusOK, newWebhookJSON(e))
+		}
+	}
+	return errWebhookNotFound
+}
+
+type deliveryJSON struct {
+	ID              int64      `json:"id"`
+	WebhookID       string     `json:"webhook_id"`
+	Event           string     `json:"event"`
+	Status          string     `json:"status"`
+	Attempts        int        `json:"attempts"`
+	ResponseCode    int        `json:"response_code,omitempty"`
+	ResponseExcerpt string     `json:"response_excerpt,omitempty"`
+	Error           string     `json:"error,omitempty"`
+	CreatedAt       time.Time  `json:"created_at"`
+	AttemptedAt     *time.Time `json:"attempted_at,omitempty"`
+}
+
+func newDeliveryJSON(d store.WebhookDelivery) deliveryJSON {
+	j := deliveryJSON{ID: d.ID, WebhookID: d.EventID, Event: d.EventType, Status: d.Status, Attempts: d.Attempts, ResponseCode: d.ResponseCode,
+		ResponseExcerpt: d.ResponseExcerpt, Error: d.Error, CreatedAt: d.CreatedAt}
+	if !d.AttemptedAt.IsZero() {
+		t := d.AttemptedAt
+		j.AttemptedAt = &t
+	}
+	return j
+}
+
+// Deliveries serves GET /api/v1/webhooks/:id/deliveries: the endpoint's
+// most recent deliveries, newest first (limit, default and at most 100).
+func (h *Webhooks) Deliveries(c echo.Context) error {
+	limit, err := intParam(c, "limit", 100, 1, 100)
+	if err != nil {
+		return err
+	}
+	ctx, app := c.Request().Context(), appFrom(c)
+	list, err := h.Store.WebhookDeliveries(ctx, app.ID, c.Param("id"), int(limit))
+	if err != nil {
+		return err
+	}
+	if len(list) == 0 && !h.hasEndpoint(ctx, app.ID, c.Param("id")) {
+		return errWebhookNotFound
+	}
+	out := make([]deliveryJSON, 0, len(list))
+	for _, d := range list {
+		out = append(out, newDeliveryJSON(d))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"deliveries": out})
+}
+
+func (h *Webhooks) hasEndpoint(ctx context.Context, appID, id string) bool {
+	list, err := h.Store.WebhookEndpoints(ctx, appID)
+	return err == nil && slices.ContainsFunc(list, func(e store.WebhookEndpoint) bool { return e.ID == id })
+}
+
+// Resend serves POST /api/v1/webhooks/:id/deliveries/:delivery_id/resend:
+// a delivery that succeeded or failed is sent again, with its webhook-id.
+func (h *Webhooks) Resend(c echo.Context) error {
+	ctx, app := c.Request().Context(), appFrom(c)
+	id, err := strconv.ParseInt(c.Param("delivery_id"), 10, 64)
+	notFound := apiError(http.StatusNotFound, "not_found", "no such delivery to this endpoint")
+	if err != nil {
+		return notFound
+	}
+	err = h.Store.ResendWebhookDelivery(ctx, app.ID, c.Param("id"), id)
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return apiError(http.StatusConflict, "delivery_underway", ie.Msg)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound
+	}
+	if err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusAccepted)
 }

@@ -281,3 +281,45 @@ func count(n int64, noun string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }
+
+// WebhooksView is an app's webhooks page.
+type WebhooksView struct {
+	Shell
+	BaseURL   string
+	AllEvents []string
+	Endpoints []EndpointRow
+	Notice    string
+	// NewSecret is an endpoint's secret, just made (added or rotated),
+	// shown this once; NewSecretFor is the endpoint's URL.
+	NewSecret, NewSecretFor string
+	// The add form as typed, when it was refused.
+	FormError, FormURL string
+	FormEvents         []string
+}
+
+// EndpointRow is one webhook endpoint.
+type EndpointRow struct {
+	ID, URL, Events   string
+	Disabled          bool
+	DisabledReason    string // set when Parley disabled it for failing
+	FailingSince      time.Time
+	PreviousExpiresAt time.Time // while a rotated secret still signs
+}
+
+// DeliveriesView is one endpoint's recent deliveries.
+type DeliveriesView struct {
+	Shell
+	Endpoint         EndpointRow
+	BaseURL, BackURL string
+	Notice           string
+	Deliveries       []DeliveryRow
+}
+
+// DeliveryRow is one event's delivery to the endpoint.
+type DeliveryRow struct {
+	ID, WebhookID, Event, Status string
+	Attempts, ResponseCode       int
+	Excerpt, Error               string
+	CreatedAt, AttemptedAt       time.Time
+	Resendable                   bool
+}

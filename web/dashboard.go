@@ -2,6 +2,7 @@ package web
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -61,6 +62,7 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	apps := &handlers.Apps{Pages: pages, Store: db, Settings: settings}
 	inbox := &handlers.Inbox{Pages: pages, Store: db, Delivery: hub}
 	socket := handlers.NewAgentSocket(hub, origin, db, idle)
+	hooks := &handlers.DashWebhooks{Pages: pages, Store: db, Guard: cfg.WebhookGuard, Resolver: net.DefaultResolver}
 
 	// Every state change is a POST, refused when the browser says it came
 	// from another site (Sec-Fetch-Site, or Origin as a fallback).
@@ -102,4 +104,11 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	a.POST("/settings/enable", settings.Enable)
 	a.POST("/settings/members", settings.AddMember)
 	a.POST("/settings/members/remove", settings.RemoveMember)
+	a.GET("/webhooks", hooks.Show)
+	a.POST("/webhooks", hooks.Add)
+	a.GET("/webhooks/:id", hooks.Deliveries)
+	a.POST("/webhooks/:id/remove", hooks.Remove)
+	a.POST("/webhooks/:id/rotate", hooks.RotateSecret)
+	a.POST("/webhooks/:id/enable", hooks.Enable)
+	a.POST("/webhooks/:id/deliveries/:delivery_id/resend", hooks.Resend)
 }

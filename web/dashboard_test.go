@@ -124,7 +124,7 @@ func convPath(app testApp, convID string, rest ...string) string {
 // state is what a refused request must not have changed.
 type state struct {
 	Messages, Apps, Members, Secrets, Sessions, Owners int
-	Statuses, AppNames, Origins, Modes                 string
+	Statuses, AppNames, Origins, Modes, Webhooks       string
 }
 
 func (ts *testServer) state(t *testing.T) state {
@@ -149,6 +149,8 @@ func (ts *testServer) state(t *testing.T) state {
 		Origins:  one(`SELECT coalesce(group_concat(app_id || '=' || origin, ','), '') FROM (SELECT * FROM app_origins ORDER BY app_id, origin)`),
 		Modes: one(`SELECT coalesce(group_concat(identity_mode || '/' || require_jwt || '/' || refuse_anonymous || '/' || coalesce(disabled_at, 'on'), ','), '')
 			FROM (SELECT * FROM apps ORDER BY id)`),
+		Webhooks: one(`SELECT coalesce(group_concat(id || '=' || secret || '/' || coalesce(disabled_at, 'on'), ','), '') || ':' ||
+			(SELECT count(*) FROM webhook_deliveries) FROM (SELECT * FROM webhook_endpoints ORDER BY id)`),
 	}
 }
 
@@ -166,6 +168,7 @@ func mutations(app testApp, convID, otherOwnerEmail string) []struct {
 	form url.Values
 } {
 	s := "/dashboard/apps/" + app.ID + "/settings"
+	w := "/dashboard/apps/" + app.ID + "/webhooks"
 	return []struct {
 		path string
 		form url.Values
@@ -184,6 +187,11 @@ func mutations(app testApp, convID, otherOwnerEmail string) []struct {
 		{s + "/members/remove", url.Values{"owner_id": {"own_whatever"}}},
 		{s + "/disable", nil},
 		{s + "/enable", nil},
+		{w, url.Values{"url": {"https://93.184.216.34/hook"}, "event": {"message.created"}}},
+		{w + "/whe_whatever/rotate", url.Values{"overlap": {"0s"}}},
+		{w + "/whe_whatever/enable", nil},
+		{w + "/whe_whatever/remove", nil},
+		{w + "/whe_whatever/deliveries/1/resend", nil},
 	}
 }
 
@@ -776,7 +784,7 @@ func TestDashboardGETChangesNothing(t *testing.T) {
 	for _, m := range mutations(app, conv.ID, bob.Email) {
 		for _, method := range []string{http.MethodGet, http.MethodHead} {
 			res := b.do(t, method, m.path+"?"+m.form.Encode(), nil, nil)
-			if strings.HasSuffix(m.path, "/settings") {
+			if strings.HasSuffix(m.path, "/settings") || strings.HasSuffix(m.path, "/webhooks") {
 				continue // also a page; that it changed nothing is checked below
 			}
 			if res.Status != http.StatusNotFound && res.Status != http.StatusMethodNotAllowed {

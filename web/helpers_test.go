@@ -23,10 +23,12 @@ import (
 
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
+	"github.com/parley-chat/parley/internal/jobs"
 	"github.com/parley-chat/parley/internal/masterkey"
 	"github.com/parley-chat/parley/internal/password"
 	"github.com/parley-chat/parley/internal/ratelimit"
 	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/internal/webhooks"
 )
 
 // The tests run a real Parley server (web.New, the real hub) over real
@@ -104,6 +106,18 @@ func startTestServer(t *testing.T, dbPath string, key masterkey.Key, opts ...ser
 	for _, o := range opts {
 		o(&cfg)
 	}
+	// As in `parley serve`: webhook events are queued and delivered.
+	q, err := jobs.Open(ctx, jobs.Config{Store: db, Guard: cfg.WebhookGuard, Log: log})
+	if err != nil {
+		srv.Listener.Close()
+		t.Fatalf("jobs.Open: %v", err)
+	}
+	db.UseOutbox(q)
+	if err := q.Start(ctx); err != nil {
+		srv.Listener.Close()
+		t.Fatalf("jobs: %v", err)
+	}
+	t.Cleanup(func() { q.Stop(context.Background()) })
 	h, err := New(cfg, db, hub, log)
 	if err != nil {
 		srv.Listener.Close()
@@ -604,6 +618,18 @@ func (c *wsClient) startConversation(body string) string {
 }
 
 // Dashboard.
+
+// withLoopbackWebhooks lets webhooks reach receivers on 127.0.0.1, as
+// an operator's --webhook-allow 127.0.0.0/8 does.
+func withLoopbackWebhooks() serverOption {
+	return func(c *Config) {
+		g, err := webhooks.ParseAllow([]string{"127.0.0.0/8"})
+		if err != nil {
+			panic(err)
+		}
+		c.WebhookGuard = g
+	}
+}
 
 func withSignup() serverOption {
 	return func(c *Config) { c.Signup = true }

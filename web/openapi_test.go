@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -24,7 +26,7 @@ import (
 // key, that names exactly the server API's routes, and the API's real
 // answers (and the requests that got them) match it.
 func TestOpenAPIDescribesTheServerAPI(t *testing.T) {
-	ts := newTestServer(t)
+	ts := newTestServer(t, withLoopbackWebhooks())
 	res := ts.do(t, http.MethodGet, "/api/v1/openapi.json", nil, nil)
 	if res.Status != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		t.Fatalf("GET /api/v1/openapi.json = %d %s", res.Status, res.Header.Get("Content-Type"))
@@ -125,6 +127,60 @@ func TestOpenAPIDescribesTheServerAPI(t *testing.T) {
 	check("POST", "/api/v1/webhooks", `{"url":"https://10.0.0.1/hook"}`, 400)
 	check("POST", "/api/v1/webhooks/whe_nope/rotate-secret", `{}`, 404)
 	check("DELETE", "/api/v1/webhooks/whe_nope", "", 404)
+
+	// A real webhook: its body matches the description's WebhookPayload,
+	// and its delivery is listed and sent again as described.
+	payloads := make(chan []byte, 10)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		payloads <- b
+	}))
+	defer recv.Close()
+	res = ts.api(t, app.APIKey, http.MethodPost, "/webhooks", map[string]any{"url": recv.URL, "events": []string{"message.created"}})
+	var hook struct{ ID string }
+	if err := json.Unmarshal(res.Body, &hook); err != nil || res.Status != http.StatusCreated {
+		t.Fatalf("add = %d %s", res.Status, res.Body)
+	}
+	check("POST", "/api/v1/conversations/"+conv+"/messages", `{"body":"a webhook follows"}`, 201)
+	var payload any
+	select {
+	case b := <-payloads:
+		if err := json.Unmarshal(b, &payload); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no webhook came")
+	}
+	if err := doc.Components.Schemas["WebhookPayload"].Value.VisitJSON(payload); err != nil {
+		t.Fatalf("a real webhook does not match the description's WebhookPayload: %v", err)
+	}
+	for _, ev := range []string{"conversation.created", "message.created", "conversation.closed", "conversation.reopened"} {
+		if doc.Webhooks[ev] == nil {
+			t.Errorf("the description has no webhook %s", ev)
+		}
+	}
+	var list struct {
+		Deliveries []struct {
+			ID     int64
+			Status string
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); len(list.Deliveries) == 0 || list.Deliveries[0].Status != "delivered"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the delivery is not recorded: %+v", list)
+		}
+		json.Unmarshal(ts.api(t, app.APIKey, http.MethodGet, "/webhooks/"+hook.ID+"/deliveries", nil).Body, &list)
+	}
+	check("GET", "/api/v1/webhooks/"+hook.ID+"/deliveries?limit=5", "", 200)
+	check("POST", fmt.Sprintf("/api/v1/webhooks/%s/deliveries/%d/resend", hook.ID, list.Deliveries[0].ID), "", 202)
+	check("POST", "/api/v1/webhooks/"+hook.ID+"/deliveries/12345/resend", "", 404)
+	check("GET", "/api/v1/webhooks/whe_nope/deliveries", "", 404)
+	check("POST", "/api/v1/webhooks/"+hook.ID+"/enable", "", 404)
+	select {
+	case <-payloads:
+	case <-time.After(time.Minute):
+		t.Fatal("the resend never came")
+	}
 }
 
 // The webhooks API, against the description and the operator's guard.

@@ -203,6 +203,9 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	api.POST("/webhooks", hooks.Add)
 	api.DELETE("/webhooks/:id", hooks.Remove)
 	api.POST("/webhooks/:id/rotate-secret", hooks.RotateSecret)
+	api.POST("/webhooks/:id/enable", hooks.Enable)
+	api.GET("/webhooks/:id/deliveries", hooks.Deliveries)
+	api.POST("/webhooks/:id/deliveries/:delivery_id/resend", hooks.Resend)
 
 	dashboard(e, cfg, origin, pages, db, hub, log)
 	return e, nil

@@ -35,13 +35,14 @@ import (
 const (
 	// attemptTimeout bounds one attempt, the 10 s HTTP request and the
 	// bookkeeping around it. River cancels the attempt after it.
-	attemptTimeout = 20 * time.Second
+	attemptTimeout = 15 * time.Second
 	// rescueAfter is when River takes an attempt still marked running
 	// (its node died during it) as lost and schedules it again. It must
 	// exceed attemptTimeout, or an attempt still under way could be
 	// started a second time beside itself; River's rescuer looks every
-	// 30 s, so a lost attempt runs again within a minute.
-	rescueAfter = 25 * time.Second
+	// 30 s, and the retry comes 5 s later, so a lost attempt runs again
+	// within a minute.
+	rescueAfter = 20 * time.Second
 	// pollEvery is how often a node looks for jobs that became due when
 	// nothing told it (on SQLite, and on PostgreSQL besides LISTEN).
 	pollEvery = 500 * time.Millisecond

@@ -459,10 +459,10 @@ func TestResendSendsTheSameEvent(t *testing.T) {
 		})
 		ds, _ := n.db.WebhookDeliveries(ctx, c.app.ID, c.endpoint.ID, 1)
 		other := newChat(t, n.db, newReceiver(t))
-		if err := n.db.ResendWebhookDelivery(ctx, other.app.ID, ds[0].ID); !errors.Is(err, store.ErrNotFound) {
+		if err := n.db.ResendWebhookDelivery(ctx, other.app.ID, c.endpoint.ID, ds[0].ID); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("resend from another app: %v, want ErrNotFound", err)
 		}
-		if err := n.db.ResendWebhookDelivery(ctx, c.app.ID, ds[0].ID); err != nil {
+		if err := n.db.ResendWebhookDelivery(ctx, c.app.ID, c.endpoint.ID, ds[0].ID); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "the resend", func() bool { return len(r.received()) == 2 })

@@ -295,16 +295,17 @@ func (db *DB) WebhookDeliveries(ctx context.Context, appID, endpointID string, l
 // being tried.
 var ErrDeliveryUnderway = &InputError{"this delivery is still being tried; it can be sent again once it succeeded or failed"}
 
-// ResendWebhookDelivery sends one of the app's finished deliveries again,
-// with its webhook-id, so a receiver that already has it can tell.
-func (db *DB) ResendWebhookDelivery(ctx context.Context, appID string, id int64) error {
+// ResendWebhookDelivery sends a finished delivery to one of the app's
+// endpoints again, with its webhook-id, so a receiver that already has it
+// can tell.
+func (db *DB) ResendWebhookDelivery(ctx context.Context, appID, endpointID string, id int64) error {
 	if db.outbox == nil {
 		return errors.New("store: no outbox to send webhooks through")
 	}
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		var status string
 		err := tx.QueryRowContext(ctx, `SELECT d.status FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-			WHERE d.id = ? AND e.app_id = ?`+db.forUpdate(), id, appID).Scan(&status)
+			WHERE d.id = ? AND d.endpoint_id = ? AND e.app_id = ?`+db.forUpdate(), id, endpointID, appID).Scan(&status)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
