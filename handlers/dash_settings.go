@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,9 @@ type settingsStore interface {
 	AddMemberByEmail(ctx context.Context, appID, email string) (store.Owner, error)
 	RemoveMember(ctx context.Context, appID, ownerID string) error
 	SetAppDisabled(ctx context.Context, appID string, disabled bool) error
+	EmailAlerts(ctx context.Context, appID, ownerID string) (bool, error)
+	SetEmailAlerts(ctx context.Context, appID, ownerID string, on bool) error
+	SetEmailWaits(ctx context.Context, appID string, agent, user time.Duration) error
 }
 
 // agentAccess ends a removed member's open inbox sockets.
@@ -38,6 +42,10 @@ type Settings struct {
 	Store     settingsStore
 	Agents    agentAccess
 	PublicURL string // Parley's origin, for the snippet's script URL
+	// MailOn says the server sends e-mail; EmailWaits are its default
+	// waits before it does.
+	MailOn     bool
+	EmailWaits store.EmailWaits
 }
 
 const statsDays = 7
@@ -52,11 +60,13 @@ var notices = map[string]string{
 	"member-removed": "Member removed.",
 	"disabled":       "Widget turned off. Every open chat has ended and no new one starts until you turn it back on.",
 	"enabled":        "Widget turned on. Chats can start again.",
+	"email-alerts":   "Your e-mail choice is saved.",
+	"email-waits":    "The waits before e-mail are saved.",
 }
 
 type settingsExtras struct {
-	NewAPIKey, Notice, FormError, MemberError string
-	Form                                      *store.AppSettings // what the owner typed, when saving failed
+	NewAPIKey, Notice, FormError, MemberError, EmailError string
+	Form                                                  *store.AppSettings // what the owner typed, when saving failed
 }
 
 // Show serves GET /dashboard/apps/:app_id/settings.
@@ -97,6 +107,18 @@ func (h *Settings) page(c echo.Context, status int, x settingsExtras) error {
 		v.Previous = append(v.Previous, templates.SecretView{ID: s.ID, CreatedAt: s.CreatedAt, RetiredAt: s.RetiredAt, ExpiresAt: s.ExpiresAt})
 	}
 	me := ownerFrom(c).OwnerID
+	alerts, err := h.Store.EmailAlerts(ctx, app.ID, me)
+	if err != nil {
+		return err
+	}
+	v.Email = templates.EmailSettings{On: h.MailOn, MyAlerts: alerts, Error: x.EmailError,
+		DefaultAgentWait: minutes(h.EmailWaits.Agent), DefaultUserWait: minutes(h.EmailWaits.User)}
+	if app.AgentEmailAfter > 0 {
+		v.Email.AgentWait = minutes(app.AgentEmailAfter)
+	}
+	if app.UserEmailAfter > 0 {
+		v.Email.UserWait = minutes(app.UserEmailAfter)
+	}
 	for _, m := range members {
 		v.Members = append(v.Members, templates.MemberRow{ID: m.ID, Name: m.Name, Email: m.Email, You: m.ID == me})
 	}
@@ -231,4 +253,45 @@ func (h *Settings) RemoveMember(c echo.Context) error {
 		return c.Redirect(http.StatusSeeOther, "/dashboard")
 	}
 	return h.back(c, "member-removed")
+}
+
+func minutes(d time.Duration) string { return strconv.FormatInt(int64(d/time.Minute), 10) }
+
+// SetEmailAlerts serves POST …/settings/email-alerts (alerts=on or
+// off; the form sends off after the checkbox, so the first value is the
+// choice): the signed-in member's own choice.
+func (h *Settings) SetEmailAlerts(c echo.Context) error {
+	choice := postValue(c, "alerts")
+	if choice != "on" && choice != "off" {
+		return echo.NewHTTPError(http.StatusBadRequest, "alerts must be on or off.")
+	}
+	if err := h.Store.SetEmailAlerts(c.Request().Context(), dashAppFrom(c).ID, ownerFrom(c).OwnerID, choice == "on"); err != nil {
+		return err
+	}
+	return h.back(c, "email-alerts")
+}
+
+// SetEmailWaits serves POST …/settings/email-waits: agent_minutes and
+// user_minutes, each empty for the server's default.
+func (h *Settings) SetEmailWaits(c echo.Context) error {
+	var waits [2]time.Duration
+	for i, name := range []string{"agent_minutes", "user_minutes"} {
+		v := strings.TrimSpace(postValue(c, name))
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 7*24*60 {
+			return h.page(c, http.StatusBadRequest, settingsExtras{EmailError: "A wait is a whole number of minutes, from 1 to 10080 (7 days), or empty for the server's default."})
+		}
+		waits[i] = time.Duration(n) * time.Minute
+	}
+	err := h.Store.SetEmailWaits(c.Request().Context(), dashAppFrom(c).ID, waits[0], waits[1])
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return h.page(c, http.StatusBadRequest, settingsExtras{EmailError: ie.Msg})
+	}
+	if err != nil {
+		return err
+	}
+	return h.back(c, "email-waits")
 }

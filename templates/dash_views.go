@@ -144,9 +144,20 @@ type MessageView struct {
 	At         time.Time
 }
 
+// EmailSettings is the e-mail section of an app's settings page. The
+// waits are in minutes; empty is the server's default.
+type EmailSettings struct {
+	On                                bool // the server sends e-mail
+	MyAlerts                          bool // the signed-in member's choice
+	AgentWait, UserWait               string
+	DefaultAgentWait, DefaultUserWait string
+	Error                             string
+}
+
 // SettingsView is an app's settings page.
 type SettingsView struct {
 	Shell
+	Email                       EmailSettings
 	AppID                       string
 	Name, Origins, IdentityMode string
 	RequireJWT, RefuseAnonymous bool

@@ -58,7 +58,7 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 		PerAccount: ratelimit.Rate{Burst: accountBurst, Every: accountEvery},
 		PerIP:      ratelimit.Rate{Burst: ipBurst, Every: ipEvery},
 		Clock:      clock}
-	settings := &handlers.Settings{Pages: pages, Store: db, Agents: hub, PublicURL: origin}
+	settings := &handlers.Settings{Pages: pages, Store: db, Agents: hub, PublicURL: origin, MailOn: cfg.MailOn, EmailWaits: cfg.EmailWaits}
 	apps := &handlers.Apps{Pages: pages, Store: db, Settings: settings}
 	inbox := &handlers.Inbox{Pages: pages, Store: db, Delivery: hub}
 	socket := handlers.NewAgentSocket(hub, origin, db, idle)
@@ -80,6 +80,11 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	e.POST("/login", auth.Login, mw...)
 	e.POST("/logout", auth.Logout, mw...)
 	e.GET("/signup", auth.SignupForm, mw...)
+	// Followed from an e-mail, and posted to by mail programs (one-click
+	// unsubscribe): no sign-in, and no same-site check for its POST.
+	unsubscribe := &handlers.Unsubscribe{Pages: pages, Store: db}
+	e.GET("/email/unsubscribe", unsubscribe.Show, handlers.DashboardHeaders, middleware.BodyLimit("4K"))
+	e.POST("/email/unsubscribe", unsubscribe.Do, handlers.DashboardHeaders, middleware.BodyLimit("4K"))
 	e.POST("/signup", auth.Signup, mw...)
 
 	o := e.Group("/dashboard", append(mw, auth.Require)...)
@@ -104,6 +109,8 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	a.POST("/settings/enable", settings.Enable)
 	a.POST("/settings/members", settings.AddMember)
 	a.POST("/settings/members/remove", settings.RemoveMember)
+	a.POST("/settings/email-alerts", settings.SetEmailAlerts)
+	a.POST("/settings/email-waits", settings.SetEmailWaits)
 	a.GET("/webhooks", hooks.Show)
 	a.POST("/webhooks", hooks.Add)
 	a.GET("/webhooks/:id", hooks.Deliveries)

@@ -123,8 +123,8 @@ func convPath(app testApp, convID string, rest ...string) string {
 
 // state is what a refused request must not have changed.
 type state struct {
-	Messages, Apps, Members, Secrets, Sessions, Owners int
-	Statuses, AppNames, Origins, Modes, Webhooks       string
+	Messages, Apps, Members, Secrets, Sessions, Owners  int
+	Statuses, AppNames, Origins, Modes, Webhooks, Email string
 }
 
 func (ts *testServer) state(t *testing.T) state {
@@ -149,6 +149,9 @@ func (ts *testServer) state(t *testing.T) state {
 		Origins:  one(`SELECT coalesce(group_concat(app_id || '=' || origin, ','), '') FROM (SELECT * FROM app_origins ORDER BY app_id, origin)`),
 		Modes: one(`SELECT coalesce(group_concat(identity_mode || '/' || require_jwt || '/' || refuse_anonymous || '/' || coalesce(disabled_at, 'on'), ','), '')
 			FROM (SELECT * FROM apps ORDER BY id)`),
+		Email: one(`SELECT coalesce(group_concat(app_id || '/' || owner_id || '=' || email_alerts, ','), '') || ':' ||
+			(SELECT coalesce(group_concat(coalesce(agent_email_after, 0) || '/' || coalesce(user_email_after, 0), ','), '') FROM apps)
+			FROM (SELECT * FROM app_members ORDER BY app_id, owner_id)`),
 		Webhooks: one(`SELECT coalesce(group_concat(id || '=' || secret || '/' || coalesce(disabled_at, 'on'), ','), '') || ':' ||
 			(SELECT count(*) FROM webhook_deliveries) FROM (SELECT * FROM webhook_endpoints ORDER BY id)`),
 	}
@@ -187,6 +190,8 @@ func mutations(app testApp, convID, otherOwnerEmail string) []struct {
 		{s + "/members/remove", url.Values{"owner_id": {"own_whatever"}}},
 		{s + "/disable", nil},
 		{s + "/enable", nil},
+		{s + "/email-alerts", url.Values{"alerts": {"off"}}},
+		{s + "/email-waits", url.Values{"agent_minutes": {"30"}, "user_minutes": {"30"}}},
 		{w, url.Values{"url": {"https://93.184.216.34/hook"}, "event": {"message.created"}}},
 		{w + "/whe_whatever/rotate", url.Values{"overlap": {"0s"}}},
 		{w + "/whe_whatever/enable", nil},

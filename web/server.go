@@ -29,6 +29,11 @@ import (
 
 // Config is what the server needs to know about where it runs.
 type Config struct {
+	// MailOn says the server sends e-mail (serve --smtp-url), and
+	// EmailWaits are its default waits before it does; the settings page
+	// shows both.
+	MailOn     bool
+	EmailWaits store.EmailWaits
 	// PublicURL is Parley's own origin as browsers see it, e.g.
 	// https://chat.example.com. Only this Origin may create sessions or
 	// open widget sockets.

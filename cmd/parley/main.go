@@ -23,6 +23,7 @@ import (
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
 	"github.com/parley-chat/parley/internal/jobs"
+	"github.com/parley-chat/parley/internal/mail"
 	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/internal/webhooks"
@@ -34,6 +35,7 @@ const usage = `parley — a self-hosted chat widget host
 Usage:
   parley serve --db PATH --addr HOST:PORT --public-url URL [--signup] [--trusted-proxy CIDR …] [--limit-… BURST,EVERY]
                [--synchronous full|normal] [--pprof HOST:PORT] [--metrics HOST:PORT] [--webhook-allow CIDR …]
+               [--smtp-url smtp://USER:PASS@HOST:PORT --mail-from ADDRESS] [--agent-email-after 5m] [--user-email-after 10m]
   parley serve --database-url URL [--nats-url URL] [--cluster-poll DURATION] …   (a node of a cluster)
   parley apps create --db PATH --name NAME --origin ORIGIN [--origin …] [--identity enforced|monitor]
                      [--require-jwt] [--refuse-anonymous] [--owner EMAIL] [--json]
@@ -222,6 +224,13 @@ type serveConfig struct {
 	// Metrics, when set, is the private address of the Prometheus
 	// metrics listener.
 	Metrics string
+	// Mail sends e-mail (--smtp-url); nil when e-mail is off.
+	Mail *mail.Sender
+	// MailServer names the SMTP server, without credentials, for the log.
+	MailServer string
+	// EmailWaits are how long a message may go unseen before it is
+	// e-mailed, by default.
+	EmailWaits store.EmailWaits
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -243,6 +252,10 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	keyFile := masterKeyFlag(fs)
 	limits := limitFlags(fs)
 	webhookAllow := webhookAllowFlag(fs)
+	mailCfg, err := addMailFlags(fs)
+	if err != nil {
+		return err
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -251,6 +264,10 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.WebhookGuard = guard
+	if cfg.Mail, cfg.EmailWaits, err = mailCfg.sender(); err != nil {
+		return err
+	}
+	cfg.MailServer = store.RedactURL(*mailCfg.smtpURL)
 	if cfg.DBPath, err = dbFlags.location(); err != nil {
 		return err
 	}
@@ -327,7 +344,12 @@ func openBroker(ctx context.Context, cfg serveConfig, db *store.DB, hub *chat.Hu
 // startJobs starts the job queue that delivers webhooks, and has the
 // store record webhook events through it.
 func startJobs(ctx context.Context, cfg serveConfig, db *store.DB, log *slog.Logger) (*jobs.Queue, error) {
-	jc := jobs.Config{Store: db, Guard: cfg.WebhookGuard, Log: log}
+	jc := jobs.Config{Store: db, Guard: cfg.WebhookGuard, Log: log, Mail: cfg.Mail, EmailWaits: cfg.EmailWaits, PublicURL: cfg.PublicURL}
+	if cfg.Mail != nil {
+		log.Info("e-mail on", "smtp", cfg.MailServer, "agent_email_after", cfg.EmailWaits.Agent.String(), "user_email_after", cfg.EmailWaits.User.String())
+	} else {
+		log.Info("e-mail off: no --smtp-url")
+	}
 	if isURL(cfg.DBPath) {
 		jc.DatabaseURL = cfg.DBPath
 	}
@@ -375,6 +397,8 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 	}
 	handler, err := web.New(web.Config{
 		BrokerReady:    brokerReady,
+		MailOn:         cfg.Mail != nil,
+		EmailWaits:     cfg.EmailWaits,
 		WebhookGuard:   cfg.WebhookGuard,
 		PublicURL:      cfg.PublicURL,
 		SessionTTL:     12 * time.Hour,

@@ -153,3 +153,33 @@ func TestServeRefusesBadTrustedProxy(t *testing.T) {
 		t.Errorf("a refused serve created the database")
 	}
 }
+
+// serve refuses bad e-mail settings before it touches the database, and
+// its message never repeats the SMTP URL's password.
+func TestServeRefusesBadMailSettings(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "p.db")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--smtp-url", "http://user:hunter2@mail.example", "--mail-from", "chat@example.com"}, "smtp://"},
+		{[]string{"--smtp-url", "smtp://user:hunter2@mail.example:99999", "--mail-from", "chat@example.com"}, "port"},
+		{[]string{"--smtp-url", "smtp://user:hunter2@mail.example"}, "--mail-from"},
+		{[]string{"--smtp-url", "smtp://user:hunter2@mail.example", "--mail-from", "not an address"}, "not an e-mail address"},
+		{[]string{"--mail-from", "chat@example.com"}, "--smtp-url"},
+		{[]string{"--agent-email-after", "10s"}, "--agent-email-after"},
+		{[]string{"--user-email-after", "400h"}, "--user-email-after"},
+	} {
+		_, _, err := runCLI(t, append([]string{"serve", "--db", db}, c.args...)...)
+		if exitCode(err) != 2 || !strings.Contains(fmt.Sprint(err), c.want) || strings.Contains(fmt.Sprint(err), "hunter2") {
+			t.Errorf("%v: err = %v, want a usage error naming %q", c.args, err, c.want)
+		}
+	}
+	t.Setenv("PARLEY_AGENT_EMAIL_AFTER", "soon")
+	if _, _, err := runCLI(t, "serve", "--db", db); exitCode(err) != 2 || !strings.Contains(fmt.Sprint(err), "PARLEY_AGENT_EMAIL_AFTER") {
+		t.Errorf("a bad PARLEY_AGENT_EMAIL_AFTER: %v", err)
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("a refused serve created the database")
+	}
+}

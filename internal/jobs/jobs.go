@@ -27,6 +27,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/parley-chat/parley/internal/mail"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/internal/webhooks"
 )
@@ -75,7 +76,15 @@ type Config struct {
 	// DisableAfter is how long an endpoint may fail every delivery
 	// before it is disabled; 0 is DefaultDisableAfter.
 	DisableAfter time.Duration
-	Log          *slog.Logger
+	// Mail sends e-mail through the operator's SMTP server (serve
+	// --smtp-url); nil turns e-mail off.
+	Mail *mail.Sender
+	// EmailWaits are how long a message may go unseen before it is
+	// e-mailed, unless its app says otherwise.
+	EmailWaits store.EmailWaits
+	// PublicURL is Parley's origin, for the links in e-mails.
+	PublicURL string
+	Log       *slog.Logger
 }
 
 // Queue runs and queues the jobs.
@@ -87,6 +96,8 @@ type Queue struct {
 	closers []func()
 	// attempts counts this node's webhook attempts by outcome.
 	attempts struct{ delivered, failed, refused atomic.Int64 }
+	// mails counts this node's e-mails.
+	mails struct{ sent, failed atomic.Int64 }
 }
 
 // Attempts are this node's webhook attempts since it started, by
@@ -96,8 +107,8 @@ func (q *Queue) Attempts() (delivered, failed, refused int64) {
 	return q.attempts.delivered.Load(), q.attempts.failed.Load(), q.attempts.refused.Load()
 }
 
-// Open makes the queue; Start starts working it. Until then Enqueue
-// already adds jobs.
+// Open makes the queue; Start starts working it. Jobs can be added
+// before.
 func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if cfg.DisableAfter <= 0 {
 		cfg.DisableAfter = DefaultDisableAfter
@@ -113,16 +124,26 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &deliverWorker{q: q})
 	river.AddWorker(workers, &pruneWorker{q: q})
+	river.AddWorker(workers, &mailWorker{q: q})
+	river.AddWorker(workers, &sweepWorker{q: q})
+	river.AddWorker(workers, &endpointOffWorker{q: q})
+	periodic := []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(time.Hour),
+		func() (river.JobArgs, *river.InsertOpts) { return pruneArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true})}
+	queues := map[string]river.QueueConfig{webhookQueue: {MaxWorkers: 20}, river.QueueDefault: {MaxWorkers: 2}}
+	if cfg.Mail != nil {
+		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(sweepEvery),
+			func() (river.JobArgs, *river.InsertOpts) { return sweepArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true}))
+		queues[mailQueue] = river.QueueConfig{MaxWorkers: 4}
+	}
 	q.client, err = river.NewClient(driver, &river.Config{
-		Queues:               map[string]river.QueueConfig{webhookQueue: {MaxWorkers: 20}, river.QueueDefault: {MaxWorkers: 2}},
+		Queues:               queues,
 		Workers:              workers,
 		JobTimeout:           attemptTimeout,
 		RescueStuckJobsAfter: rescueAfter,
 		FetchPollInterval:    pollEvery,
 		MaxAttempts:          maxAttempts,
 		RetryPolicy:          retryPolicy{},
-		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(time.Hour),
-			func() (river.JobArgs, *river.InsertOpts) { return pruneArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true})},
+		PeriodicJobs:         periodic,
 		// River logs what goes wrong; what goes well is in the metrics.
 		Logger: slog.New(warnings{cfg.Log.Handler()}),
 	})
@@ -202,9 +223,9 @@ func (q *Queue) Stop(ctx context.Context) error {
 	return nil
 }
 
-// Enqueue adds the jobs that deliver webhook_deliveries rows ids, in tx,
-// the transaction that wrote them (store.Outbox).
-func (q *Queue) Enqueue(ctx context.Context, tx *sql.Tx, ids []int64) error {
+// EnqueueWebhooks adds the jobs that deliver webhook_deliveries rows ids,
+// in tx, the transaction that wrote them (store.Outbox).
+func (q *Queue) EnqueueWebhooks(ctx context.Context, tx *sql.Tx, ids []int64) error {
 	params := make([]river.InsertManyParams, len(ids))
 	for i, id := range ids {
 		params[i] = river.InsertManyParams{Args: deliverArgs{DeliveryID: id}}

@@ -23,9 +23,13 @@ type Sender struct {
 	from string
 }
 
-// Message is one plain-text mail to one address.
+// Message is one plain-text mail to one address. Unsubscribe, when set,
+// is a URL that stops mail like this one, announced in the headers mail
+// programs show as an "unsubscribe" button (RFC 2369, and RFC 8058's one
+// click: a POST to it).
 type Message struct {
 	To, Subject, Text string
+	Unsubscribe       string
 }
 
 // sendTimeout bounds a connection to the SMTP server and each exchange.
@@ -95,6 +99,10 @@ func (s *Sender) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("mail: %w", err)
 	}
 	msg.Subject(m.Subject)
+	if m.Unsubscribe != "" {
+		msg.SetGenHeader(gomail.HeaderListUnsubscribe, "<"+m.Unsubscribe+">")
+		msg.SetGenHeader(gomail.HeaderListUnsubscribePost, "List-Unsubscribe=One-Click")
+	}
 	msg.SetDate()
 	msg.SetMessageID()
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)

@@ -23,9 +23,10 @@ type Store interface {
 	WebhookQueueDepth(ctx context.Context) (int64, error)
 }
 
-// Webhooks is what the metrics read from the job queue.
-type Webhooks interface {
+// Queue is what the metrics read from the job queue.
+type Queue interface {
 	Attempts() (delivered, failed, refused int64)
+	Mails() (sent, failed int64)
 }
 
 // Hub is what the metrics read from the sockets.
@@ -34,9 +35,9 @@ type Hub interface {
 	Resyncs() int64
 }
 
-// Handler registers the metrics of db, hub and hooks, with Go's and the
-// process's, and returns the handler of GET /metrics.
-func Handler(db Store, hub Hub, hooks Webhooks) http.Handler {
+// Handler registers the metrics of db, hub and the job queue, with Go's
+// and the process's, and returns the handler of GET /metrics.
+func Handler(db Store, hub Hub, jobs Queue) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -47,7 +48,12 @@ func Handler(db Store, hub Hub, hooks Webhooks) http.Handler {
 	attempts := func(outcome string, pick func(d, f, r int64) int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_webhook_deliveries_total",
 			Help:        "Webhook attempts by this node, by outcome: delivered (2xx), failed (an error or another status), refused (an address the guard refuses).",
-			ConstLabels: prometheus.Labels{"outcome": outcome}}, func() float64 { return float64(pick(hooks.Attempts())) })
+			ConstLabels: prometheus.Labels{"outcome": outcome}}, func() float64 { return float64(pick(jobs.Attempts())) })
+	}
+	mails := func(outcome string, pick func(s, f int64) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_emails_total",
+			Help:        "E-mails this node handed to the SMTP server (sent), and attempts that failed (failed; each is tried again).",
+			ConstLabels: prometheus.Labels{"outcome": outcome}}, func() float64 { return float64(pick(jobs.Mails())) })
 	}
 	reg.MustRegister(
 		sockets("widget", func(w, _ int) int { return w }),
@@ -61,6 +67,8 @@ func Handler(db Store, hub Hub, hooks Webhooks) http.Handler {
 		attempts("delivered", func(d, _, _ int64) int64 { return d }),
 		attempts("failed", func(_, f, _ int64) int64 { return f }),
 		attempts("refused", func(_, _, r int64) int64 { return r }),
+		mails("sent", func(s, _ int64) int64 { return s }),
+		mails("failed", func(_, f int64) int64 { return f }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_webhook_queue_depth", Help: "Webhook deliveries waiting for their first attempt or a retry, on every node."},
 			func() float64 {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -38,7 +38,11 @@ type App struct {
 	RefuseAnonymous bool
 	// DisabledAt is when the app's widget was turned off; zero when on.
 	DisabledAt time.Time
-	CreatedAt  time.Time
+	// AgentEmailAfter and UserEmailAfter are how long a message may go
+	// unseen before it is e-mailed (to the members, to the user); zero is
+	// the server's default.
+	AgentEmailAfter, UserEmailAfter time.Duration
+	CreatedAt                       time.Time
 }
 
 // Disabled reports whether the app's widget is turned off.
@@ -313,9 +317,10 @@ func (db *DB) AppByName(ctx context.Context, name string) (*App, error) {
 func (db *DB) appWhere(ctx context.Context, where string, args ...any) (*App, error) {
 	var a App
 	var created int64
-	var disabled sql.NullInt64
-	err := db.readRow(ctx, `SELECT id, name, identity_mode, require_jwt, refuse_anonymous, disabled_at, created_at FROM apps WHERE `+where, args...).
-		Scan(&a.ID, &a.Name, &a.IdentityMode, &a.RequireJWT, &a.RefuseAnonymous, &disabled, &created)
+	var disabled, agentAfter, userAfter sql.NullInt64
+	err := db.readRow(ctx, `SELECT id, name, identity_mode, require_jwt, refuse_anonymous, disabled_at, created_at, agent_email_after, user_email_after
+		FROM apps WHERE `+where, args...).
+		Scan(&a.ID, &a.Name, &a.IdentityMode, &a.RequireJWT, &a.RefuseAnonymous, &disabled, &created, &agentAfter, &userAfter)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -326,6 +331,8 @@ func (db *DB) appWhere(ctx context.Context, where string, args ...any) (*App, er
 	if disabled.Valid {
 		a.DisabledAt = fromMillis(disabled.Int64)
 	}
+	a.AgentEmailAfter = time.Duration(agentAfter.Int64) * time.Millisecond
+	a.UserEmailAfter = time.Duration(userAfter.Int64) * time.Millisecond
 	rows, err := db.readRows(ctx, `SELECT origin FROM app_origins WHERE app_id = ? ORDER BY origin`, a.ID)
 	if err != nil {
 		return nil, fmt.Errorf("store: app origins: %w", err)

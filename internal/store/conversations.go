@@ -167,8 +167,9 @@ func (db *DB) conversationWhere(ctx context.Context, where string, args ...any) 
 // The mark only moves forward and never past the last message.
 func (db *DB) MarkRead(ctx context.Context, subjectID, id string, seq int64) error {
 	return db.group(ctx, func(ctx context.Context, tx txn) error {
-		res, err := tx.ExecContext(ctx, `UPDATE conversations SET user_read_seq = CASE WHEN ? <= user_read_seq THEN user_read_seq WHEN ? >= last_seq THEN last_seq ELSE ? END
-			WHERE id = ? AND subject_id = ?`, seq, seq, seq, id, subjectID)
+		res, err := tx.ExecContext(ctx, `UPDATE conversations SET user_read_seq = CASE WHEN ? <= user_read_seq THEN user_read_seq WHEN ? >= last_seq THEN last_seq ELSE ? END,
+			user_unseen_since = CASE WHEN ? >= last_seq THEN NULL ELSE user_unseen_since END
+			WHERE id = ? AND subject_id = ?`, seq, seq, seq, seq, id, subjectID)
 		if err != nil {
 			return err
 		}
@@ -222,8 +223,9 @@ func (db *DB) SetConversationStatus(ctx context.Context, appID, id, status strin
 // message.
 func (db *DB) MarkAgentRead(ctx context.Context, appID, id string, seq int64) error {
 	return db.group(ctx, func(ctx context.Context, tx txn) error {
-		res, err := tx.ExecContext(ctx, `UPDATE conversations SET agent_read_seq = CASE WHEN ? <= agent_read_seq THEN agent_read_seq WHEN ? >= last_seq THEN last_seq ELSE ? END
-			WHERE id = ? AND app_id = ?`, seq, seq, seq, id, appID)
+		res, err := tx.ExecContext(ctx, `UPDATE conversations SET agent_read_seq = CASE WHEN ? <= agent_read_seq THEN agent_read_seq WHEN ? >= last_seq THEN last_seq ELSE ? END,
+			agent_unseen_since = CASE WHEN ? >= last_seq THEN NULL ELSE agent_unseen_since END
+			WHERE id = ? AND app_id = ?`, seq, seq, seq, seq, id, appID)
 		if err != nil {
 			return err
 		}

@@ -96,7 +96,8 @@ func (db *DB) addUserMessageAtOnce(ctx context.Context, in UserMessage) (Posted,
 		noEndpoints = ` AND NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE app_id = conversations.app_id AND disabled_at IS NULL)`
 	}
 	c, err := scanPosted(db.write.QueryRowContext(ctx, `WITH c AS (
-			UPDATE conversations SET last_seq = last_seq + 1, user_read_seq = last_seq + 1, last_message_at = ?, status = 'open'
+			UPDATE conversations SET last_seq = last_seq + 1, user_read_seq = last_seq + 1, last_message_at = ?, status = 'open',
+				`+userWrote+`
 			WHERE id = ? AND subject_id = ? AND app_id = ?
 				AND NOT EXISTS (SELECT 1 FROM messages WHERE author_subject_id = ? AND client_msg_id = ?)`+noEndpoints+`
 			RETURNING `+postedColumns+`
@@ -105,7 +106,7 @@ func (db *DB) addUserMessageAtOnce(ctx context.Context, in UserMessage) (Posted,
 			SELECT ?, id, last_seq, 'user', ?, ?, ?, ? FROM c
 		)
 		SELECT * FROM c`,
-		now, in.ConversationID, in.SubjectID, in.AppID, in.SubjectID, in.ClientMsgID,
+		now, now, in.ConversationID, in.SubjectID, in.AppID, in.SubjectID, in.ClientMsgID,
 		id, in.SubjectID, in.ClientMsgID, in.Body, now))
 	if errors.Is(err, sql.ErrNoRows) || retryablePG(err) {
 		return Posted{}, false, nil
@@ -153,8 +154,8 @@ func (db *DB) addUserMessage(ctx context.Context, tx txn, in UserMessage) (Poste
 		}
 	}
 	// Writing reopens a closed conversation, as users expect.
-	c, err := scanPosted(tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, user_read_seq = last_seq + 1, last_message_at = ?, status = 'open'
-		WHERE id = ? AND subject_id = ? AND app_id = ? RETURNING `+postedColumns, now, convID, in.SubjectID, in.AppID))
+	c, err := scanPosted(tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, user_read_seq = last_seq + 1, last_message_at = ?, status = 'open',
+		`+userWrote+` WHERE id = ? AND subject_id = ? AND app_id = ? RETURNING `+postedColumns, now, now, convID, in.SubjectID, in.AppID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, ErrNotFound
 	}
@@ -204,8 +205,9 @@ func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, author
 	err := db.group(ctx, func(ctx context.Context, tx txn) error {
 		p = Posted{} // a failed attempt leaves nothing behind
 		now := db.now().UnixMilli()
-		c, err := scanPosted(tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, agent_read_seq = last_seq + 1, last_message_at = ?
-			WHERE id = ? AND app_id = ? RETURNING `+postedColumns, now, conversationID, appID))
+		c, err := scanPosted(tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, agent_read_seq = last_seq + 1, last_message_at = ?,
+			agent_unseen_since = NULL, user_unseen_since = coalesce(user_unseen_since, ?)
+			WHERE id = ? AND app_id = ? RETURNING `+postedColumns, now, now, conversationID, appID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -232,6 +234,11 @@ func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, author
 	db.stats.agentMessages.Add(1)
 	return p, nil
 }
+
+// userWrote is what a user's message does to the e-mail clocks
+// (email_alerts.go): the agents have a message to see, since now unless
+// one was already waiting; the user has seen everything.
+const userWrote = `agent_unseen_since = coalesce(agent_unseen_since, ?), user_unseen_since = NULL`
 
 // postedColumns are the conversation's columns as the UPDATE that posts a
 // message returns them: what scanConversation reads, less the last

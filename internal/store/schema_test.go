@@ -71,7 +71,7 @@ type index struct {
 
 // flagColumns are SQLite INTEGER columns that hold 0 or 1: boolean on
 // PostgreSQL, so that the store passes Go bools to both.
-var flagColumns = []string{"apps.require_jwt", "apps.refuse_anonymous", "subjects.email_signed", "subjects.name_signed"}
+var flagColumns = []string{"apps.require_jwt", "apps.refuse_anonymous", "subjects.email_signed", "subjects.name_signed", "app_members.email_alerts"}
 
 // TestPostgresSchemaMatchesSQLite: the PostgreSQL schema has the tables,
 // columns (type, nullability, primary keys) and indexes (columns,

@@ -23,16 +23,18 @@ import (
 // So a delivery exists exactly when its event committed: a crash after the
 // commit loses nothing, and a write that rolls back sends nothing.
 
-// Outbox queues the deliveries of committed events: Enqueue runs inside
-// the transaction that wrote the rows, and its jobs commit or roll back
-// with them.
+// Outbox queues the work that follows from a write, inside the write's
+// transaction, so its jobs commit or roll back with it: the deliveries of
+// webhook_deliveries rows, and e-mails (email_alerts.go).
 type Outbox interface {
-	Enqueue(ctx context.Context, tx *sql.Tx, deliveryIDs []int64) error
+	EnqueueWebhooks(ctx context.Context, tx *sql.Tx, deliveryIDs []int64) error
+	EnqueueMail(ctx context.Context, tx *sql.Tx, mails []MailJob) error
 }
 
-// UseOutbox has the DB record webhook events and queue their deliveries
-// through o. It is set once, before the DB serves writes; a DB without an
-// outbox (the CLI's) records no events, as nothing would deliver them.
+// UseOutbox has the DB record webhook events and queue their deliveries,
+// and queue e-mails, through o. It is set once, before the DB serves
+// writes; a DB without an outbox (the CLI's) records no events, as
+// nothing would deliver them.
 func (db *DB) UseOutbox(o Outbox) { db.outbox = o }
 
 // Delivery statuses.
@@ -135,7 +137,7 @@ func (db *DB) recordEvents(ctx context.Context, tx txn, subs []subscriber, c Con
 	if len(ids) == 0 {
 		return nil
 	}
-	if err := db.outbox.Enqueue(ctx, sqlTx(tx), ids); err != nil {
+	if err := db.outbox.EnqueueWebhooks(ctx, sqlTx(tx), ids); err != nil {
 		return fmt.Errorf("queue webhook deliveries: %w", err)
 	}
 	return nil
@@ -318,7 +320,7 @@ func (db *DB) ResendWebhookDelivery(ctx context.Context, appID, endpointID strin
 		if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'pending' WHERE id = ?`, id); err != nil {
 			return err
 		}
-		return db.outbox.Enqueue(ctx, tx, []int64{id})
+		return db.outbox.EnqueueWebhooks(ctx, tx, []int64{id})
 	})
 	if err != nil {
 		return fmt.Errorf("store: resend webhook delivery: %w", err)
