@@ -29,6 +29,9 @@ import (
 
 // Config is what the server needs to know about where it runs.
 type Config struct {
+	// SessionRefusals, when set, counts the widget sessions refused, by
+	// reason, for the metrics.
+	SessionRefusals *handlers.Refusals
 	// MailOn says the server sends e-mail (serve --smtp-url), and
 	// EmailWaits are its default waits before it does; the settings page
 	// shows both.
@@ -189,7 +192,11 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	// Starting and ending sessions share one budget per address: each is a
 	// write, and ending one takes nothing but a guessable-looking token.
 	sessionsPerIP := perIP(limits.SessionsPerIP.Keyed(limitKeys), "too many chats are starting from your network; try again shortly")
-	e.POST("/api/widget/sessions", sessions.Create, sessionsPerIP)
+	refusals := cfg.SessionRefusals
+	if refusals == nil {
+		refusals = &handlers.Refusals{}
+	}
+	e.POST("/api/widget/sessions", sessions.Create, refusals.Count, sessionsPerIP)
 	e.DELETE("/api/widget/session", (&handlers.WidgetSession{Store: db, PublicOrigin: origin}).End, sessionsPerIP)
 	e.GET("/api/widget/ws", socket.Serve,
 		perIP(limits.SocketOpensPerIP.Keyed(limitKeys), "too many chat connections are opening from your network; try again shortly"))

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley-chat/parley/handlers"
 	"github.com/parley-chat/parley/internal/broker"
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/identity"
@@ -391,22 +392,24 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 			log.Warn("job queue", "error", err)
 		}
 	}()
+	refusals := &handlers.Refusals{}
 	var brokerReady func(context.Context) error
 	if _, single := b.(broker.Local); !single {
 		brokerReady = b.Ready
 	}
 	handler, err := web.New(web.Config{
-		BrokerReady:    brokerReady,
-		MailOn:         cfg.Mail != nil,
-		EmailWaits:     cfg.EmailWaits,
-		WebhookGuard:   cfg.WebhookGuard,
-		PublicURL:      cfg.PublicURL,
-		SessionTTL:     12 * time.Hour,
-		Signup:         cfg.Signup,
-		OwnerIdle:      ownerIdle,
-		OwnerMaxAge:    ownerMaxAge,
-		TrustedProxies: cfg.TrustedProxies,
-		Limits:         cfg.Limits,
+		BrokerReady:     brokerReady,
+		SessionRefusals: refusals,
+		MailOn:          cfg.Mail != nil,
+		EmailWaits:      cfg.EmailWaits,
+		WebhookGuard:    cfg.WebhookGuard,
+		PublicURL:       cfg.PublicURL,
+		SessionTTL:      12 * time.Hour,
+		Signup:          cfg.Signup,
+		OwnerIdle:       ownerIdle,
+		OwnerMaxAge:     ownerMaxAge,
+		TrustedProxies:  cfg.TrustedProxies,
+		Limits:          cfg.Limits,
 	}, db, hub, log)
 	if err != nil {
 		return err
@@ -423,7 +426,7 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metrics.Handler(db, hub, queue))
+		mux.Handle("GET /metrics", metrics.Handler(db, hub, queue, refusals))
 		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go msrv.Serve(mln)
 		defer msrv.Close()

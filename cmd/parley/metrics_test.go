@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +17,24 @@ import (
 func TestMetricsListener(t *testing.T) {
 	e := newBinEnv(t)
 	maddr := freeAddr(t)
-	e.serve("--metrics", maddr)
+	hooks := make(chan struct{}, 10)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hooks <- struct{}{} }))
+	defer recv.Close()
+	cmd := exec.Command(e.bin, "webhooks", "add", "--db", e.db, "--app", e.app.AppID, "--url", recv.URL, "--event", "message.created",
+		"--webhook-allow", "127.0.0.0/8")
+	cmd.Env = e.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("webhooks add: %v %s", err, out)
+	}
+	e.serve("--metrics", maddr, "--webhook-allow", "127.0.0.0/8")
+	// A session refused: a user_hash that does not match.
+	body, _ := json.Marshal(map[string]string{"app_id": e.app.AppID, "parent_origin": e.origin, "user_id": "u2", "user_hash": strings.Repeat("0", 64)})
+	req, _ := http.NewRequest("POST", e.base+"/api/widget/sessions", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", e.base)
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a bad user_hash: %v %v", res, err)
+	}
 
 	token, err := e.newSession("u1")
 	if err != nil {
@@ -38,8 +59,19 @@ func TestMetricsListener(t *testing.T) {
 		}
 	}
 
-	body := getStatus(t, "http://"+maddr+"/metrics", http.StatusOK)
+	<-hooks
+	var metrics string
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(metrics, `parley_webhook_deliveries_total{outcome="delivered"} 1`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the delivery is not counted:\n%s", grepLines(metrics, "parley_webhook"))
+		}
+		metrics = getStatus(t, "http://"+maddr+"/metrics", http.StatusOK)
+	}
 	for _, want := range []string{
+		`parley_sessions_refused_total{reason="identity_hash_invalid"} 1`,
+		`parley_webhook_deliveries_total{outcome="failed"} 0`,
+		`parley_webhook_queue_depth 0`,
+		`parley_emails_total{outcome="sent"} 0`,
 		`parley_messages_committed_total{author="user"} 1`,
 		`parley_messages_committed_total{author="agent"} 0`,
 		`parley_sockets_open{kind="widget"} 1`,
@@ -48,8 +80,8 @@ func TestMetricsListener(t *testing.T) {
 		`parley_commit_group_size_bucket`,
 		`go_goroutines`,
 	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("metrics lack %q:\n%s", want, grepLines(body, "parley_"))
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(metrics, "parley_"))
 		}
 	}
 	getStatus(t, e.base+"/metrics", http.StatusNotFound)

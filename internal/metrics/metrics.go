@@ -35,10 +35,17 @@ type Hub interface {
 	Resyncs() int64
 }
 
-// Handler registers the metrics of db, hub and the job queue, with Go's
-// and the process's, and returns the handler of GET /metrics.
-func Handler(db Store, hub Hub, jobs Queue) http.Handler {
+// Refusals are the widget sessions refused, by reason.
+type Refusals interface {
+	Counts() map[string]int64
+}
+
+// Handler registers the metrics of db, hub, the job queue and the
+// session refusals, with Go's and the process's, and returns the handler
+// of GET /metrics.
+func Handler(db Store, hub Hub, jobs Queue, refusals Refusals) http.Handler {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(refusalCollector{refusals})
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	sockets := func(kind string, pick func(w, a int) int) prometheus.Collector {
@@ -92,4 +99,20 @@ func Handler(db Store, hub Hub, jobs Queue) http.Handler {
 		groups.Observe(float64(writes))
 	})
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// refusalCollector reports the refusals by reason, each reason a series
+// from its first refusal on.
+type refusalCollector struct{ r Refusals }
+
+var refusalDesc = prometheus.NewDesc("parley_sessions_refused_total",
+	"Widget sessions this node refused, by reason: the error code the widget got (origin_not_allowed, parent_origin_not_allowed, identity_hash_invalid, identity_jwt_invalid, rate_limited, app_disabled, …).",
+	[]string{"reason"}, nil)
+
+func (c refusalCollector) Describe(ch chan<- *prometheus.Desc) { ch <- refusalDesc }
+
+func (c refusalCollector) Collect(ch chan<- prometheus.Metric) {
+	for reason, n := range c.r.Counts() {
+		ch <- prometheus.MustNewConstMetric(refusalDesc, prometheus.CounterValue, float64(n), reason)
+	}
 }
