@@ -3,13 +3,16 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/parley-chat/parley/internal/mail"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/templates"
 )
@@ -28,6 +31,7 @@ type settingsStore interface {
 	EmailAlerts(ctx context.Context, appID, ownerID string) (bool, error)
 	SetEmailAlerts(ctx context.Context, appID, ownerID string, on bool) error
 	SetEmailWaits(ctx context.Context, appID string, agent, user time.Duration) error
+	CreateInvite(ctx context.Context, appID, email string) (string, string, error)
 }
 
 // agentAccess ends a removed member's open inbox sockets.
@@ -46,6 +50,9 @@ type Settings struct {
 	// waits before it does.
 	MailOn     bool
 	EmailWaits store.EmailWaits
+	// Mail sends invitations to addresses with no account; nil when the
+	// server sends no e-mail.
+	Mail *mail.Sender
 }
 
 const statsDays = 7
@@ -57,6 +64,7 @@ var notices = map[string]string{
 	"rotated":        "Identity secret rotated. Put the new secret on your servers; the old one works as long as you chose.",
 	"revoked":        "Secret revoked. Hashes made with it are refused from now on.",
 	"member-added":   "Member added.",
+	"invited":        "Invitation sent. The link in it works once, for 7 days.",
 	"member-removed": "Member removed.",
 	"disabled":       "Widget turned off. Every open chat has ended and no new one starts until you turn it back on.",
 	"enabled":        "Widget turned on. Chats can start again.",
@@ -222,9 +230,14 @@ func (h *Settings) RotateAPIKey(c echo.Context) error {
 	return h.page(c, http.StatusOK, settingsExtras{NewAPIKey: key, Notice: "API key rotated. The old key no longer works."})
 }
 
-// AddMember serves POST …/settings/members (email of an existing owner).
+// AddMember serves POST …/settings/members (email). An existing owner
+// becomes a member at once; when the server sends e-mail, an address
+// with no account is sent an invitation instead.
 func (h *Settings) AddMember(c echo.Context) error {
 	_, err := h.Store.AddMemberByEmail(c.Request().Context(), dashAppFrom(c).ID, postValue(c, "email"))
+	if errors.Is(err, store.ErrNoSuchOwner) && h.Mail != nil {
+		return h.invite(c, postValue(c, "email"))
+	}
 	if ie := new(store.InputError); errors.As(err, &ie) {
 		return h.page(c, http.StatusBadRequest, settingsExtras{MemberError: ie.Msg})
 	}
@@ -294,4 +307,31 @@ func (h *Settings) SetEmailWaits(c echo.Context) error {
 		return err
 	}
 	return h.back(c, "email-waits")
+}
+
+// invite mails an invitation to the app to an address with no account.
+func (h *Settings) invite(c echo.Context, email string) error {
+	ctx, app, me := c.Request().Context(), dashAppFrom(c), ownerFrom(c)
+	token, addr, err := h.Store.CreateInvite(ctx, app.ID, email)
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return h.page(c, http.StatusBadRequest, settingsExtras{MemberError: ie.Msg})
+	}
+	if err != nil {
+		return err
+	}
+	mctx, cancel := context.WithTimeout(ctx, mailTimeout)
+	defer cancel()
+	err = h.Mail.Send(mctx, mail.Message{To: addr, Subject: oneLine(me.Owner.Name + " invited you to answer " + app.Name + "'s chats"),
+		Text: fmt.Sprintf("%s (%s) invited you to answer the chats of %s on Parley.\n\nMake your account and join, within 7 days:\n%s/invite#%s\n\n"+
+			"Or open %s/invite and paste this code:\n%s\n\nIf you did not expect this, ignore it.\n",
+			me.Owner.Name, me.Owner.Email, app.Name, h.PublicURL, token, h.PublicURL, token)})
+	if err != nil {
+		return h.page(c, http.StatusBadGateway, settingsExtras{MemberError: "The invitation could not be sent just now. Try again in a moment."})
+	}
+	return h.back(c, "invited")
+}
+
+// oneLine keeps a mail header on one line, whatever names it quotes.
+func oneLine(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsControl(r) }), " ")
 }

@@ -6,6 +6,15 @@
   "use strict";
   function $(id) { return document.getElementById(id); }
 
+  // A mailed link carries its token in the #fragment, which no server
+  // sees: it goes into the form's code field, and out of the address bar
+  // and the history.
+  var code = document.querySelector("[data-fragment-token]");
+  if (code && location.hash.length > 1) {
+    code.value = decodeURIComponent(location.hash.slice(1));
+    history.replaceState(null, "", location.pathname);
+  }
+
   function post(url, data) {
     return fetch(url, {
       method: "POST", credentials: "same-origin",

@@ -334,3 +334,12 @@ type DeliveryRow struct {
 	CreatedAt, AttemptedAt       time.Time
 	Resendable                   bool
 }
+
+// LinkView is the page of a link mailed to an owner: forgot, reset or
+// invite.
+type LinkView struct {
+	ScriptURL, StyleURL string
+	Email, Name         string
+	Error, Notice       string
+	MailOn              bool // the server sends e-mail
+}

@@ -58,7 +58,8 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 		PerAccount: ratelimit.Rate{Burst: accountBurst, Every: accountEvery},
 		PerIP:      ratelimit.Rate{Burst: ipBurst, Every: ipEvery},
 		Clock:      clock}
-	settings := &handlers.Settings{Pages: pages, Store: db, Agents: hub, PublicURL: origin, MailOn: cfg.MailOn, EmailWaits: cfg.EmailWaits}
+	settings := &handlers.Settings{Pages: pages, Store: db, Agents: hub, PublicURL: origin,
+		MailOn: cfg.MailOn || cfg.Mail != nil, EmailWaits: cfg.EmailWaits, Mail: cfg.Mail}
 	apps := &handlers.Apps{Pages: pages, Store: db, Settings: settings}
 	inbox := &handlers.Inbox{Pages: pages, Store: db, Delivery: hub}
 	socket := handlers.NewAgentSocket(hub, origin, db, idle)
@@ -80,6 +81,13 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	e.POST("/login", auth.Login, mw...)
 	e.POST("/logout", auth.Logout, mw...)
 	e.GET("/signup", auth.SignupForm, mw...)
+	links := &handlers.OwnerLinks{Pages: pages, Store: db, Auth: auth, Mail: cfg.Mail, PublicURL: origin}
+	e.GET("/forgot", links.ForgotForm, mw...)
+	e.POST("/forgot", links.Forgot, mw...)
+	e.GET("/reset", links.ResetForm, mw...)
+	e.POST("/reset", links.Reset, mw...)
+	e.GET("/invite", links.InviteForm, mw...)
+	e.POST("/invite", links.Invite, mw...)
 	// Followed from an e-mail, and posted to by mail programs (one-click
 	// unsubscribe): no sign-in, and no same-site check for its POST.
 	unsubscribe := &handlers.Unsubscribe{Pages: pages, Store: db}

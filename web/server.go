@@ -23,6 +23,7 @@ import (
 	parley "github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/handlers"
 	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/mail"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/internal/webhooks"
 )
@@ -32,9 +33,11 @@ type Config struct {
 	// SessionRefusals, when set, counts the widget sessions refused, by
 	// reason, for the metrics.
 	SessionRefusals *handlers.Refusals
-	// MailOn says the server sends e-mail (serve --smtp-url), and
-	// EmailWaits are its default waits before it does; the settings page
-	// shows both.
+	// Mail sends the dashboard's e-mail (password resets, invitations);
+	// nil when the server sends none (no serve --smtp-url).
+	Mail *mail.Sender
+	// MailOn says the server sends e-mail, and EmailWaits are its default
+	// waits before it does; the settings page shows both.
 	MailOn     bool
 	EmailWaits store.EmailWaits
 	// PublicURL is Parley's own origin as browsers see it, e.g.

@@ -400,6 +400,7 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 	handler, err := web.New(web.Config{
 		BrokerReady:     brokerReady,
 		SessionRefusals: refusals,
+		Mail:            cfg.Mail,
 		MailOn:          cfg.Mail != nil,
 		EmailWaits:      cfg.EmailWaits,
 		WebhookGuard:    cfg.WebhookGuard,

@@ -31,6 +31,10 @@ func addMember(ctx context.Context, tx *sql.Tx, appID, ownerID string, now int64
 	return err
 }
 
+// ErrNoSuchOwner is (besides an InputError) AddMemberByEmail's answer
+// for an address with no account, which can be invited (CreateInvite).
+var ErrNoSuchOwner = errors.New("store: no owner has this email")
+
 // AddMemberByEmail invites an existing owner to the app by email.
 func (db *DB) AddMemberByEmail(ctx context.Context, appID, email string) (Owner, error) {
 	norm, err := normalizeEmail(email)
@@ -41,7 +45,7 @@ func (db *DB) AddMemberByEmail(ctx context.Context, appID, email string) (Owner,
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		o, err = scanOwner(tx.QueryRowContext(ctx, `SELECT id, email, name, created_at FROM owners WHERE email = ?`, norm))
 		if errors.Is(err, sql.ErrNoRows) {
-			return &InputError{fmt.Sprintf("no owner has the email %s; they need to sign up first", norm)}
+			return fmt.Errorf("%w%w", ErrNoSuchOwner, &InputError{fmt.Sprintf("no owner has the email %s; they need to sign up first", norm)})
 		}
 		if err != nil {
 			return err

@@ -24,6 +24,19 @@ type Owner struct {
 // CreateOwner stores a new owner. passwordHash is whatever the caller's
 // password hashing produced; the store never sees the password.
 func (db *DB) CreateOwner(ctx context.Context, email, name, passwordHash string) (Owner, error) {
+	var o Owner
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		o, err = db.insertOwner(ctx, tx, email, name, passwordHash)
+		return err
+	})
+	if err != nil {
+		return Owner{}, err
+	}
+	return o, nil
+}
+
+func (db *DB) insertOwner(ctx context.Context, tx *sql.Tx, email, name, passwordHash string) (Owner, error) {
 	email, err := normalizeEmail(email)
 	if err != nil {
 		return Owner{}, err
@@ -39,21 +52,15 @@ func (db *DB) CreateOwner(ctx context.Context, email, name, passwordHash string)
 		return Owner{}, errors.New("store: create owner: empty password hash")
 	}
 	o := Owner{ID: identity.NewID("own_"), Email: email, Name: name, CreatedAt: fromMillis(db.now().UnixMilli())}
-	err = db.tx(ctx, func(tx *sql.Tx) error {
-		// The email's unique key decides, also between two nodes signing
-		// the same address up at once.
-		res, err := tx.ExecContext(ctx, `INSERT INTO owners (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT DO NOTHING`, o.ID, o.Email, o.Name, passwordHash, o.CreatedAt.UnixMilli())
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return &InputError{"an owner with this email already exists"}
-		}
-		return nil
-	})
+	// The email's unique key decides, also between two nodes signing the
+	// same address up at once.
+	res, err := tx.ExecContext(ctx, `INSERT INTO owners (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT DO NOTHING`, o.ID, o.Email, o.Name, passwordHash, o.CreatedAt.UnixMilli())
 	if err != nil {
 		return Owner{}, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Owner{}, &InputError{"an owner with this email already exists"}
 	}
 	return o, nil
 }
@@ -98,19 +105,21 @@ func (db *DB) SetOwnerPassword(ctx context.Context, ownerID, passwordHash string
 	if passwordHash == "" {
 		return errors.New("store: set owner password: empty password hash")
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE owners SET password_hash = ? WHERE id = ?`, passwordHash, ownerID)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		if _, err = tx.ExecContext(ctx, `DELETE FROM owner_sessions WHERE owner_id = ?`, ownerID); err != nil {
-			return err
-		}
-		return db.endOwnerAccess(ctx, tx, EndPasswordChanged, ownerID, "", "")
-	})
+	return db.tx(ctx, func(tx *sql.Tx) error { return db.setOwnerPassword(ctx, tx, ownerID, passwordHash) })
+}
+
+func (db *DB) setOwnerPassword(ctx context.Context, tx *sql.Tx, ownerID, passwordHash string) error {
+	res, err := tx.ExecContext(ctx, `UPDATE owners SET password_hash = ? WHERE id = ?`, passwordHash, ownerID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	if _, err = tx.ExecContext(ctx, `DELETE FROM owner_sessions WHERE owner_id = ?`, ownerID); err != nil {
+		return err
+	}
+	return db.endOwnerAccess(ctx, tx, EndPasswordChanged, ownerID, "", "")
 }
 
 // normalizeEmail trims and lower-cases an email and checks it has the

@@ -212,3 +212,69 @@ func TestOwnerSessionEnds(t *testing.T) {
 		t.Fatalf("CreateOwnerSession(unknown owner) = %v, want ErrNotFound", err)
 	}
 }
+
+// A mailed link works once and not after it expires; an invitation
+// makes the account a member of its app, and is refused (and kept) when
+// the address got an account meanwhile.
+func TestOwnerLinks(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	ann, err := db.CreateOwner(ctx, "ann@example.com", "Ann", "hash-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.CreateResetLink(ctx, "nobody@example.com"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a reset link for an unknown address: %v", err)
+	}
+	token, o, err := db.CreateResetLink(ctx, "ANN@example.com")
+	if err != nil || o.ID != ann.ID {
+		t.Fatal(o, err)
+	}
+	db.SetNow(func() time.Time { return time.Now().Add(store.ResetLinkTTL + time.Second) })
+	if _, err := db.ResetPassword(ctx, token, "hash-2"); !errors.Is(err, store.ErrLinkInvalid) {
+		t.Errorf("an expired link: %v", err)
+	}
+	db.SetNow(time.Now)
+	token, _, _ = db.CreateResetLink(ctx, ann.Email)
+	if _, err := db.ResetPassword(ctx, token, "hash-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, hash, _ := db.OwnerByEmail(ctx, ann.Email); hash != "hash-2" {
+		t.Errorf("hash %q after the reset", hash)
+	}
+	if _, err := db.ResetPassword(ctx, token, "hash-3"); !errors.Is(err, store.ErrLinkInvalid) {
+		t.Errorf("a used link: %v", err)
+	}
+
+	app, err := db.CreateApp(ctx, store.NewApp{Name: "Shop", Origins: []string{"https://shop.example"}, OwnerID: ann.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.CreateInvite(ctx, app.App.ID, ann.Email); !errors.Is(err, store.ErrOwnerExists) {
+		t.Errorf("inviting an existing owner: %v", err)
+	}
+	invite, addr, err := db.CreateInvite(ctx, app.App.ID, " New@Example.com ")
+	if err != nil || addr != "new@example.com" {
+		t.Fatal(addr, err)
+	}
+	if _, err := db.CreateOwner(ctx, "new@example.com", "Sneaky", "hash-x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.AcceptInvite(ctx, invite, "New", "hash-n"); err == nil {
+		t.Fatal("an invitation for an address that has an account made another")
+	}
+	invite2, _, err := db.CreateInvite(ctx, app.App.ID, "other@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, appID, err := db.AcceptInvite(ctx, invite2, "Other", "hash-o")
+	if err != nil || appID != app.App.ID {
+		t.Fatal(appID, err)
+	}
+	if _, err := db.OwnerApp(ctx, other.ID, app.App.ID); err != nil {
+		t.Errorf("the invited owner is not a member: %v", err)
+	}
+	if _, _, err := db.AcceptInvite(ctx, invite2, "Other", "hash-o"); !errors.Is(err, store.ErrLinkInvalid) {
+		t.Errorf("an invitation used twice: %v", err)
+	}
+}
