@@ -111,8 +111,111 @@
     var refreshList = serial(function () {
       return fetchHTML(inbox.dataset.listUrl).then(function (html) {
         $("conversations").replaceChildren(fragment(html));
+        showUnreadInTitle();
       });
     });
+
+    // The tab's title counts the conversations with something unread.
+    var title = document.title;
+    function showUnreadInTitle() {
+      var n = $("conversations").querySelectorAll(".unread").length;
+      document.title = (n ? "(" + n + ") " : "") + title;
+    }
+    showUnreadInTitle();
+
+    // Alerts: a browser notification and a sound, each opted into on this
+    // browser, once per conversation until it is opened, and never for a
+    // message on screen.
+    var prefsKey = "parley.alerts." + inbox.dataset.appId;
+    var prefs = {};
+    var notified = {};
+    try {
+      prefs = JSON.parse(localStorage.getItem(prefsKey) || "{}");
+      notified = JSON.parse(sessionStorage.getItem(prefsKey) || "{}");
+    } catch (e) { /* storage off: no memory between pages */ }
+    function keep() {
+      try {
+        localStorage.setItem(prefsKey, JSON.stringify(prefs));
+        sessionStorage.setItem(prefsKey, JSON.stringify(notified));
+      } catch (e) { /* storage off */ }
+    }
+    function opened() {
+      if (convID && document.visibilityState === "visible" && notified[convID]) {
+        delete notified[convID];
+        keep();
+      }
+    }
+    opened();
+    document.addEventListener("visibilitychange", opened);
+
+    var canNotify = "Notification" in window;
+    var alertsButton = $("alerts-toggle"), soundButton = $("sound-toggle");
+    function showAlertButtons() {
+      var on = prefs.notify && canNotify && Notification.permission === "granted";
+      alertsButton.setAttribute("aria-pressed", on ? "true" : "false");
+      alertsButton.textContent = on ? "Turn off alerts" : "Turn on alerts";
+      if (canNotify && Notification.permission === "denied") {
+        alertsButton.textContent = "Alerts are blocked by the browser";
+        alertsButton.disabled = true;
+      }
+      alertsButton.hidden = !canNotify;
+      soundButton.setAttribute("aria-pressed", prefs.sound ? "true" : "false");
+      soundButton.textContent = prefs.sound ? "Turn off sound" : "Turn on sound";
+      $("alerts").hidden = false;
+    }
+    alertsButton.addEventListener("click", function () {
+      if (prefs.notify && Notification.permission === "granted") {
+        prefs.notify = false;
+        keep();
+        showAlertButtons();
+        return;
+      }
+      Notification.requestPermission().then(function (p) {
+        prefs.notify = p === "granted";
+        keep();
+        showAlertButtons();
+      });
+    });
+    soundButton.addEventListener("click", function () {
+      prefs.sound = !prefs.sound;
+      keep();
+      showAlertButtons();
+      if (prefs.sound) chime(); // also lets the page play sound from now on
+    });
+    showAlertButtons();
+
+    var audio;
+    function chime() {
+      try {
+        audio = audio || new AudioContext();
+        var o = audio.createOscillator(), g = audio.createGain();
+        o.frequency.value = 880;
+        g.gain.setValueAtTime(0.08, audio.currentTime);
+        g.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + 0.25);
+        o.connect(g);
+        g.connect(audio.destination);
+        o.start();
+        o.stop(audio.currentTime + 0.25);
+      } catch (e) { /* no audio */ }
+    }
+
+    function alertFor(f) {
+      if (!f.message || f.message.author !== "user") return;
+      var c = f.conversation_id;
+      if ((c === convID && document.visibilityState === "visible") || notified[c]) return;
+      notified[c] = true;
+      keep();
+      if (prefs.notify && canNotify && Notification.permission === "granted") {
+        try {
+          var n = new Notification("New message", { body: f.message.body.slice(0, 140), tag: c });
+          n.onclick = function () {
+            window.focus();
+            location.href = inbox.dataset.conversationUrl + encodeURIComponent(c);
+          };
+        } catch (e) { /* refused by the browser: the sound and the title still tell */ }
+      }
+      if (prefs.sound) chime();
+    }
 
     var syncThread = serial(function () {
       return fetchHTML(base + "?fragment=messages&after_seq=" + lastSeq).then(function (html) {
@@ -162,6 +265,7 @@
           if (convID) syncThread();
           break;
         case "message":
+          alertFor(f);
           refreshList();
           if (f.conversation_id === convID) {
             if (f.message && f.message.author === "user") showTyping(false);
