@@ -24,6 +24,7 @@ type inboxStore interface {
 	AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string) (store.Posted, error)
 	SetConversationStatus(ctx context.Context, appID, id, status string) (store.Conversation, error)
 	MarkAgentRead(ctx context.Context, appID, id string, seq int64) error
+	OnlineAgents(ctx context.Context, appID string, now time.Time) ([]store.Owner, error)
 }
 
 // Inbox is where owners read and answer their app's conversations. Every
@@ -95,6 +96,17 @@ func (h *Inbox) Show(c echo.Context) error {
 		listURL += "&after=" + url.QueryEscape(c.QueryParam("after"))
 	}
 	v := templates.InboxView{Shell: h.shell(c, "Inbox", "inbox"), Filter: filter, List: list, ListURL: listURL, WSURL: base + "/ws"}
+	// Who else has the inbox open; this page's own socket is not yet.
+	online, err := h.Store.OnlineAgents(ctx, app.ID, time.Now())
+	if err != nil {
+		return err
+	}
+	v.Online = []string{"you"}
+	for _, o := range online {
+		if o.ID != ownerFrom(c).OwnerID {
+			v.Online = append(v.Online, o.Name)
+		}
+	}
 	if open != nil {
 		if v.Thread, err = h.thread(ctx, *open, base+"?status="+filter); err != nil {
 			return err

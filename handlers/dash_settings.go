@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/parley-chat/parley/internal/hours"
 	"github.com/parley-chat/parley/internal/mail"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/templates"
@@ -32,6 +33,7 @@ type settingsStore interface {
 	SetEmailAlerts(ctx context.Context, appID, ownerID string, on bool) error
 	SetEmailWaits(ctx context.Context, appID string, agent, user time.Duration) error
 	CreateInvite(ctx context.Context, appID, email string) (string, string, error)
+	SetAvailability(ctx context.Context, appID string, a store.Availability) error
 }
 
 // agentAccess ends a removed member's open inbox sockets.
@@ -70,11 +72,14 @@ var notices = map[string]string{
 	"enabled":        "Widget turned on. Chats can start again.",
 	"email-alerts":   "Your e-mail choice is saved.",
 	"email-waits":    "The waits before e-mail are saved.",
+	"availability":   "Availability saved. Open chats show it within a minute.",
 }
 
 type settingsExtras struct {
 	NewAPIKey, Notice, FormError, MemberError, EmailError string
-	Form                                                  *store.AppSettings // what the owner typed, when saving failed
+	// Availability is the availability form as typed, when saving failed.
+	Availability *templates.AvailabilitySettings
+	Form         *store.AppSettings // what the owner typed, when saving failed
 }
 
 // Show serves GET /dashboard/apps/:app_id/settings.
@@ -126,6 +131,10 @@ func (h *Settings) page(c echo.Context, status int, x settingsExtras) error {
 	}
 	if app.UserEmailAfter > 0 {
 		v.Email.UserWait = minutes(app.UserEmailAfter)
+	}
+	v.Availability = availabilityForm(app.Availability)
+	if x.Availability != nil {
+		v.Availability = *x.Availability
 	}
 	for _, m := range members {
 		v.Members = append(v.Members, templates.MemberRow{ID: m.ID, Name: m.Name, Email: m.Email, You: m.ID == me})
@@ -334,4 +343,63 @@ func (h *Settings) invite(c echo.Context, email string) error {
 // oneLine keeps a mail header on one line, whatever names it quotes.
 func oneLine(s string) string {
 	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsControl(r) }), " ")
+}
+
+// weekOrder lists the days Monday first, as the form shows them.
+var weekOrder = []time.Weekday{time.Monday, time.Tuesday, time.Wednesday, time.Thursday, time.Friday, time.Saturday, time.Sunday}
+
+// availabilityForm is the form of saved settings; days without hours
+// offer 09:00–17:00.
+func availabilityForm(a store.Availability) templates.AvailabilitySettings {
+	f := templates.AvailabilitySettings{TimeZone: a.TimeZone, AlwaysOpen: !a.Hours.Set, Greeting: a.Greeting, AwayMessage: a.AwayMessage, ReplyTime: a.ReplyTime}
+	for _, d := range weekOrder {
+		sp := a.Hours.Days[d]
+		row := templates.DayHours{Key: hours.DayName(d), Label: d.String(), On: sp.On, From: "09:00", To: "17:00"}
+		if sp.On {
+			row.From, row.To = hours.Clock(sp.From), hours.Clock(sp.To)
+		}
+		f.Days = append(f.Days, row)
+	}
+	return f
+}
+
+// SaveAvailability serves POST …/settings/availability.
+func (h *Settings) SaveAvailability(c echo.Context) error {
+	a := store.Availability{TimeZone: strings.TrimSpace(postValue(c, "time_zone")), Greeting: strings.TrimSpace(postValue(c, "greeting")),
+		AwayMessage: strings.TrimSpace(postValue(c, "away_message")), ReplyTime: postValue(c, "reply_time")}
+	form := availabilityForm(a)
+	form.AlwaysOpen = postValue(c, "hours") != "set"
+	a.Hours.Set = !form.AlwaysOpen
+	var problem string
+	for i, d := range weekOrder {
+		key := hours.DayName(d)
+		row := &form.Days[i]
+		row.On, row.From, row.To = postValue(c, "open_"+key) == "on", postValue(c, "from_"+key), postValue(c, "to_"+key)
+		if !row.On {
+			continue
+		}
+		sp, err := hours.NewSpan(row.From, row.To)
+		if err != nil && problem == "" {
+			problem = d.String() + ": " + strings.TrimPrefix(err.Error(), "hours: ")
+		}
+		a.Hours.Days[d] = sp
+	}
+	refuse := func(msg string) error {
+		form.Error = msg
+		return h.page(c, http.StatusBadRequest, settingsExtras{Availability: &form})
+	}
+	if problem != "" && a.Hours.Set {
+		return refuse(problem)
+	}
+	if !a.Hours.Set {
+		a.Hours = hours.Week{}
+	}
+	err := h.Store.SetAvailability(c.Request().Context(), dashAppFrom(c).ID, a)
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return refuse(ie.Msg)
+	}
+	if err != nil {
+		return err
+	}
+	return h.back(c, "availability")
 }

@@ -187,6 +187,7 @@
     lastSeq = {};
     shown = {};
     thread.textContent = "";
+    showGreeting();
   }
 
   function startSession(withoutPage) {
@@ -313,6 +314,7 @@
   function onFrame(f) {
     switch (f.type) {
       case "welcome":
+        showPresence(f.presence);
         backoff = socketRetryMs = 0;
         outbox.forEach(function (o) { o.sent = false; });
         say("");
@@ -325,6 +327,7 @@
       case "message": onMessage(f.message); break;
       case "unread": postUnread(f.count); break;
       case "typing": onTyping(f); break;
+      case "presence": showPresence(f); break;
       case "error": onError(f); break;
     }
   }
@@ -426,6 +429,35 @@
     send({ type: "read", conversation_id: conv, seq: lastSeq[conv] });
   }
 
+  // The team's presence: the greeting on an empty conversation, how soon
+  // they usually reply, and, when nobody can answer now, the away message
+  // or a word that nobody is online. Users can still write.
+  var presence = {};
+  var replyTimes = { minutes: "Usually replies within a few minutes", hour: "Usually replies within an hour",
+    hours: "Usually replies within a few hours", day: "Usually replies within a day" };
+  function showPresence(p) {
+    presence = p || {};
+    var rt = $("reply-time");
+    rt.textContent = replyTimes[presence.reply_time] || "";
+    rt.hidden = !rt.textContent;
+    var away = $("presence");
+    away.textContent = "";
+    if (presence.open === false) {
+      away.textContent = presence.away_message || "We're away right now. Leave a message and we'll answer when we're back.";
+      away.dataset.state = "away";
+    } else if (presence.agents_online === false) {
+      away.textContent = "Nobody is online right now. Leave a message and we'll answer as soon as we can.";
+      away.dataset.state = "offline";
+    }
+    away.hidden = !away.textContent;
+    showGreeting();
+  }
+  function showGreeting() {
+    var g = $("greeting");
+    g.textContent = (presence && presence.greeting) || "";
+    g.hidden = !g.textContent || thread.children.length > 0;
+  }
+
   // Rendering. Text only: textContent, never innerHTML.
   function render(msg) {
     if (shown[msg.id]) return;
@@ -456,6 +488,7 @@
     if (msg.seq > (lastSeq[msg.conversation_id] || 0)) lastSeq[msg.conversation_id] = msg.seq;
     if (msg.author === "agent") typingEl.hidden = true;
     thread.scrollTop = thread.scrollHeight;
+    showGreeting();
   }
 
   function renderPending(item) {
@@ -471,6 +504,7 @@
     shown["pending:" + item.client_msg_id] = row;
     thread.appendChild(row);
     thread.scrollTop = thread.scrollHeight;
+    showGreeting();
   }
 
   function renderList(convs) {
@@ -495,6 +529,7 @@
   function switchTo(id) {
     conv = id;
     thread.textContent = "";
+    showGreeting();
     shown = {};
     lastSeq[id] = 0;
     showList(false);

@@ -66,6 +66,8 @@ type InboxView struct {
 	Thread  *ThreadView
 	ListURL string // the list fragment, for live refreshes
 	WSURL   string
+	// Online are the names of the app's agents with the inbox open.
+	Online []string
 }
 
 // ListView is one page of the inbox's list.
@@ -154,10 +156,29 @@ type EmailSettings struct {
 	Error                             string
 }
 
+// AvailabilitySettings is the availability section of an app's settings
+// page: the time zone, each day's hours (Monday first), and what the
+// widget says.
+type AvailabilitySettings struct {
+	TimeZone                         string
+	AlwaysOpen                       bool
+	Days                             []DayHours
+	Greeting, AwayMessage, ReplyTime string
+	Error                            string
+}
+
+// DayHours is one day's row in the hours form.
+type DayHours struct {
+	Key, Label string // mon, Monday
+	On         bool
+	From, To   string // HH:MM
+}
+
 // SettingsView is an app's settings page.
 type SettingsView struct {
 	Shell
 	Email                       EmailSettings
+	Availability                AvailabilitySettings
 	AppID                       string
 	Name, Origins, IdentityMode string
 	RequireJWT, RefuseAnonymous bool

@@ -105,20 +105,20 @@ func Frame(v FrameView) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "\"><header><h1>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "\"><header><div class=\"title\"><h1>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var7 string
 		templ_7745c5c3_Var7, templ_7745c5c3_Err = templ.JoinStringErrs(v.AppName)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/frame.templ`, Line: 27, Col: 19}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/frame.templ`, Line: 28, Col: 20}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var7))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "</h1><button type=\"button\" id=\"list-btn\">Conversations</button> <button type=\"button\" id=\"new\" aria-label=\"New conversation\">New</button> <button type=\"button\" id=\"close\" aria-label=\"Close chat\">✕</button></header><section id=\"list\" hidden></section><section id=\"thread\" aria-live=\"polite\"></section><div id=\"typing\" data-testid=\"typing\" hidden></div><div id=\"notice\" data-testid=\"notice\" role=\"status\" hidden></div><form id=\"form\" autocomplete=\"off\"><textarea id=\"composer\" data-testid=\"composer\" placeholder=\"Write a message…\" aria-label=\"Message\"></textarea> <button type=\"submit\" id=\"send\" data-testid=\"send\">Send</button></form></body></html>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "</h1><p id=\"reply-time\" class=\"sub\" data-testid=\"reply-time\" hidden></p></div><button type=\"button\" id=\"list-btn\">Conversations</button> <button type=\"button\" id=\"new\" aria-label=\"New conversation\">New</button> <button type=\"button\" id=\"close\" aria-label=\"Close chat\">✕</button></header><section id=\"list\" hidden></section><div id=\"presence\" data-testid=\"presence\" role=\"status\" hidden></div><p id=\"greeting\" data-testid=\"greeting\" hidden></p><section id=\"thread\" aria-live=\"polite\"></section><div id=\"typing\" data-testid=\"typing\" hidden></div><div id=\"notice\" data-testid=\"notice\" role=\"status\" hidden></div><form id=\"form\" autocomplete=\"off\"><textarea id=\"composer\" data-testid=\"composer\" placeholder=\"Write a message…\" aria-label=\"Message\"></textarea> <button type=\"submit\" id=\"send\" data-testid=\"send\">Send</button></form></body></html>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

@@ -123,8 +123,8 @@ func convPath(app testApp, convID string, rest ...string) string {
 
 // state is what a refused request must not have changed.
 type state struct {
-	Messages, Apps, Members, Secrets, Sessions, Owners  int
-	Statuses, AppNames, Origins, Modes, Webhooks, Email string
+	Messages, Apps, Members, Secrets, Sessions, Owners                int
+	Statuses, AppNames, Origins, Modes, Webhooks, Email, Availability string
 }
 
 func (ts *testServer) state(t *testing.T) state {
@@ -152,6 +152,8 @@ func (ts *testServer) state(t *testing.T) state {
 		Email: one(`SELECT coalesce(group_concat(app_id || '/' || owner_id || '=' || email_alerts, ','), '') || ':' ||
 			(SELECT coalesce(group_concat(coalesce(agent_email_after, 0) || '/' || coalesce(user_email_after, 0), ','), '') FROM apps)
 			FROM (SELECT * FROM app_members ORDER BY app_id, owner_id)`),
+		Availability: one(`SELECT coalesce(group_concat(time_zone || '/' || business_hours || '/' || greeting || '/' || away_message || '/' || reply_time, ','), '')
+			FROM (SELECT * FROM apps ORDER BY id)`),
 		Webhooks: one(`SELECT coalesce(group_concat(id || '=' || secret || '/' || coalesce(disabled_at, 'on'), ','), '') || ':' ||
 			(SELECT count(*) FROM webhook_deliveries) FROM (SELECT * FROM webhook_endpoints ORDER BY id)`),
 	}
@@ -192,6 +194,7 @@ func mutations(app testApp, convID, otherOwnerEmail string) []struct {
 		{s + "/enable", nil},
 		{s + "/email-alerts", url.Values{"alerts": {"off"}}},
 		{s + "/email-waits", url.Values{"agent_minutes": {"30"}, "user_minutes": {"30"}}},
+		{s + "/availability", url.Values{"time_zone": {"Europe/Paris"}, "hours": {"always"}, "greeting": {"Changed"}}},
 		{w, url.Values{"url": {"https://93.184.216.34/hook"}, "event": {"message.created"}}},
 		{w + "/whe_whatever/rotate", url.Values{"overlap": {"0s"}}},
 		{w + "/whe_whatever/enable", nil},

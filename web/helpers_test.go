@@ -486,7 +486,10 @@ type serverFrame struct {
 	Author         string                  `json:"author"`
 	AuthorName     string                  `json:"author_name"`
 	Typing         bool                    `json:"typing"`
-	Status         string                  `json:"status"` // agent socket conversation frames
+	Status         string                  `json:"status"`        // agent socket conversation frames
+	Presence       chat.PresenceJSON       `json:"presence"`      // welcome frames
+	AgentsOnline   bool                    `json:"agents_online"` // presence frames
+	Open           bool                    `json:"open"`          // presence frames
 	raw            string
 }
 

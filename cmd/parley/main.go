@@ -421,6 +421,7 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 	if err := hub.WatchSessionEnds(ctx, chat.DefaultEndPoll); err != nil {
 		return err
 	}
+	hub.WatchPresence(ctx)
 	if cfg.Metrics != "" {
 		mln, err := net.Listen("tcp", cfg.Metrics)
 		if err != nil {

@@ -73,10 +73,12 @@ func (h *Hub) startAgent(ctx context.Context, conn *websocket.Conn, a Agent) <-c
 		close(ended)
 		return ended
 	}
+	h.agentCame(a)
 	go func() {
 		defer close(ended)
 		defer h.running.Done()
 		defer conn.Close()
+		defer h.agentLeft(a)
 		defer h.unregisterAgent(ac)
 		ac.run(ac.readPump)
 	}()

@@ -163,7 +163,7 @@ func (h *Hub) join(ctx context.Context, conn *websocket.Conn, sess *store.Sessio
 		c.log().Error("unread count", "err", err)
 	}
 	c.queue(encode(welcomeFrame{Type: "welcome", Verified: sess.Verified(), Anonymous: sess.Kind == store.KindVisitor,
-		Unread: unread, ExpiresAt: sess.ExpiresAt}))
+		Unread: unread, ExpiresAt: sess.ExpiresAt, Presence: h.welcomePresence(ctx, sess.AppID)}))
 	switch h.register(c, lim.sockets) {
 	case hubClosing:
 		goingAway(conn)

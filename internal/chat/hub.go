@@ -36,12 +36,14 @@ type Hub struct {
 	pending map[*websocket.Conn]struct{}
 	closing bool           // set by Shutdown: no connection is admitted after it
 	running sync.WaitGroup // connections being served
+	// presence keeps this node's agents' presence rows (presence.go).
+	presence *presence
 }
 
 // NewHub returns an empty hub with DefaultLimits.
 func NewHub(st Store, log *slog.Logger) *Hub {
 	h := &Hub{store: st, log: log, AgentRecheck: 30 * time.Second, subjects: map[string]map[*Client]struct{}{}, agents: map[string]map[*agentClient]struct{}{},
-		pending: map[*websocket.Conn]struct{}{}}
+		pending: map[*websocket.Conn]struct{}{}, presence: newPresence()}
 	h.SetLimits(Limits{})
 	return h
 }

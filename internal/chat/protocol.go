@@ -230,11 +230,12 @@ func newConversationJSON(c store.Conversation) ConversationJSON {
 }
 
 type welcomeFrame struct {
-	Type      string    `json:"type"`
-	Verified  bool      `json:"verified"`
-	Anonymous bool      `json:"anonymous"`
-	Unread    int64     `json:"unread"`
-	ExpiresAt time.Time `json:"expires_at"`
+	Type      string       `json:"type"`
+	Verified  bool         `json:"verified"`
+	Anonymous bool         `json:"anonymous"`
+	Unread    int64        `json:"unread"`
+	ExpiresAt time.Time    `json:"expires_at"`
+	Presence  PresenceJSON `json:"presence"`
 }
 
 type conversationsFrame struct {

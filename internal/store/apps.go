@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley-chat/parley/internal/hours"
 	"github.com/parley-chat/parley/internal/identity"
 )
 
@@ -42,7 +43,10 @@ type App struct {
 	// unseen before it is e-mailed (to the members, to the user); zero is
 	// the server's default.
 	AgentEmailAfter, UserEmailAfter time.Duration
-	CreatedAt                       time.Time
+	// Availability is when the team is usually there, and what the
+	// widget says about it.
+	Availability Availability
+	CreatedAt    time.Time
 }
 
 // Disabled reports whether the app's widget is turned off.
@@ -318,9 +322,12 @@ func (db *DB) appWhere(ctx context.Context, where string, args ...any) (*App, er
 	var a App
 	var created int64
 	var disabled, agentAfter, userAfter sql.NullInt64
-	err := db.readRow(ctx, `SELECT id, name, identity_mode, require_jwt, refuse_anonymous, disabled_at, created_at, agent_email_after, user_email_after
+	var week string
+	err := db.readRow(ctx, `SELECT id, name, identity_mode, require_jwt, refuse_anonymous, disabled_at, created_at, agent_email_after, user_email_after,
+			time_zone, business_hours, greeting, away_message, reply_time
 		FROM apps WHERE `+where, args...).
-		Scan(&a.ID, &a.Name, &a.IdentityMode, &a.RequireJWT, &a.RefuseAnonymous, &disabled, &created, &agentAfter, &userAfter)
+		Scan(&a.ID, &a.Name, &a.IdentityMode, &a.RequireJWT, &a.RefuseAnonymous, &disabled, &created, &agentAfter, &userAfter,
+			&a.Availability.TimeZone, &week, &a.Availability.Greeting, &a.Availability.AwayMessage, &a.Availability.ReplyTime)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -333,6 +340,7 @@ func (db *DB) appWhere(ctx context.Context, where string, args ...any) (*App, er
 	}
 	a.AgentEmailAfter = time.Duration(agentAfter.Int64) * time.Millisecond
 	a.UserEmailAfter = time.Duration(userAfter.Int64) * time.Millisecond
+	a.Availability.Hours, _ = hours.Parse(week)
 	rows, err := db.readRows(ctx, `SELECT origin FROM app_origins WHERE app_id = ? ORDER BY origin`, a.ID)
 	if err != nil {
 		return nil, fmt.Errorf("store: app origins: %w", err)
