@@ -3,6 +3,8 @@
 package main
 
 import (
+	// Time zone names (an app's business hours) work on a machine
+	// without the system's zone files.
 	"context"
 	"errors"
 	"flag"
@@ -18,6 +20,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	_ "time/tzdata"
 
 	"github.com/parley-chat/parley/handlers"
 	"github.com/parley-chat/parley/internal/broker"
