@@ -48,6 +48,7 @@ func TestSmoke(t *testing.T) {
 		LatUsers: 10, LatRate: 40, LatDur: time.Second,
 		SusSockets: 20, SusPerSocket: 5, SusWindow: 4, SusDur: time.Second,
 		DashConvs: 6, DashLong: 2, DashLongMsgs: 50, DashReaders: 2, DashRate: 50, DashPerSocket: 5, DashDur: time.Second,
+		HookUsers: 5, HookRate: 20, HookDur: time.Second,
 		FrameSize: true,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -71,6 +72,9 @@ func TestSmoke(t *testing.T) {
 	if x := res.Latency; x.AgentDelivered != x.Sent || x.Agent.Count() != uint64(x.Sent) || x.Agent.Quantile(.5) <= 0 || x.AgentCut != "" {
 		t.Errorf("latency: %d sent, %d on the agent's inbox socket (%d recorded, p50 %v), cut: %q",
 			x.Sent, x.AgentDelivered, x.Agent.Count(), x.Agent.Quantile(.5), x.AgentCut)
+	}
+	if x := res.Webhooks; x == nil || x.Sent < 15 || x.Acked != x.Sent || x.Delivered != x.Acked || x.Dups != 0 || x.BadSigs != 0 || x.Hook.Count() != uint64(x.Sent) {
+		t.Errorf("webhooks: %+v", x)
 	}
 	if x := res.Sustained; x.Sent < 60 || x.Acked != x.Sent || x.Errs != 0 || x.Missing != 0 ||
 		x.Rows != int(x.Acked)+x.Sockets || x.Ack.Quantile(.99) <= 0 || x.BusyLogLines != 0 {

@@ -57,6 +57,10 @@ type config struct {
 	SlowFeed     float64       // (7) messages a second into each slow socket (≤ 9: the frame limit)
 	SlowDur      time.Duration // (7) each of the two phases
 
+	HookUsers int           // (8) users sending with a webhook endpoint on
+	HookRate  float64       // (8) messages a second, all users together
+	HookDur   time.Duration // (8)
+
 	FrameSize bool // the frame's first-open bytes (cheap: a few GETs)
 }
 
@@ -70,6 +74,7 @@ var profiles = map[string]config{
 		DashConvs: 300, DashLong: 20, DashLongMsgs: 60, DashReaders: 4, DashRate: 5000, DashPerSocket: 9, DashDur: 10 * time.Second,
 		StormSockets: 1000, StormSpread: 10 * time.Second,
 		SlowHealthy: 1000, SlowSockets: 100, SlowRate: 200, SlowFeed: 8, SlowDur: 20 * time.Second,
+		HookUsers: 200, HookRate: 500, HookDur: 10 * time.Second,
 		FrameSize: true,
 	},
 	// full: the sizes of the targets.
@@ -81,6 +86,7 @@ var profiles = map[string]config{
 		DashConvs: 2000, DashLong: 100, DashLongMsgs: 60, DashReaders: 4, DashRate: 5000, DashPerSocket: 9, DashDur: 60 * time.Second,
 		StormSockets: 5000, StormSpread: 10 * time.Second,
 		SlowHealthy: 5000, SlowSockets: 100, SlowRate: 500, SlowFeed: 8, SlowDur: 30 * time.Second,
+		HookUsers: 1000, HookRate: 1000, HookDur: 30 * time.Second,
 		FrameSize: true,
 	},
 }
@@ -270,6 +276,7 @@ type results struct {
 	Dashboard   *dashResult
 	Storm       *stormResult
 	Slow        *slowResult
+	Webhooks    *webhookResult
 	// Compare is workloads 2–4 again with the other --synchronous setting.
 	Compare             *results
 	Frame               *frameResult
@@ -379,6 +386,12 @@ func run(ctx context.Context, bin, dir string, cfg config, syncMode string, logf
 		logf("(7) %d slow sockets among %d healthy users at %.0f msg/s, two phases of %v", cfg.SlowSockets, cfg.SlowHealthy, cfg.SlowRate, cfg.SlowDur)
 		if res.Slow, err = runSlow(ctx, c, cfg.SlowHealthy, cfg.SlowSockets, cfg.SlowRate, cfg.SlowFeed, cfg.SlowDur, logf); err != nil {
 			return nil, fmt.Errorf("slow consumers: %w", err)
+		}
+	}
+	if cfg.HookUsers > 0 {
+		logf("(8) %d users at %.0f msg/s for %v with a webhook endpoint", cfg.HookUsers, cfg.HookRate, cfg.HookDur)
+		if res.Webhooks, err = runWebhooks(ctx, c, cfg.HookUsers, cfg.HookRate, cfg.HookDur, logf); err != nil {
+			return nil, fmt.Errorf("webhooks: %w", err)
 		}
 	}
 	if p, err := readProc(srv.pid()); err == nil {

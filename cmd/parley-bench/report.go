@@ -127,6 +127,9 @@ func (r *results) markdown() string {
 	} else {
 		p("| 100 sockets that stop reading among 5,000 healthy | not run | memory bounded, slow ones cut, healthy p99 unchanged | not run |")
 	}
+	if x := r.Webhooks; x != nil {
+		p("%s", x.row())
+	}
 	p("| loader script (`/widget.js`), gzipped | %.2f KB (%d bytes gzip -9; %d bytes raw) | ≤ 2 KB | %s |", float64(r.LoaderGz)/1024, r.LoaderGz, r.LoaderRaw, verdict(r.LoaderGz <= 2048))
 	if x := r.Frame; x != nil {
 		p("%s", x.row())
@@ -183,6 +186,9 @@ func (r *results) markdown() string {
 		x.details(p)
 	}
 	if x := r.Slow; x != nil {
+		x.details(p)
+	}
+	if x := r.Webhooks; x != nil {
 		x.details(p)
 	}
 	if x := r.Frame; x != nil {

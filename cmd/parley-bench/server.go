@@ -109,7 +109,8 @@ func startServer(ctx context.Context, bin, dir string, extra ...string) (*server
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"serve", "--db", s.db, "--addr", addr, "--public-url", s.url, "--pprof", paddr}, benchLimits...)
+	// Loopback is allowed for the webhooks workload's receiver.
+	args := append([]string{"serve", "--db", s.db, "--addr", addr, "--public-url", s.url, "--pprof", paddr, "--webhook-allow", "127.0.0.0/8"}, benchLimits...)
 	args = append(args, extra...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = s.env
