@@ -208,19 +208,20 @@ func (h *Webhooks) Deliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(list) == 0 && !h.hasEndpoint(ctx, app.ID, c.Param("id")) {
-		return errWebhookNotFound
+	if len(list) == 0 {
+		endpoints, err := h.Store.WebhookEndpoints(ctx, app.ID)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(endpoints, func(e store.WebhookEndpoint) bool { return e.ID == c.Param("id") }) {
+			return errWebhookNotFound
+		}
 	}
 	out := make([]deliveryJSON, 0, len(list))
 	for _, d := range list {
 		out = append(out, newDeliveryJSON(d))
 	}
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": out})
-}
-
-func (h *Webhooks) hasEndpoint(ctx context.Context, appID, id string) bool {
-	list, err := h.Store.WebhookEndpoints(ctx, appID)
-	return err == nil && slices.ContainsFunc(list, func(e store.WebhookEndpoint) bool { return e.ID == id })
 }
 
 // Resend serves POST /api/v1/webhooks/:id/deliveries/:delivery_id/resend:

@@ -81,16 +81,19 @@ func (h *OwnerLinks) Forgot(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	mctx, cancel := context.WithTimeout(ctx, mailTimeout)
-	defer cancel()
-	err = h.Mail.Send(mctx, mail.Message{To: owner.Email, Subject: "Choose a new Parley password",
-		Text: fmt.Sprintf("Someone (hopefully you) asked to choose a new password for the Parley dashboard account %s.\n\n"+
-			"Choose it here, within the hour:\n%s/reset#%s\n\nOr open %s/reset and paste this code:\n%s\n\n"+
-			"If it was not you, ignore this e-mail: your password stays as it is.\n", owner.Email, h.PublicURL, token, h.PublicURL, token)})
-	if err != nil {
-		h.Auth.Log.Error("password reset e-mail", "err", err)
-		return render(c, http.StatusBadGateway, templates.ForgotPage(h.view(email, "The e-mail could not be sent just now. Try again in a moment.", "")))
-	}
+	// Sent after answering, so that the answer takes as long, and says
+	// the same, whether an account has the address or not.
+	go func() {
+		mctx, cancel := context.WithTimeout(context.Background(), mailTimeout)
+		defer cancel()
+		err := h.Mail.Send(mctx, mail.Message{To: owner.Email, Subject: "Choose a new Parley password",
+			Text: fmt.Sprintf("Someone (hopefully you) asked to choose a new password for the Parley dashboard account %s.\n\n"+
+				"Choose it here, within the hour:\n%s/reset#%s\n\nOr open %s/reset and paste this code:\n%s\n\n"+
+				"If it was not you, ignore this e-mail: your password stays as it is.\n", owner.Email, h.PublicURL, token, h.PublicURL, token)})
+		if err != nil {
+			h.Auth.Log.Error("password reset e-mail", "err", err)
+		}
+	}()
 	return render(c, http.StatusOK, templates.ForgotPage(h.view("", "", sent)))
 }
 
@@ -105,6 +108,12 @@ func (h *OwnerLinks) Reset(c echo.Context) error {
 	token, pw := strings.TrimSpace(postValue(c, "token")), postValue(c, "password")
 	if err := password.CheckPolicy(pw); err != nil {
 		return render(c, http.StatusBadRequest, templates.ResetPage(h.view("", err.Error(), "")))
+	}
+	if ok, err := h.hashAllowed(c); !ok {
+		if err != nil {
+			return err
+		}
+		return render(c, http.StatusTooManyRequests, templates.ResetPage(h.view("", tooMany, "")))
 	}
 	hash, err := password.Hash(pw)
 	if err != nil {
@@ -140,6 +149,12 @@ func (h *OwnerLinks) Invite(c echo.Context) error {
 	if err := password.CheckPolicy(pw); err != nil {
 		return fail(err.Error())
 	}
+	if ok, err := h.hashAllowed(c); !ok {
+		if err != nil {
+			return err
+		}
+		return fail(tooMany)
+	}
 	hash, err := password.Hash(pw)
 	if err != nil {
 		return err
@@ -158,4 +173,14 @@ func (h *OwnerLinks) Invite(c echo.Context) error {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, appPath(appID))
+}
+
+const tooMany = "Too many attempts from your network. Try again later."
+
+// hashAllowed takes a token from the network's sign-in budget before a
+// password is hashed, which costs the server, as Signup does: a flood of
+// made-up links cannot keep it hashing.
+func (h *OwnerLinks) hashAllowed(c echo.Context) (bool, error) {
+	ok, _, err := h.Auth.takeTokens(c.Request().Context(), h.Auth.Clock(), []store.Bucket{h.Auth.ipBucket(ratelimit.ClientKey(c.RealIP()))})
+	return ok, err
 }

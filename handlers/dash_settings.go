@@ -34,6 +34,7 @@ type settingsStore interface {
 	SetEmailWaits(ctx context.Context, appID string, agent, user time.Duration) error
 	CreateInvite(ctx context.Context, appID, email string) (string, string, error)
 	SetAvailability(ctx context.Context, appID string, a store.Availability) error
+	TakeTokens(ctx context.Context, now time.Time, buckets ...store.Bucket) (bool, time.Duration, error)
 }
 
 // agentAccess ends a removed member's open inbox sockets.
@@ -321,6 +322,15 @@ func (h *Settings) SetEmailWaits(c echo.Context) error {
 // invite mails an invitation to the app to an address with no account.
 func (h *Settings) invite(c echo.Context, email string) error {
 	ctx, app, me := c.Request().Context(), dashAppFrom(c), ownerFrom(c)
+	// Each invitation mails an address the owner typed: a budget per
+	// owner keeps Parley from being made to mail anybody at length.
+	ok, _, err := h.Store.TakeTokens(ctx, time.Now(), store.Bucket{Key: "invite:" + me.OwnerID, Burst: 20, Every: 30 * time.Minute})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return h.page(c, http.StatusTooManyRequests, settingsExtras{MemberError: "You have sent many invitations lately. Try again later."})
+	}
 	token, addr, err := h.Store.CreateInvite(ctx, app.ID, email)
 	if ie := new(store.InputError); errors.As(err, &ie) {
 		return h.page(c, http.StatusBadRequest, settingsExtras{MemberError: ie.Msg})

@@ -11,7 +11,7 @@
   // and the history.
   var code = document.querySelector("[data-fragment-token]");
   if (code && location.hash.length > 1) {
-    code.value = decodeURIComponent(location.hash.slice(1));
+    try { code.value = decodeURIComponent(location.hash.slice(1)); } catch (e) { code.value = location.hash.slice(1); }
     history.replaceState(null, "", location.pathname);
   }
 

@@ -24,7 +24,9 @@ type mailFlags struct {
 
 func addMailFlags(fs *flag.FlagSet) (*mailFlags, error) {
 	m := &mailFlags{
-		smtpURL: fs.String("smtp-url", os.Getenv("PARLEY_SMTP_URL"), "send e-mail through this SMTP server: smtp://USER:PASS@HOST:587 (STARTTLS) or smtps://USER:PASS@HOST:465 (TLS); "+
+		// No default from the environment: flag errors and -h print
+		// defaults, and this URL may hold a password (sender reads it).
+		smtpURL: fs.String("smtp-url", "", "send e-mail through this SMTP server: smtp://USER:PASS@HOST:587 (STARTTLS) or smtps://USER:PASS@HOST:465 (TLS); "+
 			"without it e-mail is off (PARLEY_SMTP_URL)"),
 		from: fs.String("mail-from", os.Getenv("PARLEY_MAIL_FROM"), "the `address` e-mail comes from, e.g. \"Parley <chat@example.com>\" (PARLEY_MAIL_FROM)"),
 	}
@@ -60,6 +62,9 @@ func (m *mailFlags) sender() (*mail.Sender, store.EmailWaits, error) {
 		if d < time.Minute || d > 7*24*time.Hour {
 			return nil, waits, usageError{name + " must be from 1m to 168h (7 days)"}
 		}
+	}
+	if *m.smtpURL == "" {
+		*m.smtpURL = os.Getenv("PARLEY_SMTP_URL")
 	}
 	if *m.smtpURL == "" {
 		if *m.from != "" {

@@ -183,3 +183,13 @@ func TestServeRefusesBadMailSettings(t *testing.T) {
 		t.Errorf("a refused serve created the database")
 	}
 }
+
+// The SMTP URL from the environment is never printed, not even as a
+// flag's default in the usage a bad flag shows.
+func TestSMTPPasswordNotInUsage(t *testing.T) {
+	t.Setenv("PARLEY_SMTP_URL", "smtp://user:hunter2@mail.example:587")
+	_, stderr, err := runCLI(t, "serve", "--no-such-flag")
+	if exitCode(err) != 2 || strings.Contains(stderr, "hunter2") || !strings.Contains(stderr, "smtp-url") {
+		t.Errorf("serve with a bad flag: %v, usage mentions the password: %v", err, strings.Contains(stderr, "hunter2"))
+	}
+}

@@ -30,6 +30,7 @@ const (
 type presenceStore interface {
 	PresenceAt(ctx context.Context, appID string, now time.Time) (store.Presence, error)
 	AgentPresent(ctx context.Context, appID, ownerID, node string, until time.Time) error
+	RefreshAgentPresence(ctx context.Context, appID, ownerID, node string, until time.Time) error
 	AgentAbsent(ctx context.Context, appID, ownerID, node string) error
 }
 
@@ -128,10 +129,12 @@ func (h *Hub) tellPresence(ctx context.Context, appID string) {
 }
 
 func (h *Hub) sendPresence(appID string, p PresenceJSON) {
+	// Held while queueing, so that two callers' frames go out in the order
+	// of what sent records. (h.mu is never held while taking this lock.)
 	h.presence.mu.Lock()
+	defer h.presence.mu.Unlock()
 	last, told := h.presence.sent[appID]
 	h.presence.sent[appID] = p
-	h.presence.mu.Unlock()
 	if told && last == p {
 		return
 	}
@@ -179,7 +182,9 @@ func (h *Hub) WatchPresence(ctx context.Context) {
 			}
 			h.mu.RUnlock()
 			for k := range agents {
-				if err := ps.AgentPresent(ctx, k.app, k.owner, h.presence.node, until); err != nil {
+				// Only rows still there: an agent who left since the
+				// snapshot is not brought back.
+				if err := ps.RefreshAgentPresence(ctx, k.app, k.owner, h.presence.node, until); err != nil {
 					h.log.Error("agent presence", "err", err)
 				}
 			}

@@ -70,7 +70,10 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[deliverArgs]) e
 	a := q.send(ctx, d, e)
 	a.Final = !a.Delivered && job.Attempt >= job.MaxAttempts
 	a.DisableAfter = q.cfg.DisableAfter
-	disabled, err := q.cfg.Store.RecordWebhookAttempt(ctx, d.ID, a)
+	// Recorded even if the attempt used up the job's time.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	disabled, err := q.cfg.Store.RecordWebhookAttempt(rctx, d.ID, a)
 	if err != nil {
 		// Sent or not, the attempt runs again: a receiver may see the
 		// event twice, with one webhook-id, but never miss it.
@@ -97,6 +100,8 @@ func (q *Queue) send(ctx context.Context, d store.WebhookDelivery, e store.Webho
 	a := store.WebhookAttempt{At: time.Now()}
 	outcome := &q.attempts.failed
 	defer func() { outcome.Add(1) }()
+	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
 	// The operator's allow list may have changed since the URL was added.
 	if _, err := q.cfg.Guard.CheckURL(ctx, net.DefaultResolver, e.URL); err != nil {
 		outcome, a.Error = &q.attempts.refused, strings.TrimPrefix(err.Error(), "webhooks: ")
@@ -111,8 +116,6 @@ func (q *Queue) send(ctx context.Context, d store.WebhookDelivery, e store.Webho
 		a.Error = err.Error()
 		return a
 	}
-	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(d.Payload))
 	if err != nil {
 		a.Error = err.Error()
@@ -151,6 +154,11 @@ func describe(err error) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
+	}
+	if errors.Is(err, webhooks.ErrInternal) {
+		// Refused at the moment of connecting (the name's address changed
+		// since the check): said without the address, like the check.
+		return strings.TrimPrefix(webhooks.ErrInternal.Error(), "webhooks: ")
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {

@@ -32,8 +32,11 @@ type Message struct {
 	Unsubscribe       string
 }
 
-// sendTimeout bounds a connection to the SMTP server and each exchange.
-const sendTimeout = 30 * time.Second
+// sendTimeout bounds the connection to the SMTP server, and then the
+// sending (go-mail sets the connection's deadline that far ahead at each
+// step): short, so that a mail is sent or given up on well within its
+// job's time, and never tried a second time while the first still runs.
+const sendTimeout = 5 * time.Second
 
 // New checks an SMTP URL and a sender address:
 // smtp://[user:pass@]host[:port] uses STARTTLS when the server offers it

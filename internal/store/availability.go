@@ -108,6 +108,17 @@ func (db *DB) AgentPresent(ctx context.Context, appID, ownerID, node string, unt
 	return nil
 }
 
+// RefreshAgentPresence moves the owner's presence on node to until, if
+// it is still recorded.
+func (db *DB) RefreshAgentPresence(ctx context.Context, appID, ownerID, node string, until time.Time) error {
+	_, err := db.write.ExecContext(ctx, `UPDATE agent_presence SET expires_at = ? WHERE app_id = ? AND owner_id = ? AND node = ?`,
+		until.UnixMilli(), appID, ownerID, node)
+	if err != nil {
+		return fmt.Errorf("store: agent presence: %w", err)
+	}
+	return nil
+}
+
 // AgentAbsent records that the owner no longer has the app's inbox open
 // on node.
 func (db *DB) AgentAbsent(ctx context.Context, appID, ownerID, node string) error {

@@ -57,6 +57,7 @@ func (db *DB) QueueDueEmails(ctx context.Context, now time.Time, waits EmailWait
 		return 0, errors.New("store: no outbox to send e-mail through")
 	}
 	queued := 0
+	var errs []error
 	for _, side := range []struct {
 		clock, wait string
 		def         time.Duration
@@ -88,9 +89,13 @@ func (db *DB) QueueDueEmails(ctx context.Context, now time.Time, waits EmailWait
 				return db.outbox.EnqueueMail(ctx, tx, mails)
 			})
 			if err != nil {
-				return queued, fmt.Errorf("store: queue e-mails: %w", err)
+				// The others are not held up by one that fails.
+				errs = append(errs, fmt.Errorf("conversation %s: %w", d.id, err))
 			}
 		}
+	}
+	if len(errs) > 0 {
+		return queued, fmt.Errorf("store: queue e-mails: %w", errors.Join(errs...))
 	}
 	return queued, nil
 }
@@ -102,7 +107,7 @@ type dueConversation struct {
 
 func (db *DB) dueConversations(ctx context.Context, clock, wait string, now time.Time, def time.Duration) ([]dueConversation, error) {
 	rows, err := db.read.QueryContext(ctx, `SELECT c.id, c.`+clock+`, coalesce(a.`+wait+`, ?) FROM conversations c JOIN apps a ON a.id = c.app_id
-		WHERE c.`+clock+` IS NOT NULL AND c.`+clock+` <= ? - coalesce(a.`+wait+`, ?) LIMIT ?`,
+		WHERE c.`+clock+` IS NOT NULL AND c.`+clock+` <= ? - coalesce(a.`+wait+`, ?) ORDER BY c.`+clock+` LIMIT ?`,
 		def.Milliseconds(), now.UnixMilli(), def.Milliseconds(), maxDueAtOnce)
 	if err != nil {
 		return nil, fmt.Errorf("store: due e-mails: %w", err)

@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // SetNow lets tests move the clock.
 func (db *DB) SetNow(now func() time.Time) { db.now = now }
@@ -26,4 +29,11 @@ func (db *DB) WriterPragma(name string) (int, error) {
 	var v int
 	err := db.write.QueryRow(`PRAGMA ` + name).Scan(&v)
 	return v, err
+}
+
+// DisableWebhookEndpoint turns an endpoint off as RecordWebhookAttempt
+// does once it has failed for long enough.
+func (db *DB) DisableWebhookEndpoint(ctx context.Context, id, reason string) error {
+	_, err := db.write.ExecContext(ctx, `UPDATE webhook_endpoints SET disabled_at = ?, disabled_reason = ? WHERE id = ?`, db.now().UnixMilli(), reason, id)
+	return err
 }

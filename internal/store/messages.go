@@ -189,7 +189,9 @@ func (db *DB) closedBeforeWrite(ctx context.Context, tx txn, subs []subscriber, 
 		return false, nil
 	}
 	var status string
-	err := tx.QueryRowContext(ctx, `SELECT status FROM conversations WHERE id = ? AND subject_id = ? AND app_id = ?`,
+	// Locked, so a close committing meanwhile is either before this
+	// write (which then reopens it, and says so) or after it.
+	err := tx.QueryRowContext(ctx, `SELECT status FROM conversations WHERE id = ? AND subject_id = ? AND app_id = ?`+db.forUpdate(),
 		in.ConversationID, in.SubjectID, in.AppID).Scan(&status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, ErrNotFound

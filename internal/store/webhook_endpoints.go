@@ -310,7 +310,7 @@ func (db *DB) resetWebhookSecrets(ctx context.Context, tx *sql.Tx, now int64) er
 	rows.Close()
 	for _, e := range all {
 		if _, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET secret = ?, previous_secret = NULL, previous_expires_at = NULL,
-			disabled_at = coalesce(disabled_at, ?) WHERE id = ?`, db.key.Seal([]byte(webhooks.NewSecret()), webhookAAD(e.appID, e.id, "current")), now, e.id); err != nil {
+			disabled_at = coalesce(disabled_at, ?), disabled_reason = '' WHERE id = ?`, db.key.Seal([]byte(webhooks.NewSecret()), webhookAAD(e.appID, e.id, "current")), now, e.id); err != nil {
 			return fmt.Errorf("webhook secrets: %w", err)
 		}
 	}

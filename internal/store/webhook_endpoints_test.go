@@ -112,6 +112,11 @@ func TestWebhookSecretsAndTheMasterKey(t *testing.T) {
 	if got, err := db.WebhookEndpointForSending(ctx, a.ID, e.ID); err != nil || got.Secret != e.Secret {
 		t.Fatalf("after a key rotation: %+v, %v", got, err)
 	}
+	// Off for failing before the reset: "turn back on" must not bring it
+	// back with a secret nobody has.
+	if err := db.DisableWebhookEndpoint(ctx, e.ID, "it kept failing"); err != nil {
+		t.Fatal(err)
+	}
 	db.Close()
 	lost := masterkey.Generate()
 	if _, err := store.ResetMasterKey(ctx, loc, lost); err != nil {
@@ -125,6 +130,9 @@ func TestWebhookSecretsAndTheMasterKey(t *testing.T) {
 	got, err := db.WebhookEndpointForSending(ctx, a.ID, e.ID)
 	if err != nil || !got.Disabled || got.Secret == e.Secret {
 		t.Fatalf("after a key reset: %+v, %v; want it off, with a secret nobody has", got, err)
+	}
+	if err := db.EnableWebhookEndpoint(ctx, a.ID, e.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("turning it back on after a key reset: %v, want ErrNotFound (only a rotation does)", err)
 	}
 	fresh, _, err := db.RotateWebhookSecret(ctx, a.ID, e.ID, time.Hour)
 	if err != nil {
