@@ -25,6 +25,7 @@ type inboxStore interface {
 	SetConversationStatus(ctx context.Context, appID, id, status string) (store.Conversation, error)
 	MarkAgentRead(ctx context.Context, appID, id string, seq int64) error
 	OnlineAgents(ctx context.Context, appID string, now time.Time) ([]store.Owner, error)
+	WebhookEndpoints(ctx context.Context, appID string) ([]store.WebhookEndpoint, error)
 }
 
 // Inbox is where owners read and answer their app's conversations. Every
@@ -101,6 +102,17 @@ func (h *Inbox) Show(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// An endpoint Parley turned off is told on the page owners see most.
+	endpoints, err := h.Store.WebhookEndpoints(ctx, app.ID)
+	if err != nil {
+		return err
+	}
+	for _, e := range endpoints {
+		if e.Disabled && e.DisabledReason != "" {
+			v.WebhooksOff++
+		}
+	}
+	v.WebhooksURL = appPath(app.ID, "webhooks")
 	v.Online = []string{"you"}
 	for _, o := range online {
 		if o.ID != ownerFrom(c).OwnerID {

@@ -68,6 +68,10 @@ type InboxView struct {
 	WSURL   string
 	// Online are the names of the app's agents with the inbox open.
 	Online []string
+	// WebhooksOff counts the app's webhook endpoints Parley turned off for
+	// failing; WebhooksURL is the page that shows them.
+	WebhooksOff int
+	WebhooksURL string
 }
 
 // ListView is one page of the inbox's list.
@@ -363,4 +367,18 @@ type LinkView struct {
 	Email, Name         string
 	Error, Notice       string
 	MailOn              bool // the server sends e-mail
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
+}
+
+func itThem(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
 }

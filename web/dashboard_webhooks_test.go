@@ -108,3 +108,39 @@ func TestDashboardWebhooks(t *testing.T) {
 		t.Error("the removed endpoint is still listed")
 	}
 }
+
+// An endpoint Parley turned off for failing is told on the inbox, the
+// page owners see most, with the way to the Webhooks page.
+func TestInboxTellsOfEndpointTurnedOff(t *testing.T) {
+	ts := newTestServer(t, withLoopbackWebhooks())
+	owner := ts.newOwner(t, "ann")
+	app := ts.ownerApp(t, owner, store.ModeMonitor)
+	b := ts.signIn(t, owner)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	defer failing.Close()
+	e, err := ts.DB.AddWebhookEndpoint(t.Context(), store.NewWebhookEndpoint{AppID: app.ID, URL: failing.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox := "/dashboard/apps/" + app.ID
+	if testids(b.get(t, inbox).Body, "webhooks-off") != 0 {
+		t.Fatal("a banner while every endpoint is on")
+	}
+	ts.converse(t, fields(app, "user_id", "u1"), "hello")
+	var ds []store.WebhookDelivery
+	for deadline := time.Now().Add(time.Minute); len(ds) == 0 || ds[0].Attempts == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no failed attempt")
+		}
+		ds, _ = ts.DB.WebhookDeliveries(t.Context(), app.ID, e.ID, 1)
+	}
+	// Days of failures, as the queue records the last one.
+	if _, err := ts.DB.RecordWebhookAttempt(t.Context(), ds[0].ID, store.WebhookAttempt{At: time.Now(), ResponseCode: 502,
+		Error: "the endpoint answered 502", DisableAfter: time.Nanosecond}); err != nil {
+		t.Fatal(err)
+	}
+	page := b.get(t, inbox)
+	if testids(page.Body, "webhooks-off") != 1 || !strings.Contains(string(page.Body), `href="`+inbox+`/webhooks"`) {
+		t.Errorf("the inbox does not tell of the endpoint turned off")
+	}
+}
