@@ -81,9 +81,6 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[deliverArgs]) e
 	}
 	if disabled {
 		q.cfg.Log.Warn("webhook endpoint disabled: every delivery failed for too long", "app", e.AppID, "endpoint", e.ID, "last_error", a.Error)
-		if err := q.tellEndpointOff(ctx, e); err != nil {
-			q.cfg.Log.Warn("webhook endpoint disabled: cannot queue the e-mails to the app's members", "app", e.AppID, "error", err)
-		}
 	}
 	switch {
 	case a.Delivered:

@@ -126,7 +126,6 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	river.AddWorker(workers, &pruneWorker{q: q})
 	river.AddWorker(workers, &mailWorker{q: q})
 	river.AddWorker(workers, &sweepWorker{q: q})
-	river.AddWorker(workers, &endpointOffWorker{q: q})
 	periodic := []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(time.Hour),
 		func() (river.JobArgs, *river.InsertOpts) { return pruneArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true})}
 	queues := map[string]river.QueueConfig{webhookQueue: {MaxWorkers: 20}, river.QueueDefault: {MaxWorkers: 2}}

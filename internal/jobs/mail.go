@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -39,8 +40,12 @@ func (mailArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: mailQueue, MaxAttempts: 10}
 }
 
-// EnqueueMail adds the jobs that send mails, in tx (store.Outbox).
+// EnqueueMail adds the jobs that send mails, in tx (store.Outbox); none
+// when the server sends no e-mail.
 func (q *Queue) EnqueueMail(ctx context.Context, tx *sql.Tx, mails []store.MailJob) error {
+	if q.cfg.Mail == nil || len(mails) == 0 {
+		return nil
+	}
 	params := make([]river.InsertManyParams, len(mails))
 	for i, m := range mails {
 		params[i] = river.InsertManyParams{Args: mailArgs{Mail: m}}
@@ -58,6 +63,9 @@ type mailWorker struct {
 
 func (w *mailWorker) Work(ctx context.Context, job *river.Job[mailArgs]) error {
 	q := w.q
+	if job.Args.Mail.Kind == store.MailEndpointOff {
+		return q.endpointOff(ctx, job.Args.Mail)
+	}
 	m, err := q.cfg.Store.MailFor(ctx, job.Args.Mail)
 	if errors.Is(err, store.ErrMailNotDue) || errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -178,76 +186,33 @@ func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[sweepArgs]) error {
 	return err
 }
 
-// endpointOffArgs is the job that tells one member of an app that Parley
-// turned one of its webhook endpoints off.
-type endpointOffArgs struct {
-	AppID      string `json:"app_id"`
-	EndpointID string `json:"endpoint_id"`
-	OwnerID    string `json:"owner_id"`
-}
-
-func (endpointOffArgs) Kind() string { return "email_webhook_endpoint_off" }
-
-func (endpointOffArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: mailQueue, MaxAttempts: 10}
-}
-
-// tellEndpointOff queues the e-mails to the app's members about an
-// endpoint Parley turned off, when e-mail is on.
-func (q *Queue) tellEndpointOff(ctx context.Context, e store.WebhookEndpoint) error {
-	if q.cfg.Mail == nil {
-		return nil
-	}
-	members, err := q.cfg.Store.Members(ctx, e.AppID)
-	if err != nil {
-		return err
-	}
-	params := make([]river.InsertManyParams, len(members))
-	for i, m := range members {
-		params[i] = river.InsertManyParams{Args: endpointOffArgs{AppID: e.AppID, EndpointID: e.ID, OwnerID: m.ID}}
-	}
-	if len(params) == 0 {
-		return nil
-	}
-	_, err = q.client.InsertMany(ctx, params)
-	return err
-}
-
-type endpointOffWorker struct {
-	river.WorkerDefaults[endpointOffArgs]
-	q *Queue
-}
-
-func (w *endpointOffWorker) Work(ctx context.Context, job *river.Job[endpointOffArgs]) error {
-	q, a := w.q, job.Args
-	app, err := q.cfg.Store.App(ctx, a.AppID)
+// endpointOff is the e-mail to a member of an app about one of its
+// webhook endpoints that Parley turned off; nothing if the member left, or
+// the endpoint is on again or gone.
+func (q *Queue) endpointOff(ctx context.Context, j store.MailJob) error {
+	app, err := q.cfg.Store.App(ctx, j.AppID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	endpoints, err := q.cfg.Store.WebhookEndpoints(ctx, a.AppID)
+	endpoints, err := q.cfg.Store.WebhookEndpoints(ctx, j.AppID)
 	if err != nil {
 		return err
 	}
-	members, err := q.cfg.Store.Members(ctx, a.AppID)
+	members, err := q.cfg.Store.Members(ctx, j.AppID)
 	if err != nil {
 		return err
 	}
-	for _, e := range endpoints {
-		if e.ID != a.EndpointID || !e.Disabled {
-			continue
-		}
-		for _, m := range members {
-			if m.ID != a.OwnerID {
-				continue
-			}
-			page := q.cfg.PublicURL + "/dashboard/apps/" + url.PathEscape(app.ID) + "/webhooks"
-			return q.sendMail(ctx, mail.Message{To: m.Email, Subject: oneLine("Webhook endpoint turned off in " + app.Name),
-				Text: fmt.Sprintf("Parley turned off the webhook endpoint\n%s\nof %s: %s.\n\nNothing more is sent to it. Once it works again, turn it back on:\n%s\n",
-					e.URL, app.Name, e.DisabledReason, page)})
-		}
+	ei := slices.IndexFunc(endpoints, func(e store.WebhookEndpoint) bool { return e.ID == j.EndpointID && e.Disabled })
+	mi := slices.IndexFunc(members, func(o store.Owner) bool { return o.ID == j.OwnerID })
+	if ei < 0 || mi < 0 {
+		return nil
 	}
-	return nil // the member left, or the endpoint is back on or gone
+	e, m := endpoints[ei], members[mi]
+	page := q.cfg.PublicURL + "/dashboard/apps/" + url.PathEscape(app.ID) + "/webhooks"
+	return q.sendMail(ctx, mail.Message{To: m.Email, Subject: oneLine("Webhook endpoint turned off in " + app.Name),
+		Text: fmt.Sprintf("Parley turned off the webhook endpoint\n%s\nof %s: %s.\n\nNothing more is sent to it. Once it works again, turn it back on:\n%s\n",
+			e.URL, app.Name, e.DisabledReason, page)})
 }

@@ -239,3 +239,29 @@ func TestOldConversationsAreNotMailedAtOnce(t *testing.T) {
 		t.Error("an e-mail was sent")
 	}
 }
+
+// The members of an app are e-mailed when Parley turns one of its
+// endpoints off, queued with the change itself.
+func TestMembersAreToldOfAnEndpointTurnedOff(t *testing.T) {
+	srv := smtptest.Start(t, "parley", "s3cret")
+	sender, err := mail.New("smtp://parley:s3cret@"+srv.Addr, "Parley <chat@parley.example>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, filepath.Join(t.TempDir(), "parley.db"), jobs.Config{Guard: loopback(t), Mail: sender, EmailWaits: waits,
+		PublicURL: "https://chat.example", DisableAfter: time.Nanosecond})
+	r := newReceiver(t)
+	r.answer = func(int) int { return 500 }
+	c := newChat(t, n.db, r, "message.created")
+	ann := member(t, n.db, c.app.ID, "ann")
+	c.say(t, n.db, "", "hello")
+	mails := srv.Wait(1, time.Minute)
+	if len(mails) != 1 {
+		t.Fatalf("%d e-mails, want 1 to the member", len(mails))
+	}
+	l := read(t, mails[0])
+	if l.to != ann.Email || !strings.Contains(l.subject, "Webhook endpoint turned off") || !strings.Contains(l.body, "the endpoint answered 500") ||
+		!strings.Contains(l.body, "https://chat.example/dashboard/apps/"+c.app.ID+"/webhooks") {
+		t.Errorf("to %s, %q:\n%s", l.to, l.subject, l.body)
+	}
+}

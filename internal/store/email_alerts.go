@@ -26,6 +26,9 @@ const (
 	MailAgentAlert = "agent_alert"
 	// MailUserReply sends the user the replies they did not see.
 	MailUserReply = "user_reply"
+	// MailEndpointOff tells a member of an app that Parley turned one of
+	// its webhook endpoints off (RecordWebhookAttempt).
+	MailEndpointOff = "webhook_endpoint_off"
 )
 
 // MailJob is one e-mail to queue: about conversation's messages after
@@ -33,10 +36,13 @@ const (
 // conversation's user.
 type MailJob struct {
 	Kind           string `json:"kind"`
-	ConversationID string `json:"conversation_id"`
+	ConversationID string `json:"conversation_id,omitempty"`
 	OwnerID        string `json:"owner_id,omitempty"`
-	AfterSeq       int64  `json:"after_seq"`
-	UptoSeq        int64  `json:"upto_seq"`
+	// AppID and EndpointID name the endpoint of MailEndpointOff.
+	AppID      string `json:"app_id,omitempty"`
+	EndpointID string `json:"endpoint_id,omitempty"`
+	AfterSeq   int64  `json:"after_seq"`
+	UptoSeq    int64  `json:"upto_seq"`
 }
 
 // EmailWaits are how long a message may go unseen before it is e-mailed,

@@ -263,8 +263,10 @@ func (db *DB) RecordWebhookAttempt(ctx context.Context, id int64, a WebhookAttem
 		disabled = n > 0
 		// The delivery goes no further; the others waiting find the
 		// endpoint disabled when their turn comes.
-		_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'failed' WHERE id = ?`, id)
-		return err
+		if _, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'failed' WHERE id = ?`, id); err != nil || !disabled {
+			return err
+		}
+		return db.tellEndpointOff(ctx, tx, endpointID)
 	})
 	if err != nil {
 		return false, fmt.Errorf("store: record webhook attempt: %w", err)
@@ -346,4 +348,30 @@ func (db *DB) PruneWebhookDeliveries(ctx context.Context, before time.Time) (int
 		return 0, fmt.Errorf("store: prune webhook deliveries: %w", err)
 	}
 	return res.RowsAffected()
+}
+
+// tellEndpointOff queues, in tx, the e-mails that tell each member of the
+// endpoint's app that it was turned off.
+func (db *DB) tellEndpointOff(ctx context.Context, tx *sql.Tx, endpointID string) error {
+	if db.outbox == nil {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT m.app_id, m.owner_id FROM app_members m JOIN webhook_endpoints e ON e.app_id = m.app_id
+		WHERE e.id = ? ORDER BY m.owner_id`, endpointID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var mails []MailJob
+	for rows.Next() {
+		m := MailJob{Kind: MailEndpointOff, EndpointID: endpointID}
+		if err := rows.Scan(&m.AppID, &m.OwnerID); err != nil {
+			return err
+		}
+		mails = append(mails, m)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return db.outbox.EnqueueMail(ctx, tx, mails)
 }
