@@ -35,6 +35,8 @@ type settingsStore interface {
 	CreateInvite(ctx context.Context, appID, email string) (string, string, error)
 	SetAvailability(ctx context.Context, appID string, a store.Availability) error
 	TakeTokens(ctx context.Context, now time.Time, buckets ...store.Bucket) (bool, time.Duration, error)
+	PendingInvites(ctx context.Context, appID string) ([]store.Invite, error)
+	CancelInvites(ctx context.Context, appID, email string) error
 }
 
 // agentAccess ends a removed member's open inbox sockets.
@@ -63,17 +65,18 @@ const statsDays = 7
 // notices are the fixed messages a redirect back to the page may ask
 // for; nothing from the URL is ever shown as such.
 var notices = map[string]string{
-	"saved":          "Settings saved.",
-	"rotated":        "Identity secret rotated. Put the new secret on your servers; the old one works as long as you chose.",
-	"revoked":        "Secret revoked. Hashes made with it are refused from now on.",
-	"member-added":   "Member added.",
-	"invited":        "Invitation sent. The link in it works once, for 7 days.",
-	"member-removed": "Member removed.",
-	"disabled":       "Widget turned off. Every open chat has ended and no new one starts until you turn it back on.",
-	"enabled":        "Widget turned on. Chats can start again.",
-	"email-alerts":   "Your e-mail choice is saved.",
-	"email-waits":    "The waits before e-mail are saved.",
-	"availability":   "Availability saved. Open chats show it within a minute.",
+	"saved":            "Settings saved.",
+	"rotated":          "Identity secret rotated. Put the new secret on your servers; the old one works as long as you chose.",
+	"revoked":          "Secret revoked. Hashes made with it are refused from now on.",
+	"member-added":     "Member added.",
+	"invited":          "Invitation sent. The link in it works once, for 7 days.",
+	"invite-cancelled": "Invitation cancelled: its link no longer works.",
+	"member-removed":   "Member removed.",
+	"disabled":         "Widget turned off. Every open chat has ended and no new one starts until you turn it back on.",
+	"enabled":          "Widget turned on. Chats can start again.",
+	"email-alerts":     "Your e-mail choice is saved.",
+	"email-waits":      "The waits before e-mail are saved.",
+	"availability":     "Availability saved. Open chats show it within a minute.",
 }
 
 type settingsExtras struct {
@@ -132,6 +135,13 @@ func (h *Settings) page(c echo.Context, status int, x settingsExtras) error {
 	}
 	if app.UserEmailAfter > 0 {
 		v.Email.UserWait = minutes(app.UserEmailAfter)
+	}
+	invites, err := h.Store.PendingInvites(ctx, app.ID)
+	if err != nil {
+		return err
+	}
+	for _, in := range invites {
+		v.Invites = append(v.Invites, templates.InviteRow{Email: in.Email, ExpiresAt: in.ExpiresAt})
 	}
 	v.Availability = availabilityForm(app.Availability)
 	if x.Availability != nil {
@@ -412,4 +422,16 @@ func (h *Settings) SaveAvailability(c echo.Context) error {
 		return err
 	}
 	return h.back(c, "availability")
+}
+
+// CancelInvite serves POST …/settings/invites/cancel (email).
+func (h *Settings) CancelInvite(c echo.Context) error {
+	err := h.Store.CancelInvites(c.Request().Context(), dashAppFrom(c).ID, postValue(c, "email"))
+	if errors.Is(err, store.ErrNotFound) {
+		return echo.NewHTTPError(http.StatusNotFound, "There is no pending invitation to that address.")
+	}
+	if err != nil {
+		return err
+	}
+	return h.back(c, "invite-cancelled")
 }

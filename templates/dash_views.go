@@ -178,9 +178,16 @@ type DayHours struct {
 	From, To   string // HH:MM
 }
 
+// InviteRow is an invitation to the app not yet accepted.
+type InviteRow struct {
+	Email     string
+	ExpiresAt time.Time
+}
+
 // SettingsView is an app's settings page.
 type SettingsView struct {
 	Shell
+	Invites                     []InviteRow
 	Email                       EmailSettings
 	Availability                AvailabilitySettings
 	AppID                       string

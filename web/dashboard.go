@@ -120,6 +120,7 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	a.POST("/settings/email-alerts", settings.SetEmailAlerts)
 	a.POST("/settings/email-waits", settings.SetEmailWaits)
 	a.POST("/settings/availability", settings.SaveAvailability)
+	a.POST("/settings/invites/cancel", settings.CancelInvite)
 	a.GET("/webhooks", hooks.Show)
 	a.POST("/webhooks", hooks.Add)
 	a.GET("/webhooks/:id", hooks.Deliveries)

@@ -194,6 +194,7 @@ func mutations(app testApp, convID, otherOwnerEmail string) []struct {
 		{s + "/enable", nil},
 		{s + "/email-alerts", url.Values{"alerts": {"off"}}},
 		{s + "/email-waits", url.Values{"agent_minutes": {"30"}, "user_minutes": {"30"}}},
+		{s + "/invites/cancel", url.Values{"email": {"nobody@example.com"}}},
 		{s + "/availability", url.Values{"time_zone": {"Europe/Paris"}, "hours": {"always"}, "greeting": {"Changed"}}},
 		{w, url.Values{"url": {"https://93.184.216.34/hook"}, "event": {"message.created"}}},
 		{w + "/whe_whatever/rotate", url.Values{"overlap": {"0s"}}},

@@ -120,6 +120,16 @@ func TestInvitationByEmail(t *testing.T) {
 	if m == nil || m[1] != "invite" {
 		t.Fatalf("no invitation link in:\n%s", mailBody(t, mails[0]))
 	}
+	if page := b.get(t, settingsPath(app)); testids(page.Body, "invite") != 1 || !strings.Contains(string(page.Body), "newcomer@example.com") {
+		t.Error("the settings page does not list the pending invitation")
+	}
+	// A second one, cancelled: its link stops working.
+	b.post(t, settingsPath(app, "members"), url.Values{"email": {"typo@example.com"}}).wantRedirect(t, settingsPath(app)+"?notice=invited")
+	typo := linkRe.FindStringSubmatch(mailBody(t, smtp.Wait(2, 30*time.Second)[1]))[2]
+	b.post(t, settingsPath(app, "invites", "cancel"), url.Values{"email": {"typo@example.com"}}).wantRedirect(t, settingsPath(app)+"?notice=invite-cancelled")
+	if res := ts.browser(t).post(t, "/invite", url.Values{"token": {typo}, "name": {"Typo"}, "password": {"a good passphrase"}}); res.Status != http.StatusBadRequest {
+		t.Errorf("a cancelled invitation = %d", res.Status)
+	}
 	nb := ts.browser(t)
 	if res := nb.post(t, "/invite", url.Values{"token": {m[2]}, "name": {""}, "password": {"a good passphrase"}}); res.Status != http.StatusBadRequest {
 		t.Fatalf("no name = %d", res.Status)
@@ -132,8 +142,8 @@ func TestInvitationByEmail(t *testing.T) {
 	// An existing owner is added at once, without mail.
 	bob := ts.newOwner(t, "bob")
 	b.post(t, settingsPath(app, "members"), url.Values{"email": {bob.Email}}).wantRedirect(t, settingsPath(app)+"?notice=member-added")
-	if got := len(smtp.Wait(2, time.Second)); got != 1 {
-		t.Errorf("%d e-mails; adding an existing owner mails nobody", got)
+	if got := len(smtp.Wait(3, time.Second)); got != 2 {
+		t.Errorf("%d e-mails; adding an existing owner mails nobody", got-1)
 	}
 }
 

@@ -149,3 +149,44 @@ func (db *DB) AcceptInvite(ctx context.Context, token, name, passwordHash string
 	}
 	return o, appID, nil
 }
+
+// Invite is an invitation to an app not yet accepted.
+type Invite struct {
+	Email     string
+	ExpiresAt time.Time
+}
+
+// PendingInvites lists the app's invitations that can still be accepted,
+// by address.
+func (db *DB) PendingInvites(ctx context.Context, appID string) ([]Invite, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT email, max(expires_at) FROM owner_links
+		WHERE app_id = ? AND kind = 'invite' AND used_at IS NULL AND expires_at > ? GROUP BY email ORDER BY email`, appID, db.now().UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("store: invitations: %w", err)
+	}
+	defer rows.Close()
+	var out []Invite
+	for rows.Next() {
+		var in Invite
+		var exp int64
+		if err := rows.Scan(&in.Email, &exp); err != nil {
+			return nil, fmt.Errorf("store: invitations: %w", err)
+		}
+		in.ExpiresAt = fromMillis(exp)
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+// CancelInvites makes the app's invitations to email stop working.
+func (db *DB) CancelInvites(ctx context.Context, appID, email string) error {
+	res, err := db.write.ExecContext(ctx, `UPDATE owner_links SET used_at = ? WHERE app_id = ? AND kind = 'invite' AND email = ? AND used_at IS NULL`,
+		db.now().UnixMilli(), appID, email)
+	if err != nil {
+		return fmt.Errorf("store: cancel invitations: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
