@@ -77,6 +77,8 @@ var profiles = map[string]config{
 		HookUsers: 200, HookRate: 500, HookDur: 10 * time.Second,
 		FrameSize: true,
 	},
+	// webhooks: workload 8 alone, to measure webhook delivery quickly.
+	"webhooks": {HookUsers: 200, HookRate: 500, HookDur: 10 * time.Second},
 	// full: the sizes of the targets.
 	"full": {
 		Idle:     10000,

@@ -47,6 +47,8 @@ const (
 	// pollEvery is how often a node looks for jobs that became due when
 	// nothing told it (on SQLite, and on PostgreSQL besides LISTEN).
 	pollEvery = 500 * time.Millisecond
+	// fetchCooldown is the least time between two fetches of a node.
+	fetchCooldown = 25 * time.Millisecond
 	// DefaultDisableAfter is how long an endpoint may fail every delivery
 	// before it is disabled.
 	DefaultDisableAfter = 5 * 24 * time.Hour
@@ -128,7 +130,11 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	river.AddWorker(workers, &sweepWorker{q: q})
 	periodic := []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(time.Hour),
 		func() (river.JobArgs, *river.InsertOpts) { return pruneArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true})}
-	queues := map[string]river.QueueConfig{webhookQueue: {MaxWorkers: 20}, river.QueueDefault: {MaxWorkers: 2}}
+	// A node fetches up to a queue's free workers at a time, at most once
+	// per fetchCooldown: 50 workers and 25 ms let it start 2,000
+	// deliveries a second, where 20 and River's default 100 ms capped it
+	// near 200 (make bench, workload 8).
+	queues := map[string]river.QueueConfig{webhookQueue: {MaxWorkers: 50}, river.QueueDefault: {MaxWorkers: 2}}
 	if cfg.Mail != nil {
 		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(sweepEvery),
 			func() (river.JobArgs, *river.InsertOpts) { return sweepArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true}))
@@ -140,6 +146,7 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		JobTimeout:           attemptTimeout,
 		RescueStuckJobsAfter: rescueAfter,
 		FetchPollInterval:    pollEvery,
+		FetchCooldown:        fetchCooldown,
 		MaxAttempts:          maxAttempts,
 		RetryPolicy:          retryPolicy{},
 		PeriodicJobs:         periodic,

@@ -228,7 +228,9 @@ func (db *DB) RecordWebhookAttempt(ctx context.Context, id int64, a WebhookAttem
 		status = DeliveryRetrying
 	}
 	now := a.At.UnixMilli()
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	// In the group commit: the attempts of many deliveries share a commit
+	// (on SQLite, one fsync), as messages do.
+	err = db.group(ctx, func(ctx context.Context, tx txn) error {
 		disabled = false
 		var endpointID string
 		err := tx.QueryRowContext(ctx, `UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, response_code = ?, response_excerpt = ?,
@@ -266,7 +268,7 @@ func (db *DB) RecordWebhookAttempt(ctx context.Context, id int64, a WebhookAttem
 		if _, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'failed' WHERE id = ?`, id); err != nil || !disabled {
 			return err
 		}
-		return db.tellEndpointOff(ctx, tx, endpointID)
+		return db.tellEndpointOff(ctx, sqlTx(tx), endpointID)
 	})
 	if err != nil {
 		return false, fmt.Errorf("store: record webhook attempt: %w", err)
