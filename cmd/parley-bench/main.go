@@ -77,6 +77,8 @@ var profiles = map[string]config{
 		HookUsers: 200, HookRate: 500, HookDur: 10 * time.Second,
 		FrameSize: true,
 	},
+	// sessions: workload 2 alone, to compare builds quickly.
+	"sessions": {Sessions: 2000, SessionConc: 32},
 	// webhooks: workload 8 alone, to measure webhook delivery quickly.
 	"webhooks": {HookUsers: 200, HookRate: 500, HookDur: 10 * time.Second},
 	// full: the sizes of the targets.
