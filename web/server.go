@@ -4,6 +4,7 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -29,7 +30,19 @@ import (
 )
 
 // Config is what the server needs to know about where it runs.
+// Attachments: the size of one file unless the operator says otherwise,
+// and what one user and one app keep at most.
+const (
+	DefaultAttachmentMaxSize  = 10 << 20
+	DefaultAttachmentsPerUser = 100 << 20
+	DefaultAttachmentsPerApp  = 10 << 30
+)
+
 type Config struct {
+	// AttachmentMaxSize bounds one uploaded file (0: the default, 10 MB);
+	// AttachmentQuotas what a user and an app keep (0: the defaults).
+	AttachmentMaxSize int64
+	AttachmentQuotas  store.AttachmentQuotas
 	// SessionRefusals, when set, counts the widget sessions refused, by
 	// reason, for the metrics.
 	SessionRefusals *handlers.Refusals
@@ -201,6 +214,12 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	}
 	e.POST("/api/widget/sessions", sessions.Create, refusals.Count, sessionsPerIP)
 	e.DELETE("/api/widget/session", (&handlers.WidgetSession{Store: db, PublicOrigin: origin}).End, sessionsPerIP)
+	files := &handlers.WidgetAttachments{Store: db, PublicOrigin: origin, MaxSize: cmp.Or(cfg.AttachmentMaxSize, DefaultAttachmentMaxSize),
+		Quotas: store.AttachmentQuotas{PerUser: cmp.Or(cfg.AttachmentQuotas.PerUser, DefaultAttachmentsPerUser),
+			PerApp: cmp.Or(cfg.AttachmentQuotas.PerApp, DefaultAttachmentsPerApp)}}
+	// Uploads share the budget of starting sessions: each is a write.
+	e.POST("/api/widget/attachments", files.Upload, sessionsPerIP)
+	e.GET("/api/widget/attachments/:id", files.Download)
 	e.GET("/api/widget/ws", socket.Serve,
 		perIP(limits.SocketOpensPerIP.Keyed(limitKeys), "too many chat connections are opening from your network; try again shortly"))
 

@@ -73,7 +73,7 @@ func (c *Client) sendMessage(ctx context.Context, f ClientFrame) *FrameError {
 	c.sending.Store(&f.ClientMsgID)
 	defer c.sending.Store(nil)
 	p, err := c.hub.store.AddUserMessage(ctx, store.UserMessage{AppID: c.session.AppID, SubjectID: c.session.SubjectID,
-		ConversationID: f.ConversationID, ClientMsgID: f.ClientMsgID, Body: f.Body})
+		ConversationID: f.ConversationID, ClientMsgID: f.ClientMsgID, Body: f.Body, AttachmentIDs: f.AttachmentIDs})
 	if err != nil {
 		fe := c.storeError(err)
 		fe.ClientMsgID = f.ClientMsgID
@@ -92,6 +92,13 @@ func (c *Client) sendMessage(ctx context.Context, f ClientFrame) *FrameError {
 func (c *Client) storeError(err error) *FrameError {
 	if errors.Is(err, store.ErrNotFound) {
 		return &FrameError{Code: errNoConversation.Code, Message: errNoConversation.Message}
+	}
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		code := "bad_frame"
+		if errors.Is(err, store.ErrAttachmentUnknown) {
+			code = "attachment_unknown"
+		}
+		return &FrameError{Code: code, Message: ie.Msg}
 	}
 	c.log().Error("widget socket", "err", err)
 	return &FrameError{Code: "unavailable", Message: "the server could not do that; try again"}

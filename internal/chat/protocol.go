@@ -47,6 +47,9 @@ type ClientFrame struct {
 	ClientMsgID    string `json:"client_msg_id,omitempty"`
 	Body           string `json:"body,omitempty"`
 	Typing         bool   `json:"typing,omitempty"`
+	// AttachmentIDs are the user's uploads a send carries
+	// (POST /api/widget/attachments).
+	AttachmentIDs []string `json:"attachment_ids,omitempty"`
 }
 
 // FrameError is a refusal of one frame; it becomes an error frame and the
@@ -114,9 +117,20 @@ func validate(f *ClientFrame) *FrameError {
 		if f.ClientMsgID == "" || len(f.ClientMsgID) > maxClientIDBytes || !isIDText(f.ClientMsgID) {
 			return badFrame("send needs a client_msg_id of 1-%d letters, digits, '-' or '_'", maxClientIDBytes)
 		}
-		if err := checkBody(f.Body); err != nil {
-			err.ClientMsgID = f.ClientMsgID
-			return err
+		if len(f.AttachmentIDs) > maxAttachments {
+			return &FrameError{Code: "bad_frame", Message: fmt.Sprintf("a message carries at most %d attachments", maxAttachments), ClientMsgID: f.ClientMsgID}
+		}
+		for _, id := range f.AttachmentIDs {
+			if id == "" || len(id) > maxClientIDBytes || !isIDText(id) {
+				return &FrameError{Code: "bad_frame", Message: "attachment_ids are the ids uploads were given", ClientMsgID: f.ClientMsgID}
+			}
+		}
+		// A message may be files alone.
+		if len(f.AttachmentIDs) == 0 || f.Body != "" {
+			if err := checkBody(f.Body); err != nil {
+				err.ClientMsgID = f.ClientMsgID
+				return err
+			}
 		}
 	case TypeTyping:
 		if err := checkConvID(f.ConversationID, true); err != nil {
@@ -191,20 +205,43 @@ func truncate(s string, n int) string {
 // MessageJSON is a message as both the widget protocol and the server API
 // show it.
 type MessageJSON struct {
-	ID             string    `json:"id"`
-	ConversationID string    `json:"conversation_id"`
-	Seq            int64     `json:"seq"`
-	Author         string    `json:"author"`
-	AuthorName     string    `json:"author_name,omitempty"`
-	Body           string    `json:"body"`
-	ClientMsgID    string    `json:"client_msg_id,omitempty"`
-	CreatedAt      time.Time `json:"created_at"`
+	ID             string           `json:"id"`
+	ConversationID string           `json:"conversation_id"`
+	Seq            int64            `json:"seq"`
+	Author         string           `json:"author"`
+	AuthorName     string           `json:"author_name,omitempty"`
+	Body           string           `json:"body"`
+	ClientMsgID    string           `json:"client_msg_id,omitempty"`
+	CreatedAt      time.Time        `json:"created_at"`
+	Attachments    []AttachmentJSON `json:"attachments,omitempty"`
+}
+
+// maxAttachments bounds the files one message carries (as the store does).
+const maxAttachments = 10
+
+// AttachmentJSON is a file a message carries. URL downloads it with the
+// session token in the Authorization header (never in the URL).
+type AttachmentJSON struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Type string `json:"type"`
+	Size int64  `json:"size"`
+	URL  string `json:"url"`
+}
+
+// NewAttachmentJSON is a stored attachment as the widget sees it.
+func NewAttachmentJSON(a store.Attachment) AttachmentJSON {
+	return AttachmentJSON{ID: a.ID, Name: a.Name, Type: a.Type, Size: a.Size, URL: "/api/widget/attachments/" + a.ID}
 }
 
 // NewMessageJSON converts a stored message.
 func NewMessageJSON(m store.Message) MessageJSON {
-	return MessageJSON{ID: m.ID, ConversationID: m.ConversationID, Seq: m.Seq, Author: m.Author,
+	out := MessageJSON{ID: m.ID, ConversationID: m.ConversationID, Seq: m.Seq, Author: m.Author,
 		AuthorName: m.AuthorName, Body: m.Body, ClientMsgID: m.ClientMsgID, CreatedAt: m.CreatedAt}
+	for _, a := range m.Attachments {
+		out.Attachments = append(out.Attachments, NewAttachmentJSON(a))
+	}
+	return out
 }
 
 // ConversationJSON is a conversation as the widget sees it.

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -19,13 +20,14 @@ func TestDecodeClientFrameAccepts(t *testing.T) {
 		{`{"type":"send","conversation_id":"cnv_a","client_msg_id":"m_2","body":"<b>x</b>"}`, ClientFrame{Type: TypeSend, ConversationID: "cnv_a", ClientMsgID: "m_2", Body: "<b>x</b>"}},
 		{`{"type":"typing","conversation_id":"cnv_a","typing":true}`, ClientFrame{Type: TypeTyping, ConversationID: "cnv_a", Typing: true}},
 		{`{"type":"read","conversation_id":"cnv_a","seq":3}`, ClientFrame{Type: TypeRead, ConversationID: "cnv_a", Seq: 3}},
+		{`{"type":"send","client_msg_id":"m-3","attachment_ids":["att_1","att_2"]}`, ClientFrame{Type: TypeSend, ClientMsgID: "m-3", AttachmentIDs: []string{"att_1", "att_2"}}},
 	} {
 		got, err := DecodeClientFrame([]byte(tc.in))
 		if err != nil {
 			t.Errorf("%s: %v", tc.in, err)
 			continue
 		}
-		if got != tc.want {
+		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: got %+v, want %+v", tc.in, got, tc.want)
 		}
 	}

@@ -27,6 +27,8 @@ type Message struct {
 	ClientMsgID    string
 	Body           string
 	CreatedAt      time.Time
+	// Attachments are the files the message carries.
+	Attachments []Attachment
 }
 
 // Posted is the result of adding a message: the stored message, its
@@ -45,6 +47,8 @@ type UserMessage struct {
 	ConversationID string
 	ClientMsgID    string
 	Body           string
+	// AttachmentIDs are uploads of the user's that the message carries.
+	AttachmentIDs []string
 }
 
 // AddUserMessage commits a user's message and returns once it is durable
@@ -55,7 +59,7 @@ type UserMessage struct {
 // not at all, and the caller gets ctx's error without knowing which: a
 // resend with the same client_msg_id finds out.
 func (db *DB) AddUserMessage(ctx context.Context, in UserMessage) (Posted, error) {
-	if db.postgres && in.ConversationID != "" {
+	if db.postgres && in.ConversationID != "" && len(in.AttachmentIDs) == 0 {
 		start := time.Now()
 		p, ok, err := db.addUserMessageAtOnce(ctx, in)
 		if ok {
@@ -167,6 +171,9 @@ func (db *DB) addUserMessage(ctx context.Context, tx txn, in UserMessage) (Poste
 	_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, seq, author, author_subject_id, client_msg_id, body, created_at)
 		VALUES (?, ?, ?, 'user', ?, ?, ?, ?)`, p.Message.ID, convID, c.LastSeq, in.SubjectID, in.ClientMsgID, in.Body, now)
 	if err != nil {
+		return p, err
+	}
+	if err := attach(ctx, tx, in.AppID, in.SubjectID, in.AttachmentIDs, &p.Message); err != nil {
 		return p, err
 	}
 	p.Conversation = c.withLast(p.Message)
@@ -314,5 +321,20 @@ func (db *DB) Messages(ctx context.Context, c Conversation, afterSeq int64, limi
 	if len(page.Messages) > limit {
 		page.Messages, page.HasMore = page.Messages[:limit], true
 	}
-	return page, rowsErr(rows)
+	if err := rowsErr(rows); err != nil {
+		return MessagePage{}, err
+	}
+	return page, db.withAttachments(ctx, page.Messages)
+}
+
+// withAttachments fills in the attachments of msgs, read in one query.
+func (db *DB) withAttachments(ctx context.Context, msgs []Message) error {
+	ptrs := make([]*Message, len(msgs))
+	for i := range msgs {
+		ptrs[i] = &msgs[i]
+	}
+	if err := loadAttachments(ctx, db.read, ptrs); err != nil {
+		return fmt.Errorf("store: messages: %w", err)
+	}
+	return nil
 }

@@ -219,6 +219,8 @@ func postgresSchema(t *testing.T) (map[string]map[string]column, map[string][]in
 			typ = "integer"
 		case "double precision":
 			typ = "real"
+		case "bytea":
+			typ = "blob"
 		}
 		if cols[table] == nil {
 			cols[table] = map[string]column{}
