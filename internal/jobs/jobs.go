@@ -261,7 +261,11 @@ func (w warnings) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
 }
 
-// pruneArgs is the hourly job that deletes old finished deliveries.
+// keepUnsent is how long an upload waits for the message that carries it.
+const keepUnsent = 24 * time.Hour
+
+// pruneArgs is the hourly job that deletes old finished deliveries and
+// uploads no message carried.
 type pruneArgs struct{}
 
 func (pruneArgs) Kind() string { return "prune_webhook_deliveries" }
@@ -273,5 +277,6 @@ type pruneWorker struct {
 
 func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[pruneArgs]) error {
 	_, err := w.q.cfg.Store.PruneWebhookDeliveries(ctx, time.Now().Add(-keepDeliveries))
-	return err
+	_, err2 := w.q.cfg.Store.PruneUnsentAttachments(ctx, time.Now().Add(-keepUnsent))
+	return errors.Join(err, err2)
 }

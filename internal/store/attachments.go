@@ -176,3 +176,14 @@ func loadAttachments(ctx context.Context, q interface {
 	}
 	return rows.Err()
 }
+
+// PruneUnsentAttachments deletes the uploads no message carried, made
+// before before (a chat closed between the upload and the send), and
+// returns how many.
+func (db *DB) PruneUnsentAttachments(ctx context.Context, before time.Time) (int64, error) {
+	res, err := db.write.ExecContext(ctx, `DELETE FROM attachments WHERE message_id IS NULL AND created_at < ?`, before.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("store: prune attachments: %w", err)
+	}
+	return res.RowsAffected()
+}

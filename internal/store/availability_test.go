@@ -73,3 +73,35 @@ func TestAvailability(t *testing.T) {
 		t.Error("nobody is online, the presence says someone")
 	}
 }
+
+// Uploads no message carried are pruned after a while; sent ones stay.
+func TestPruneUnsentAttachments(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	app := mustApp(t, db, store.ModeMonitor).App
+	s, err := db.CreateSession(ctx, store.NewSession{AppID: app.ID, Kind: store.KindUser, IdentityKey: "uid:u", UserID: "u", ParentOrigin: "https://shop.example", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := store.AttachmentQuotas{PerUser: 1 << 20, PerApp: 1 << 20}
+	kept, err := db.AddAttachment(ctx, store.NewAttachment{AppID: app.ID, SubjectID: s.SubjectID, Name: "a.txt", Type: "text/plain; charset=utf-8", Data: []byte("a")}, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsent, err := db.AddAttachment(ctx, store.NewAttachment{AppID: app.ID, SubjectID: s.SubjectID, Name: "b.txt", Type: "text/plain; charset=utf-8", Data: []byte("b")}, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.AddUserMessage(ctx, store.UserMessage{AppID: app.ID, SubjectID: s.SubjectID, ClientMsgID: "m1", Body: "see file", AttachmentIDs: []string{kept.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.PruneUnsentAttachments(ctx, time.Now().Add(time.Minute)); err != nil || n != 1 {
+		t.Fatalf("pruned %d (%v), want the unsent one", n, err)
+	}
+	if _, _, err := db.UserAttachment(ctx, s.SubjectID, unsent.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the unsent upload is still there: %v", err)
+	}
+	if _, data, err := db.UserAttachment(ctx, s.SubjectID, kept.ID); err != nil || string(data) != "a" {
+		t.Errorf("the sent one: %q %v", data, err)
+	}
+}
