@@ -228,6 +228,8 @@ type serveConfig struct {
 	// Metrics, when set, is the private address of the Prometheus
 	// metrics listener.
 	Metrics string
+	// AttachmentMaxSize bounds one uploaded file (--attachment-max-size).
+	AttachmentMaxSize int64
 	// Mail sends e-mail (--smtp-url); nil when e-mail is off.
 	Mail *mail.Sender
 	// MailServer names the SMTP server, without credentials, for the log.
@@ -260,6 +262,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	maxFile := fs.String("attachment-max-size", envOr("PARLEY_ATTACHMENT_MAX_SIZE", "10MB"), "the largest file a chat may send, e.g. 10MB or 512KB (PARLEY_ATTACHMENT_MAX_SIZE)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -272,6 +275,9 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.MailServer = store.RedactURL(*mailCfg.smtpURL)
+	if cfg.AttachmentMaxSize, err = parseSize(*maxFile); err != nil {
+		return usageError{"--attachment-max-size: " + err.Error()}
+	}
 	if cfg.DBPath, err = dbFlags.location(); err != nil {
 		return err
 	}
@@ -401,19 +407,20 @@ func serve(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, 
 		brokerReady = b.Ready
 	}
 	handler, err := web.New(web.Config{
-		BrokerReady:     brokerReady,
-		SessionRefusals: refusals,
-		Mail:            cfg.Mail,
-		MailOn:          cfg.Mail != nil,
-		EmailWaits:      cfg.EmailWaits,
-		WebhookGuard:    cfg.WebhookGuard,
-		PublicURL:       cfg.PublicURL,
-		SessionTTL:      12 * time.Hour,
-		Signup:          cfg.Signup,
-		OwnerIdle:       ownerIdle,
-		OwnerMaxAge:     ownerMaxAge,
-		TrustedProxies:  cfg.TrustedProxies,
-		Limits:          cfg.Limits,
+		BrokerReady:       brokerReady,
+		SessionRefusals:   refusals,
+		Mail:              cfg.Mail,
+		AttachmentMaxSize: cfg.AttachmentMaxSize,
+		MailOn:            cfg.Mail != nil,
+		EmailWaits:        cfg.EmailWaits,
+		WebhookGuard:      cfg.WebhookGuard,
+		PublicURL:         cfg.PublicURL,
+		SessionTTL:        12 * time.Hour,
+		Signup:            cfg.Signup,
+		OwnerIdle:         ownerIdle,
+		OwnerMaxAge:       ownerMaxAge,
+		TrustedProxies:    cfg.TrustedProxies,
+		Limits:            cfg.Limits,
 	}, db, hub, log)
 	if err != nil {
 		return err
@@ -530,4 +537,25 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// parseSize reads a size as an operator writes it: 10MB, 512KB, or bytes.
+// A file is at most 1 GB: it is kept in the database.
+func parseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	unit := int64(1)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, unit = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<30)/unit {
+		return 0, fmt.Errorf("%q is not a size from 1 byte to 1GB, like 10MB or 512KB", s)
+	}
+	return n * unit, nil
 }

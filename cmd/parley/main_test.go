@@ -193,3 +193,20 @@ func TestSMTPPasswordNotInUsage(t *testing.T) {
 		t.Errorf("serve with a bad flag: %v, usage mentions the password: %v", err, strings.Contains(stderr, "hunter2"))
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"10MB": 10 << 20, "512kb": 512 << 10, "1GB": 1 << 30, "2048": 2048, " 3 MB ": 3 << 20} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "ten", "-1MB", "0", "2GB", "1.5MB"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) accepted", bad)
+		}
+	}
+	db := filepath.Join(t.TempDir(), "p.db")
+	if _, _, err := runCLI(t, "serve", "--db", db, "--attachment-max-size", "huge"); exitCode(err) != 2 || !strings.Contains(fmt.Sprint(err), "attachment-max-size") {
+		t.Errorf("a bad --attachment-max-size: %v", err)
+	}
+}
