@@ -47,6 +47,7 @@ type testServer struct {
 	WSURL  string
 	DB     *store.DB
 	Hub    *chat.Hub
+	Queue  *jobs.Queue
 	dbPath string
 	key    masterkey.Key
 	logs   *logRecorder
@@ -140,7 +141,7 @@ func startTestServer(t *testing.T, dbPath string, key masterkey.Key, opts ...ser
 	})
 
 	ts := &testServer{URL: srv.URL, Origin: srv.URL, WSURL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/api/widget/ws",
-		DB: db, Hub: hub, dbPath: dbPath, key: key, logs: logs}
+		DB: db, Hub: hub, Queue: q, dbPath: dbPath, key: key, logs: logs}
 	// Runs first (cleanups are LIFO): whatever the test threw at it, the
 	// server must still be healthy and must not have hit an internal error.
 	t.Cleanup(func() {

@@ -39,6 +39,10 @@ func TestReadyz(t *testing.T) {
 	}
 
 	ts = newTestServer(t)
+	// As serve stops: the job queue, which works on the database, first.
+	if err := ts.Queue.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ts.DB.Close()
 	if status, failing := ready(ts); status != http.StatusServiceUnavailable || len(failing) != 1 || failing[0] != "database" {
 		t.Fatalf("database closed: /readyz = %d %v, want 503 naming the database", status, failing)

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -99,7 +100,8 @@ type Queue struct {
 	// attempts counts this node's webhook attempts by outcome.
 	attempts struct{ delivered, failed, refused atomic.Int64 }
 	// mails counts this node's e-mails.
-	mails struct{ sent, failed atomic.Int64 }
+	mails    struct{ sent, failed atomic.Int64 }
+	stopOnce sync.Once
 }
 
 // Attempts are this node's webhook attempts since it started, by
@@ -216,8 +218,15 @@ func (q *Queue) Start(ctx context.Context) error {
 }
 
 // Stop lets the attempts under way finish (until ctx ends; those cut off
-// run again later) and releases the queue's connections.
+// run again later) and releases the queue's connections. Only the first
+// call does anything.
 func (q *Queue) Stop(ctx context.Context) error {
+	var err error
+	q.stopOnce.Do(func() { err = q.stop(ctx) })
+	return err
+}
+
+func (q *Queue) stop(ctx context.Context) error {
 	err := q.client.Stop(ctx)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		err = q.client.StopAndCancel(context.Background())
