@@ -37,7 +37,7 @@ func (h *Frame) Show(c echo.Context) error {
 	hdr := c.Response().Header()
 	// frame-ancestors makes browsers refuse to show the frame on any site
 	// the owner did not list. The rest keeps the page to its own assets.
-	hdr.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+	hdr.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "+
 		"connect-src 'self' "+wsOrigin(h.PublicOrigin)+"; base-uri 'none'; form-action 'none'; frame-ancestors "+strings.Join(app.Origins, " "))
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Cache-Control", "no-cache")

@@ -472,10 +472,13 @@
       who.textContent = msg.author_name;
       row.appendChild(who);
     }
-    var text = document.createElement("div");
-    text.className = "text";
-    text.textContent = msg.body;
-    row.appendChild(text);
+    if (msg.body) {
+      var text = document.createElement("div");
+      text.className = "text";
+      text.textContent = msg.body;
+      row.appendChild(text);
+    }
+    renderAttachments(row, msg.attachments);
     shown[msg.id] = row;
     // Committed messages stay in seq order (a catch-up may arrive after a
     // live message); unacked ones stay at the end.
@@ -499,7 +502,7 @@
     row.setAttribute("data-pending", "true");
     var text = document.createElement("div");
     text.className = "text";
-    text.textContent = item.body;
+    text.textContent = item.body || (item.files || []).map(function (f) { return f.name; }).join(", ");
     row.appendChild(text);
     shown["pending:" + item.client_msg_id] = row;
     thread.appendChild(row);
@@ -602,7 +605,81 @@
       }
       if (o.sent || !ws || ws.readyState !== 1) return;
       o.sent = true;
-      send({ type: "send", conversation_id: o.conversation_id || undefined, client_msg_id: o.client_msg_id, body: o.body });
+      send({ type: "send", conversation_id: o.conversation_id || undefined, client_msg_id: o.client_msg_id, body: o.body,
+        attachment_ids: o.attachment_ids });
+    });
+  }
+
+  // Attachments: each chosen file is uploaded (the token in a header, never
+  // in a URL), then sent as a message of its own.
+  var attachInput = $("attach");
+  attachInput.addEventListener("change", function () {
+    var files = Array.prototype.slice.call(attachInput.files || []);
+    attachInput.value = "";
+    files.reduce(function (p, f) { return p.then(function () { return uploadAndSend(f); }); }, Promise.resolve());
+  });
+  var uploadErrors = { attachment_too_large: "That file is too large.", attachment_type_not_allowed: "That kind of file can't be sent: send an image, a PDF, a text file or an office document.",
+    attachment_quota_exceeded: "There is no room for more files in this chat." };
+  function uploadAndSend(file) {
+    if (!token) { say("Not connected yet: try again in a moment."); return Promise.resolve(); }
+    var fd = new FormData();
+    fd.append("file", file, file.name);
+    say("Sending " + file.name + "…");
+    return fetch("/api/widget/attachments", { method: "POST", headers: { Authorization: "Bearer " + token }, body: fd })
+      .then(function (res) { return res.json().then(function (j) { return { status: res.status, json: j }; }); })
+      .then(function (r) {
+        if (r.status !== 201) {
+          say(uploadErrors[r.json.error && r.json.error.code] || "The file could not be sent.");
+          return;
+        }
+        say("");
+        var a = r.json.attachment;
+        var item = { client_msg_id: randomHex(12), conversation_id: conv, body: "", attachment_ids: [a.id], files: [a] };
+        outbox.push(item);
+        saveOutbox();
+        renderPending(item);
+        flushOutbox();
+      }, function () { say("The file could not be sent: check your connection."); });
+  }
+
+  // fetchFile downloads an attachment with the session token in a header
+  // and returns a blob: URL for it.
+  var blobURLs = {};
+  function fetchFile(a) {
+    if (blobURLs[a.id]) return Promise.resolve(blobURLs[a.id]);
+    return fetch(a.url, { headers: { Authorization: "Bearer " + token } }).then(function (res) {
+      if (!res.ok) throw new Error("HTTP " + res.status);
+      return res.blob();
+    }).then(function (b) { return (blobURLs[a.id] = URL.createObjectURL(b)); });
+  }
+
+  function renderAttachments(row, list) {
+    (list || []).forEach(function (a) {
+      var box = document.createElement("div");
+      box.className = "file";
+      box.setAttribute("data-testid", "attachment");
+      box.setAttribute("data-type", a.type);
+      if (/^image\/(png|jpeg|gif)$/.test(a.type)) {
+        var img = document.createElement("img");
+        img.alt = a.name;
+        box.appendChild(img);
+        fetchFile(a).then(function (u) { img.src = u; }, function () { img.alt = a.name + " (could not be loaded)"; });
+      } else {
+        var link = document.createElement("a");
+        link.href = "#";
+        link.textContent = a.name + " (" + Math.max(1, Math.round(a.size / 1024)) + " KB)";
+        link.addEventListener("click", function (e) {
+          e.preventDefault();
+          fetchFile(a).then(function (u) {
+            var d = document.createElement("a");
+            d.href = u;
+            d.download = a.name;
+            d.click();
+          }, function () { say("The file could not be downloaded."); });
+        });
+        box.appendChild(link);
+      }
+      row.appendChild(box);
     });
   }
 

@@ -1,0 +1,60 @@
+package e2e
+
+import (
+	"bytes"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+var attachmentsShown = js[[]map[string]any](`[...document.querySelectorAll('[data-testid="attachment"]')].map(a => ({
+	type: a.dataset.type,
+	loaded: a.querySelector("img") ? a.querySelector("img").naturalWidth : -1,
+	text: a.textContent,
+}))`)
+
+// A user sends a photo from the chat frame: it is uploaded with the
+// session token in a header, sent as a message, and shown inline, loaded
+// the same way; a PDF is offered by name.
+func TestWidgetSendsAttachments(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	img := image.NewRGBA(image.Rect(0, 0, 40, 30))
+	for x := range 40 {
+		img.Set(x, 10, color.RGBA{200, 30, 30, 255})
+	}
+	var buf bytes.Buffer
+	png.Encode(&buf, img)
+	photo := filepath.Join(dir, "teapot.png")
+	pdf := filepath.Join(dir, "receipt.pdf")
+	if err := os.WriteFile(photo, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pdf, []byte("%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tab := e.newTab(t, "user")
+	navigate(t, tab, e.pageURL(e.hostURL(), "u_ann"))
+	do(t, tab, chromedp.Click(chromedp.CSS(launcherSel)))
+	frame, _ := e.chatFrame(t, tab, "frame")
+	waitConnected(t, frame)
+	do(t, frame, chromedp.SetUploadFiles(chromedp.CSS(`[data-testid="attach"]`), []string{photo}))
+	shown := eventually(t, frame, "the photo shown", attachmentsShown, func(a []map[string]any) bool {
+		return len(a) == 1 && a[0]["loaded"] == float64(40)
+	})
+	if shown[0]["type"] != "image/png" {
+		t.Errorf("shown %v", shown)
+	}
+	do(t, frame, chromedp.SetUploadFiles(chromedp.CSS(`[data-testid="attach"]`), []string{pdf}))
+	eventually(t, frame, "the PDF offered by name", attachmentsShown, func(a []map[string]any) bool {
+		return len(a) == 2 && a[1]["type"] == "application/pdf" && a[1]["text"] == "receipt.pdf (1 KB)"
+	})
+	if n := e.count(t, `SELECT count(*) FROM attachments WHERE message_id IS NOT NULL`); n != 2 {
+		t.Errorf("%d attachments sent, want 2", n)
+	}
+}
