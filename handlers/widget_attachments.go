@@ -104,6 +104,9 @@ func (h *WidgetAttachments) Upload(c echo.Context) error {
 
 func (h *WidgetAttachments) keep(c echo.Context, sess *store.Session, name string, data []byte) error {
 	typ, err := attachments.Sniff(data)
+	if errors.Is(err, attachments.ErrImageTooLarge) {
+		return apiError(http.StatusRequestEntityTooLarge, "attachment_too_large", "the image has too many pixels (40 megapixels at most)")
+	}
 	if err != nil {
 		return apiError(http.StatusUnsupportedMediaType, "attachment_type_not_allowed", "this kind of file is not accepted: send an image (PNG, JPEG, GIF), a PDF, a text file or an office document")
 	}

@@ -39,6 +39,13 @@ const (
 // HTML among them: they could run script from Parley's origin).
 var ErrTypeNotAllowed = errors.New("attachments: this kind of file is not accepted; send an image (PNG, JPEG, GIF), a PDF, a text file or an office document")
 
+// MaxPixels bounds an image's size in pixels (40 megapixels: more than
+// any phone's photo).
+const MaxPixels = 40_000_000
+
+// ErrImageTooLarge refuses an image of more than MaxPixels.
+var ErrImageTooLarge = errors.New("attachments: the image has too many pixels (40 megapixels at most)")
+
 // Inline reports whether a type is shown in the page (images), rather
 // than offered for download.
 func Inline(t string) bool { return t == PNG || t == JPEG || t == GIF }
@@ -47,8 +54,14 @@ func Inline(t string) bool { return t == PNG || t == JPEG || t == GIF }
 func Sniff(data []byte) (string, error) {
 	switch t := http.DetectContentType(data); {
 	case t == "image/png", t == "image/jpeg", t == "image/gif":
-		if _, _, err := image.DecodeConfig(bytes.NewReader(data)); err != nil {
+		cfg, _, err := image.DecodeConfig(bytes.NewReader(data))
+		if err != nil {
 			return "", ErrTypeNotAllowed // a header and no image
+		}
+		// A few kilobytes can claim billions of pixels, which decoding
+		// (Clean) would allocate: a decompression bomb.
+		if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
+			return "", ErrImageTooLarge
 		}
 		return t, nil
 	case t == "application/pdf":

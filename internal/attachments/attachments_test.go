@@ -110,3 +110,17 @@ func TestName(t *testing.T) {
 		}
 	}
 }
+
+// A PNG header claiming 100,000 × 100,000 pixels is refused before any
+// decoding would allocate them.
+func TestSniffRefusesPixelBombs(t *testing.T) {
+	var buf bytes.Buffer
+	buf.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := []byte{0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0, 8, 2, 0, 0, 0} // 100000 × 100000, 8-bit RGB
+	buf.Write(pngChunk("IHDR", ihdr))
+	buf.Write(pngChunk("IDAT", []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01}))
+	buf.Write(pngChunk("IEND", nil))
+	if _, err := Sniff(buf.Bytes()); err != ErrImageTooLarge {
+		t.Errorf("a pixel bomb: %v, want ErrImageTooLarge", err)
+	}
+}
