@@ -116,6 +116,12 @@ func TestAttachments(t *testing.T) {
 	if m := ack.msg(t); len(m.Attachments) != 2 || m.Attachments[0].URL != "/api/widget/attachments/"+m.Attachments[0].ID {
 		t.Fatalf("the ack's message: %s", ack.raw)
 	}
+	// A resend (the same client_msg_id) is acked with the stored message,
+	// its files included.
+	user.send(map[string]any{"type": "send", "client_msg_id": "with-files", "body": "", "attachment_ids": []string{img.Attachment.ID, doc.Attachment.ID}})
+	if again := user.expect("ack"); !again.Duplicate || len(again.msg(t).Attachments) != 2 {
+		t.Errorf("the duplicate's ack: %s", again.raw)
+	}
 	other := ts.connect(t, bob.Token)
 	other.send(map[string]any{"type": "send", "client_msg_id": "steal", "body": "mine", "attachment_ids": []string{img.Attachment.ID}})
 	if f := other.expectError("attachment_unknown"); f.ClientMsgID != "steal" {

@@ -134,6 +134,9 @@ func (db *DB) addUserMessage(ctx context.Context, tx txn, in UserMessage) (Poste
 		if err != nil {
 			return p, err
 		}
+		if err := loadAttachments(ctx, sqlTx(tx), []*Message{&p.Message}); err != nil {
+			return p, err
+		}
 		return p, conversationForPost(ctx, tx, &p)
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
