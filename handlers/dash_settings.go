@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/labstack/echo/v4"
 
@@ -350,7 +349,7 @@ func (h *Settings) invite(c echo.Context, email string) error {
 	}
 	mctx, cancel := context.WithTimeout(ctx, mailTimeout)
 	defer cancel()
-	err = h.Mail.Send(mctx, mail.Message{To: addr, Subject: oneLine(me.Owner.Name + " invited you to answer " + app.Name + "'s chats"),
+	err = h.Mail.Send(mctx, mail.Message{To: addr, Subject: me.Owner.Name + " invited you to answer " + app.Name + "'s chats",
 		Text: fmt.Sprintf("%s (%s) invited you to answer the chats of %s on Parley.\n\nMake your account and join, within 7 days:\n%s/invite#%s\n\n"+
 			"Or open %s/invite and paste this code:\n%s\n\nIf you did not expect this, ignore it.\n",
 			me.Owner.Name, me.Owner.Email, app.Name, h.PublicURL, token, h.PublicURL, token)})
@@ -358,11 +357,6 @@ func (h *Settings) invite(c echo.Context, email string) error {
 		return h.page(c, http.StatusBadGateway, settingsExtras{MemberError: "The invitation could not be sent just now. Try again in a moment."})
 	}
 	return h.back(c, "invited")
-}
-
-// oneLine keeps a mail header on one line, whatever names it quotes.
-func oneLine(s string) string {
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsControl(r) }), " ")
 }
 
 // weekOrder lists the days Monday first, as the form shows them.

@@ -1,10 +1,7 @@
 package web
 
 import (
-	"io"
-	"mime/quotedprintable"
 	"net/http"
-	netmail "net/mail"
 	"net/url"
 	"regexp"
 	"strings"
@@ -29,16 +26,11 @@ func withMail(t *testing.T) (serverOption, *smtptest.Server) {
 // mailBody is a received e-mail's text.
 func mailBody(t *testing.T, m smtptest.Mail) string {
 	t.Helper()
-	msg, err := netmail.ReadMessage(strings.NewReader(m.Data))
+	_, _, text, err := m.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r io.Reader = msg.Body
-	if strings.EqualFold(msg.Header.Get("Content-Transfer-Encoding"), "quoted-printable") {
-		r = quotedprintable.NewReader(r)
-	}
-	b, _ := io.ReadAll(r)
-	return string(b)
+	return text
 }
 
 var linkRe = regexp.MustCompile(`/(reset|invite)#(\S+)`)

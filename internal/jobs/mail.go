@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/riverqueue/river"
 
@@ -110,7 +109,7 @@ func agentAlert(m store.AlertMail, publicURL string) mail.Message {
 	if n := len(m.Messages) + m.More; n > 1 {
 		subject = fmt.Sprintf("%d new messages from %s in %s", n, who, m.App.Name)
 	}
-	return mail.Message{To: m.To, Subject: oneLine(subject), Text: b.String()}
+	return mail.Message{To: m.To, Subject: subject, Text: b.String()}
 }
 
 // userReply is the e-mail to a user of the replies they did not see.
@@ -127,7 +126,7 @@ func userReply(m store.AlertMail, publicURL, token string) mail.Message {
 	}
 	unsubscribe := publicURL + "/email/unsubscribe?token=" + url.QueryEscape(token)
 	fmt.Fprintf(&b, "-- \nYou get this because you wrote to %s and had not seen the reply.\nNo more of these e-mails: %s\n", m.App.Name, unsubscribe)
-	return mail.Message{To: m.To, Subject: oneLine(m.App.Name + " replied to your message"), Text: b.String(), Unsubscribe: unsubscribe}
+	return mail.Message{To: m.To, Subject: m.App.Name + " replied to your message", Text: b.String(), Unsubscribe: unsubscribe}
 }
 
 // quote writes messages as a mail quotes them, each line after "> ".
@@ -163,11 +162,6 @@ func person(s store.Subject) string {
 		return "user " + s.UserID
 	}
 	return "A visitor"
-}
-
-// oneLine keeps a header on one line, whatever names it quotes.
-func oneLine(s string) string {
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsControl(r) }), " ")
 }
 
 // sweepArgs is the periodic job that queues the e-mails whose wait ran
@@ -212,7 +206,7 @@ func (q *Queue) endpointOff(ctx context.Context, j store.MailJob) error {
 	}
 	e, m := endpoints[ei], members[mi]
 	page := q.cfg.PublicURL + "/dashboard/apps/" + url.PathEscape(app.ID) + "/webhooks"
-	return q.sendMail(ctx, mail.Message{To: m.Email, Subject: oneLine("Webhook endpoint turned off in " + app.Name),
+	return q.sendMail(ctx, mail.Message{To: m.Email, Subject: "Webhook endpoint turned off in " + app.Name,
 		Text: fmt.Sprintf("Parley turned off the webhook endpoint\n%s\nof %s: %s.\n\nNothing more is sent to it. Once it works again, turn it back on:\n%s\n",
 			e.URL, app.Name, e.DisabledReason, page)})
 }

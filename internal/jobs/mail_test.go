@@ -2,9 +2,6 @@ package jobs_test
 
 import (
 	"context"
-	"io"
-	"mime"
-	"mime/quotedprintable"
 	netmail "net/mail"
 	"net/url"
 	"path/filepath"
@@ -41,17 +38,11 @@ type letter struct {
 
 func read(t *testing.T, m smtptest.Mail) letter {
 	t.Helper()
-	msg, err := netmail.ReadMessage(strings.NewReader(m.Data))
+	header, subject, body, err := m.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var body io.Reader = msg.Body
-	if strings.EqualFold(msg.Header.Get("Content-Transfer-Encoding"), "quoted-printable") {
-		body = quotedprintable.NewReader(body)
-	}
-	b, _ := io.ReadAll(body)
-	subject, _ := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
-	return letter{to: strings.Join(m.To, ","), subject: subject, body: string(b), header: msg.Header}
+	return letter{to: strings.Join(m.To, ","), subject: subject, body: body, header: header}
 }
 
 // member makes an owner who is a member of app, and returns their email.

@@ -11,7 +11,9 @@ import (
 	"net/mail"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	gomail "github.com/wneessen/go-mail"
 )
@@ -101,7 +103,9 @@ func (s *Sender) Send(ctx context.Context, m Message) error {
 	if err := msg.To(m.To); err != nil {
 		return fmt.Errorf("mail: %w", err)
 	}
-	msg.Subject(m.Subject)
+	// Subjects quote names people chose: kept on one line, whatever
+	// they hold.
+	msg.Subject(strings.Join(strings.FieldsFunc(m.Subject, unicode.IsControl), " "))
 	if m.Unsubscribe != "" {
 		msg.SetGenHeader(gomail.HeaderListUnsubscribe, "<"+m.Unsubscribe+">")
 		msg.SetGenHeader(gomail.HeaderListUnsubscribePost, "List-Unsubscribe=One-Click")

@@ -77,3 +77,23 @@ func TestNewRefuses(t *testing.T) {
 		t.Error("sent to an address that is not one")
 	}
 }
+
+// A subject quoting a name with line breaks stays one header: no header
+// can be slipped in through a name.
+func TestSubjectStaysOneLine(t *testing.T) {
+	srv := smtptest.Start(t, "parley", "s3cret")
+	s, err := mail.New("smtp://parley:s3cret@"+srv.Addr, "Parley <chat@shop.example>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), mail.Message{To: "ann@example.com", Subject: "Eve\r\nBcc: victim@example.com\r\n invited you", Text: "hi\n"}); err != nil {
+		t.Fatal(err)
+	}
+	header, subject, _, err := srv.Wait(1, 10*time.Second)[0].Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if header.Get("Bcc") != "" || strings.ContainsAny(subject, "\r\n") || !strings.HasPrefix(subject, "Eve Bcc: victim@example.com") {
+		t.Errorf("subject %q, Bcc %q", subject, header.Get("Bcc"))
+	}
+}

@@ -5,7 +5,11 @@ package smtptest
 import (
 	"errors"
 	"io"
+	"mime"
+	"mime/quotedprintable"
 	"net"
+	"net/mail"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -119,3 +123,22 @@ func (x *session) Data(r io.Reader) error {
 
 func (x *session) Reset()        { x.m = Mail{} }
 func (x *session) Logout() error { return nil }
+
+// Read parses a received mail: its headers, its subject decoded, and its
+// text with the transfer encoding undone.
+func (m Mail) Read() (header mail.Header, subject, text string, err error) {
+	msg, err := mail.ReadMessage(strings.NewReader(m.Data))
+	if err != nil {
+		return nil, "", "", err
+	}
+	var body io.Reader = msg.Body
+	if strings.EqualFold(msg.Header.Get("Content-Transfer-Encoding"), "quoted-printable") {
+		body = quotedprintable.NewReader(body)
+	}
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, "", "", err
+	}
+	subject, err = new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	return msg.Header, subject, string(b), err
+}
