@@ -57,4 +57,28 @@ func TestWidgetSendsAttachments(t *testing.T) {
 	if n := e.count(t, `SELECT count(*) FROM attachments WHERE message_id IS NOT NULL`); n != 2 {
 		t.Errorf("%d attachments sent, want 2", n)
 	}
+
+	// The agent sees the photo in the thread (fetched with the cookie) and
+	// answers with a file of their own, which reaches the widget live.
+	var conv string
+	if err := e.raw.QueryRowContext(t.Context(), `SELECT conversation_id FROM attachments LIMIT 1`).Scan(&conv); err != nil {
+		t.Fatal(err)
+	}
+	dash := e.signIn(t, e.createOwner(t, "Olivia Park", e.app.ID), "dashboard")
+	navigate(t, dash, e.parleyURL+"/dashboard/apps/"+e.app.ID+"/conversations/"+conv)
+	waitLive(t, dash)
+	eventually(t, dash, "the user's photo in the thread", attachmentsShown, func(a []map[string]any) bool {
+		return len(a) == 2 && a[0]["loaded"] == float64(40) && a[1]["type"] == "application/pdf"
+	})
+	notes := filepath.Join(dir, "instructions.txt")
+	if err := os.WriteFile(notes, []byte("Glue the lid with food-safe epoxy."), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	do(t, dash, chromedp.SetUploadFiles(chromedp.CSS(`[data-testid="reply-attach"]`), []string{notes}))
+	eventually(t, dash, "the upload listed", js[string](`document.querySelector('[data-testid="pending-files"]').textContent`),
+		func(s string) bool { return s == "instructions.txt Remove" })
+	do(t, dash, chromedp.Click(chromedp.CSS(`[data-testid="reply-send"]`)))
+	eventually(t, frame, "the agent's file in the widget", attachmentsShown, func(a []map[string]any) bool {
+		return len(a) == 3 && a[2]["type"] == "text/plain; charset=utf-8" && a[2]["text"] == "instructions.txt (1 KB)"
+	})
 }

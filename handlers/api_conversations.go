@@ -18,7 +18,7 @@ type conversationStore interface {
 	AppConversation(ctx context.Context, appID, id string) (store.Conversation, error)
 	Subject(ctx context.Context, appID, id string) (store.Subject, error)
 	Messages(ctx context.Context, c store.Conversation, afterSeq int64, limit int) (store.MessagePage, error)
-	AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string) (store.Posted, error)
+	AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string, attachmentIDs ...string) (store.Posted, error)
 	SetConversationStatus(ctx context.Context, appID, id, status string) (store.Conversation, error)
 }
 
@@ -35,6 +35,7 @@ type Delivery interface {
 type Conversations struct {
 	Store    conversationStore
 	Delivery Delivery
+	Uploads  *Uploads
 }
 
 type userJSON struct {
@@ -135,8 +136,9 @@ func (h *Conversations) Messages(c echo.Context) error {
 }
 
 type replyRequest struct {
-	Body       string `json:"body"`
-	AuthorName string `json:"author_name"`
+	Body          string   `json:"body"`
+	AuthorName    string   `json:"author_name"`
+	AttachmentIDs []string `json:"attachment_ids"`
 }
 
 // Reply serves POST /api/v1/conversations/:id/messages: an agent reply,
@@ -146,8 +148,8 @@ func (h *Conversations) Reply(c echo.Context) error {
 	if err := decodeJSON(c, 64<<10, &req); err != nil {
 		return err
 	}
-	if err := chat.CheckBody(req.Body); err != nil {
-		return apiError(http.StatusBadRequest, "invalid_request", "body: "+err.Error())
+	if err := chat.CheckMessage(req.Body, req.AttachmentIDs); err != nil {
+		return apiError(http.StatusBadRequest, "invalid_request", err.Error())
 	}
 	if req.AuthorName != "" {
 		if err := checkField("author_name", req.AuthorName); err != nil {
@@ -155,15 +157,31 @@ func (h *Conversations) Reply(c echo.Context) error {
 		}
 	}
 	app := appFrom(c)
-	p, err := h.Store.AddAgentMessage(c.Request().Context(), app.ID, c.Param("id"), req.AuthorName, req.Body)
+	p, err := h.Store.AddAgentMessage(c.Request().Context(), app.ID, c.Param("id"), req.AuthorName, req.Body, req.AttachmentIDs...)
 	if errors.Is(err, store.ErrNotFound) {
 		return errConversationNotFound
+	}
+	if errors.Is(err, store.ErrAttachmentUnknown) {
+		return apiError(http.StatusBadRequest, "attachment_unknown", store.ErrAttachmentUnknown.Msg)
+	}
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return apiError(http.StatusBadRequest, "invalid_request", ie.Msg)
 	}
 	if err != nil {
 		return err
 	}
 	h.Delivery.AgentMessage(context.WithoutCancel(c.Request().Context()), p)
 	return c.JSON(http.StatusCreated, map[string]any{"message": chat.NewMessageJSON(p.Message)})
+}
+
+// Attach serves POST /api/v1/conversations/:id/attachments: an upload
+// (multipart, one field named file) that a reply then carries by its id.
+func (h *Conversations) Attach(c echo.Context) error {
+	conv, err := h.conversation(c)
+	if err != nil {
+		return err
+	}
+	return h.Uploads.receive(c, conv.AppID, "")
 }
 
 type typingRequest struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/parley-chat/parley/internal/attachments"
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/templates"
@@ -21,7 +22,8 @@ type inboxStore interface {
 	AppConversation(ctx context.Context, appID, id string) (store.Conversation, error)
 	Subject(ctx context.Context, appID, id string) (store.Subject, error)
 	Messages(ctx context.Context, c store.Conversation, afterSeq int64, limit int) (store.MessagePage, error)
-	AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string) (store.Posted, error)
+	AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string, attachmentIDs ...string) (store.Posted, error)
+	AppAttachment(ctx context.Context, appID, id string) (store.Attachment, []byte, error)
 	SetConversationStatus(ctx context.Context, appID, id, status string) (store.Conversation, error)
 	MarkAgentRead(ctx context.Context, appID, id string, seq int64) error
 	OnlineAgents(ctx context.Context, appID string, now time.Time) ([]store.Owner, error)
@@ -37,6 +39,7 @@ type Inbox struct {
 		Delivery
 		ConversationChanged(c store.Conversation)
 	}
+	Uploads *Uploads
 }
 
 // A page shows 50 conversations and a thread its latest 50 messages, with
@@ -192,7 +195,7 @@ func (h *Inbox) thread(ctx context.Context, conv store.Conversation, inboxURL st
 	}
 	t := &templates.ThreadView{ID: conv.ID, Person: person(subj), Status: conv.Status, LastSeq: conv.LastSeq, HasOlder: after > 0,
 		BaseURL: appPath(conv.AppID, "conversations", conv.ID), InboxURL: inboxURL}
-	t.Messages = messageViews(page.Messages, t.Person.Label())
+	t.Messages = messageViews(page.Messages, t.Person.Label(), appPath(conv.AppID, "attachments"))
 	return t, nil
 }
 
@@ -228,7 +231,7 @@ func (h *Inbox) messagesFragment(c echo.Context, conv store.Conversation) error 
 		}
 		msgs = page.Messages
 	}
-	return render(c, http.StatusOK, templates.ThreadMessages(messageViews(msgs, person(subj).Label())))
+	return render(c, http.StatusOK, templates.ThreadMessages(messageViews(msgs, person(subj).Label(), appPath(conv.AppID, "attachments"))))
 }
 
 func person(s store.Subject) templates.Person {
@@ -243,10 +246,16 @@ func person(s store.Subject) templates.Person {
 	return p
 }
 
-func messageViews(msgs []store.Message, userLabel string) []templates.MessageView {
+// messageViews shapes msgs for a thread; files are fetched from under
+// filesURL with the agent's cookie.
+func messageViews(msgs []store.Message, userLabel, filesURL string) []templates.MessageView {
 	out := make([]templates.MessageView, 0, len(msgs))
 	for _, m := range msgs {
 		v := templates.MessageView{Seq: m.Seq, FromAgent: m.Author == store.AuthorAgent, AuthorName: userLabel, Body: m.Body, At: m.CreatedAt}
+		for _, a := range m.Attachments {
+			v.Attachments = append(v.Attachments, templates.AttachmentView{URL: filesURL + "/" + a.ID, Name: a.Name, Type: a.Type,
+				Size: a.Size, Image: attachments.Inline(a.Type)})
+		}
 		if v.FromAgent {
 			v.AuthorName = m.AuthorName
 			if v.AuthorName == "" {
@@ -259,6 +268,9 @@ func messageViews(msgs []store.Message, userLabel string) []templates.MessageVie
 }
 
 func preview(body string) string {
+	if body == "" {
+		return "(a file)" // a message of files alone
+	}
 	r := []rune(body)
 	if len(r) > 120 {
 		return string(r[:120]) + "…"
@@ -282,13 +294,20 @@ func (h *Inbox) conversation(c echo.Context) (store.Conversation, error) {
 // signed with the owner's name.
 func (h *Inbox) Reply(c echo.Context) error {
 	body := postValue(c, "body")
-	if err := chat.CheckBody(body); err != nil {
+	if err := c.Request().ParseForm(); err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "Reply not sent: the form could not be read.")
+	}
+	files := c.Request().PostForm["attachment_ids"]
+	if err := chat.CheckMessage(body, files); err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "Reply not sent: "+err.Error()+".")
 	}
 	app, owner := dashAppFrom(c), ownerFrom(c)
-	p, err := h.Store.AddAgentMessage(c.Request().Context(), app.ID, c.Param("id"), owner.Owner.Name, body)
+	p, err := h.Store.AddAgentMessage(c.Request().Context(), app.ID, c.Param("id"), owner.Owner.Name, body, files...)
 	if errors.Is(err, store.ErrNotFound) {
 		return errNoDashConversation
+	}
+	if ie := new(store.InputError); errors.As(err, &ie) {
+		return echo.NewHTTPError(http.StatusBadRequest, "Reply not sent: "+ie.Msg+".")
 	}
 	if err != nil {
 		return err
@@ -299,6 +318,32 @@ func (h *Inbox) Reply(c echo.Context) error {
 		return c.JSON(http.StatusCreated, map[string]any{"message": chat.NewMessageJSON(p.Message)})
 	}
 	return c.Redirect(http.StatusSeeOther, appPath(app.ID, "conversations", p.Conversation.ID))
+}
+
+// Attach serves POST …/conversations/:id/attachments: a file a reply then
+// carries by its id (attachment_ids), answered as the server API does.
+func (h *Inbox) Attach(c echo.Context) error {
+	conv, err := h.conversation(c)
+	if errors.Is(err, errNoDashConversation) {
+		return apiError(http.StatusNotFound, "not_found", "there is no such conversation in this app")
+	}
+	if err != nil {
+		return err
+	}
+	return h.Uploads.receive(c, conv.AppID, "")
+}
+
+// Attachment serves GET …/attachments/:id: a file of one of the app's
+// conversations, or an agent's upload not sent yet.
+func (h *Inbox) Attachment(c echo.Context) error {
+	a, data, err := h.Store.AppAttachment(c.Request().Context(), dashAppFrom(c).ID, c.Param("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return echo.NewHTTPError(http.StatusNotFound, "There is no such file in this app.")
+	}
+	if err != nil {
+		return err
+	}
+	return serveAttachment(c, a, data)
 }
 
 // SetStatus serves POST …/conversations/:id/status (status=open|closed).

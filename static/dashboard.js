@@ -344,15 +344,20 @@
         form.requestSubmit();
       }
     });
+    var files = attachments(form, err, function () { box.required = !files.ids().length; });
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
-      if (!box.value.trim() || send.disabled) return;
+      var ids = files.ids();
+      if ((!box.value.trim() && !ids.length) || send.disabled || files.busy()) return;
       send.disabled = true;
       clearTimeout(idleTimer);
       typingSent = 0;
-      post(form.action, { body: box.value }).then(function (res) {
+      var data = new URLSearchParams({ body: box.value });
+      ids.forEach(function (id) { data.append("attachment_ids", id); });
+      post(form.action, data).then(function (res) {
         if (res.ok) {
           box.value = "";
+          files.clear();
           err.hidden = true;
           // The socket brings the reply too; this covers a dropped socket.
           onSent();
@@ -367,5 +372,49 @@
         box.focus();
       });
     });
+  }
+
+  // attachments uploads the files picked in the reply form as soon as they
+  // are picked, and lists them (by name, as text) until the reply that
+  // carries them is sent.
+  function attachments(form, err, changed) {
+    var label = form.querySelector(".attach"), input = label.querySelector("input"), list = $("pending-files");
+    var pending = [], uploading = 0;
+    label.hidden = false;
+    function show() {
+      list.replaceChildren();
+      pending.forEach(function (a, i) {
+        var li = document.createElement("li"), remove = document.createElement("button");
+        li.textContent = a.name + " ";
+        remove.type = "button";
+        remove.className = "link";
+        remove.textContent = "Remove";
+        remove.setAttribute("aria-label", "Remove " + a.name);
+        remove.addEventListener("click", function () { pending.splice(i, 1); show(); });
+        li.appendChild(remove);
+        list.appendChild(li);
+      });
+      changed();
+    }
+    input.addEventListener("change", function () {
+      Array.prototype.forEach.call(input.files, function (file) {
+        var body = new FormData();
+        body.append("file", file);
+        uploading++;
+        fetch(form.dataset.attachUrl, { method: "POST", credentials: "same-origin", headers: { "Accept": "application/json" }, body: body }).then(function (res) {
+          if (!res.ok) return errorMessage(res).then(function (m) { throw new Error(m); });
+          return res.json().then(function (j) { pending.push(j.attachment); show(); });
+        }).catch(function (e) {
+          err.textContent = file.name + " was not attached: " + (e.message || "the server could not be reached");
+          err.hidden = false;
+        }).then(function () { uploading--; });
+      });
+      input.value = "";
+    });
+    return {
+      ids: function () { return pending.map(function (a) { return a.id; }); },
+      busy: function () { return uploading > 0; },
+      clear: function () { pending = []; show(); }
+    };
   }
 })();

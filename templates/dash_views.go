@@ -143,11 +143,20 @@ type ThreadView struct {
 
 // MessageView is one message of a thread.
 type MessageView struct {
-	Seq        int64
-	FromAgent  bool
-	AuthorName string
-	Body       string
-	At         time.Time
+	Seq         int64
+	FromAgent   bool
+	AuthorName  string
+	Body        string
+	At          time.Time
+	Attachments []AttachmentView
+}
+
+// AttachmentView is a file a message carries: images are shown, other
+// files offered by name.
+type AttachmentView struct {
+	URL, Name, Type string
+	Size            int64
+	Image           bool
 }
 
 // EmailSettings is the e-mail section of an app's settings page. The
@@ -388,4 +397,14 @@ func itThem(n int) string {
 		return "it"
 	}
 	return "them"
+}
+
+func fileSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

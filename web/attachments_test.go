@@ -6,12 +6,15 @@ import (
 	"hash/crc32"
 	"image"
 	"image/png"
+	"io"
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/store"
 )
 
@@ -19,6 +22,13 @@ import (
 // token in the Authorization header, from Parley's origin.
 func (ts *testServer) upload(t *testing.T, token, name, declared string, data []byte) httpResult {
 	t.Helper()
+	body, contentType := multipartFile(name, declared, data)
+	return ts.do(t, http.MethodPost, "/api/widget/attachments", http.Header{
+		"Content-Type": {contentType}, "Authorization": {"Bearer " + token}, "Origin": {ts.Origin}}, body)
+}
+
+// multipartFile is a form with one field, file.
+func multipartFile(name, declared string, data []byte) (io.Reader, string) {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	h := textproto.MIMEHeader{}
@@ -27,8 +37,7 @@ func (ts *testServer) upload(t *testing.T, token, name, declared string, data []
 	w, _ := mw.CreatePart(h)
 	w.Write(data)
 	mw.Close()
-	return ts.do(t, http.MethodPost, "/api/widget/attachments", http.Header{
-		"Content-Type": {mw.FormDataContentType()}, "Authorization": {"Bearer " + token}, "Origin": {ts.Origin}}, &body)
+	return &body, mw.FormDataContentType()
 }
 
 func (ts *testServer) download(t *testing.T, token, id string) httpResult {
@@ -172,5 +181,94 @@ func TestAttachmentQuota(t *testing.T) {
 	}
 	if res := ts.upload(t, ann.Token, "b.txt", "text/plain", bytes.Repeat([]byte("b"), 80)); res.Status != http.StatusTooManyRequests || !strings.Contains(string(res.Body), "attachment_quota_exceeded") {
 		t.Errorf("past the quota = %d %s", res.Status, res.Body)
+	}
+}
+
+// TestAgentAttachments: agents send files through the server API and the
+// dashboard; the user downloads them with their session, the agents
+// with their API key or cookie, and nobody else.
+func TestAgentAttachments(t *testing.T) {
+	ts := newTestServer(t)
+	ann := ts.newOwner(t, "Ann")
+	app := ts.ownerApp(t, ann, store.ModeMonitor)
+	other := ts.newApp(t, store.ModeMonitor)
+	user := ts.session(t, fields(app, "user_id", "u1"))
+	stranger := ts.session(t, fields(app, "user_id", "u2"))
+	conv := ts.connect(t, user.Token).startConversation("can you send the invoice?")
+
+	// Through the server API: upload, then a reply that carries it.
+	body, contentType := multipartFile("invoice.pdf", "application/pdf", []byte("%PDF-1.7\n1 0 obj <<>> endobj\n"))
+	res := ts.do(t, http.MethodPost, "/api/v1/conversations/"+conv+"/attachments", http.Header{
+		"Content-Type": {contentType}, "Authorization": {"Bearer " + app.APIKey}}, body)
+	var pdf uploaded
+	if res.Status != http.StatusCreated || json.Unmarshal(res.Body, &pdf) != nil || pdf.Attachment.Type != "application/pdf" {
+		t.Fatalf("API upload = %d %s", res.Status, res.Body)
+	}
+	body, contentType = multipartFile("x.pdf", "application/pdf", []byte("%PDF-1.7\n"))
+	if res := ts.do(t, http.MethodPost, "/api/v1/conversations/"+conv+"/attachments", http.Header{
+		"Content-Type": {contentType}, "Authorization": {"Bearer " + other.APIKey}}, body); res.Status != http.StatusNotFound {
+		t.Errorf("another app's upload to the conversation = %d, want 404", res.Status)
+	}
+	res = ts.api(t, app.APIKey, http.MethodPost, "/conversations/"+conv+"/messages", map[string]any{"attachment_ids": []string{pdf.Attachment.ID}, "author_name": "Ann"})
+	var sent struct{ Message chat.MessageJSON }
+	if res.Status != http.StatusCreated || json.Unmarshal(res.Body, &sent) != nil || len(sent.Message.Attachments) != 1 || sent.Message.Attachments[0].ID != pdf.Attachment.ID {
+		t.Fatalf("API reply with a file = %d %s", res.Status, res.Body)
+	}
+	if res := ts.api(t, app.APIKey, http.MethodPost, "/conversations/"+conv+"/messages", map[string]any{"body": "again", "attachment_ids": []string{pdf.Attachment.ID}}); res.errorCode(t) != "attachment_unknown" {
+		t.Errorf("a file sent twice = %d %s", res.Status, res.Body)
+	}
+	url0 := sent.Message.Attachments[0].URL
+	for name, c := range map[string]struct {
+		token string
+		want  int
+	}{
+		"the user's session":      {user.Token, http.StatusOK},
+		"the app's API key":       {app.APIKey, http.StatusOK},
+		"another user's session":  {stranger.Token, http.StatusNotFound},
+		"another app's API key":   {other.APIKey, http.StatusNotFound},
+		"a token that is not one": {"nope", http.StatusUnauthorized},
+	} {
+		if res := ts.do(t, http.MethodGet, url0, http.Header{"Authorization": {"Bearer " + c.token}}, nil); res.Status != c.want {
+			t.Errorf("download with %s = %d, want %d", name, res.Status, c.want)
+		}
+	}
+
+	// Through the dashboard, with the cookie.
+	b := ts.signIn(t, ann)
+	body, contentType = multipartFile("photo.png", "image/png", photo(t))
+	res = b.do(t, http.MethodPost, "/dashboard/apps/"+app.ID+"/conversations/"+conv+"/attachments", http.Header{
+		"Content-Type": {contentType}, "Origin": {ts.Origin}, "Sec-Fetch-Site": {"same-origin"}}, body)
+	var img uploaded
+	if res.Status != http.StatusCreated || json.Unmarshal(res.Body, &img) != nil || img.Attachment.Type != "image/png" {
+		t.Fatalf("dashboard upload = %d %s", res.Status, res.Body)
+	}
+	body, contentType = multipartFile("photo.png", "image/png", photo(t))
+	if res := b.do(t, http.MethodPost, "/dashboard/apps/"+app.ID+"/conversations/"+conv+"/attachments", http.Header{
+		"Content-Type": {contentType}, "Origin": {"https://evil.example"}, "Sec-Fetch-Site": {"cross-site"}}, body); res.Status != http.StatusForbidden {
+		t.Errorf("a cross-site dashboard upload = %d, want 403", res.Status)
+	}
+	if res := b.post(t, "/dashboard/apps/"+app.ID+"/conversations/"+conv+"/messages", url.Values{"body": {"here it is"}, "attachment_ids": {img.Attachment.ID}}); res.Status != http.StatusSeeOther {
+		t.Fatalf("dashboard reply with a file = %d %s", res.Status, res.Body)
+	}
+	page := b.get(t, "/dashboard/apps/"+app.ID+"/conversations/"+conv)
+	for _, want := range []string{`data-type="image/png"`, `src="/dashboard/apps/` + app.ID + `/attachments/` + img.Attachment.ID + `"`, `data-type="application/pdf"`, "invoice.pdf"} {
+		if !strings.Contains(string(page.Body), want) {
+			t.Errorf("the thread lacks %s", want)
+		}
+	}
+	if res := b.get(t, "/dashboard/apps/"+app.ID+"/attachments/"+img.Attachment.ID); res.Status != http.StatusOK || res.Header.Get("Content-Type") != "image/png" || bytes.Contains(res.Body, []byte("48.8584N")) {
+		t.Errorf("the agent's download = %d %s", res.Status, res.Header.Get("Content-Type"))
+	}
+	if res := ts.download(t, user.Token, img.Attachment.ID); res.Status != http.StatusOK {
+		t.Errorf("the user's download of the agent's photo = %d", res.Status)
+	}
+	// Another owner, whose app it is not; and the file under their app.
+	bo := ts.newOwner(t, "Bo")
+	theirs := ts.ownerApp(t, bo, store.ModeMonitor)
+	if res := ts.signIn(t, bo).get(t, "/dashboard/apps/"+theirs.ID+"/attachments/"+img.Attachment.ID); res.Status != http.StatusNotFound {
+		t.Errorf("another app's agent = %d, want 404", res.Status)
+	}
+	if res := ts.download(t, stranger.Token, img.Attachment.ID); res.Status != http.StatusNotFound {
+		t.Errorf("another user's download of the agent's photo = %d, want 404", res.Status)
 	}
 }

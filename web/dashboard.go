@@ -35,7 +35,7 @@ const (
 
 // dashboard adds the site owners' pages: sign-in, apps, inbox, settings
 // and the inbox's live socket.
-func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db *store.DB, hub *chat.Hub, log *slog.Logger) {
+func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db *store.DB, hub *chat.Hub, uploads *handlers.Uploads, log *slog.Logger) {
 	idle, maxAge := cfg.OwnerIdle, cfg.OwnerMaxAge
 	if idle <= 0 {
 		idle = DefaultOwnerIdle
@@ -61,7 +61,7 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	settings := &handlers.Settings{Pages: pages, Store: db, Agents: hub, PublicURL: origin,
 		MailOn: cfg.MailOn || cfg.Mail != nil, EmailWaits: cfg.EmailWaits, Mail: cfg.Mail}
 	apps := &handlers.Apps{Pages: pages, Store: db, Settings: settings}
-	inbox := &handlers.Inbox{Pages: pages, Store: db, Delivery: hub}
+	inbox := &handlers.Inbox{Pages: pages, Store: db, Delivery: hub, Uploads: uploads}
 	socket := handlers.NewAgentSocket(hub, origin, db, idle)
 	hooks := &handlers.DashWebhooks{Pages: pages, Store: db, Guard: cfg.WebhookGuard, Resolver: net.DefaultResolver}
 
@@ -95,6 +95,10 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	e.POST("/email/unsubscribe", unsubscribe.Do, handlers.DashboardHeaders, middleware.BodyLimit("4K"))
 	e.POST("/signup", auth.Signup, mw...)
 
+	// Uploads are larger than the 64K every other form gets.
+	uploadMW := []echo.MiddlewareFunc{handlers.DashboardHeaders, echo.WrapMiddleware(csrf.Handler), auth.Require, handlers.RequireMember(db)}
+	e.POST("/dashboard/apps/:app_id/conversations/:id/attachments", inbox.Attach, uploadMW...)
+
 	o := e.Group("/dashboard", append(mw, auth.Require)...)
 	o.GET("", apps.List)
 	o.POST("/apps", apps.Create)
@@ -107,6 +111,7 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	a.POST("/conversations/:id/status", inbox.SetStatus)
 	a.POST("/conversations/:id/typing", inbox.Typing)
 	a.POST("/conversations/:id/read", inbox.Read)
+	a.GET("/attachments/:id", inbox.Attachment)
 	a.GET("/settings", settings.Show)
 	a.POST("/settings", settings.Save)
 	a.POST("/settings/secret/reveal", settings.RevealSecret)

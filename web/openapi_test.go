@@ -50,7 +50,9 @@ func TestOpenAPIDescribesTheServerAPI(t *testing.T) {
 	}
 	var served, described []string
 	for _, r := range e.Routes() {
-		if strings.HasPrefix(r.Path, "/api/v1/") && r.Path != "/api/v1/openapi.json" && r.Method != "echo_route_not_found" {
+		// API keys also download attachments, from the widget's route.
+		download := r.Method == http.MethodGet && r.Path == "/api/widget/attachments/:id"
+		if download || strings.HasPrefix(r.Path, "/api/v1/") && r.Path != "/api/v1/openapi.json" && r.Method != "echo_route_not_found" {
 			p := r.Path
 			for _, seg := range strings.Split(p, "/") {
 				if strings.HasPrefix(seg, ":") {
@@ -79,12 +81,21 @@ func TestOpenAPIDescribesTheServerAPI(t *testing.T) {
 	app := ts.newApp(t, store.ModeMonitor)
 	user := ts.connect(t, ts.session(t, fields(app, "user_id", "u1", "email", "u1@example.com")).Token)
 	conv := user.startConversation("hello")
-	check := func(method, path string, body string, want int) {
+	var checkAs func(method, path, contentType, body string, want int) []byte
+	check := func(method, path string, body string, want int) []byte {
+		t.Helper()
+		contentType := ""
+		if body != "" {
+			contentType = "application/json"
+		}
+		return checkAs(method, path, contentType, body, want)
+	}
+	checkAs = func(method, path, contentType, body string, want int) []byte {
 		t.Helper()
 		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+app.APIKey)
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
 		}
 		route, params, err := router.FindRoute(req)
 		if err != nil {
@@ -112,6 +123,7 @@ func TestOpenAPIDescribesTheServerAPI(t *testing.T) {
 		if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
 			t.Fatalf("%s %s: the answer does not match the description: %v\n%s", method, path, err, got)
 		}
+		return got
 	}
 	check("GET", "/api/v1/conversations?status=open&limit=10", "", 200)
 	check("GET", "/api/v1/conversations/"+conv, "", 200)
@@ -122,6 +134,21 @@ func TestOpenAPIDescribesTheServerAPI(t *testing.T) {
 	check("GET", "/api/v1/conversations/cnv_nope", "", 404)
 	check("POST", "/api/v1/conversations/"+conv+"/messages", `{"body":""}`, 400)
 	check("GET", "/api/v1/conversations?status=maybe", "", 400)
+	file, contentType := multipartFile("notes.txt", "text/plain", []byte("call back at 5"))
+	fileBody, _ := io.ReadAll(file)
+	var up uploaded
+	json.Unmarshal(checkAs("POST", "/api/v1/conversations/"+conv+"/attachments", contentType, string(fileBody), 201), &up)
+	file, contentType = multipartFile("page.png", "image/png", []byte("<html><script>alert(1)</script>"))
+	fileBody, _ = io.ReadAll(file)
+	checkAs("POST", "/api/v1/conversations/"+conv+"/attachments", contentType, string(fileBody), 415)
+	var withFile struct{ Message chat.MessageJSON }
+	json.Unmarshal(check("POST", "/api/v1/conversations/"+conv+"/messages", `{"attachment_ids":["`+up.Attachment.ID+`"]}`, 201), &withFile)
+	if len(withFile.Message.Attachments) != 1 {
+		t.Fatalf("the reply carries %+v", withFile.Message.Attachments)
+	}
+	check("GET", withFile.Message.Attachments[0].URL, "", 200)
+	check("GET", "/api/widget/attachments/att_nope", "", 404)
+	check("POST", "/api/v1/conversations/"+conv+"/messages", `{"attachment_ids":["`+up.Attachment.ID+`"]}`, 400)
 	check("POST", "/api/v1/webhooks", `{"url":"https://93.184.216.34/hook","events":["message.created"]}`, 201)
 	check("GET", "/api/v1/webhooks", "", 200)
 	check("POST", "/api/v1/webhooks", `{"url":"https://10.0.0.1/hook"}`, 400)

@@ -189,7 +189,10 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	frame := &handlers.Frame{Apps: db, PublicOrigin: origin, ScriptURL: assets.url("frame.js"), StyleURL: assets.url("frame.css")}
 	sessions := &handlers.Sessions{Store: appSessionBudget{DB: db, perApp: limits.SessionsPerApp}, PublicOrigin: origin, TTL: cfg.SessionTTL, Log: log}
 	socket := handlers.NewWidgetSocket(hub, origin)
-	convs := &handlers.Conversations{Store: db, Delivery: hub}
+	uploads := &handlers.Uploads{Store: db, MaxSize: cmp.Or(cfg.AttachmentMaxSize, DefaultAttachmentMaxSize),
+		Quotas: store.AttachmentQuotas{PerUser: cmp.Or(cfg.AttachmentQuotas.PerUser, DefaultAttachmentsPerUser),
+			PerApp: cmp.Or(cfg.AttachmentQuotas.PerApp, DefaultAttachmentsPerApp)}}
+	convs := &handlers.Conversations{Store: db, Delivery: hub, Uploads: uploads}
 
 	e.GET("/", func(c echo.Context) error {
 		return c.String(http.StatusOK, "Parley is running. Embed /widget.js on your site; site owners sign in at /login.\n")
@@ -214,9 +217,7 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	}
 	e.POST("/api/widget/sessions", sessions.Create, refusals.Count, sessionsPerIP)
 	e.DELETE("/api/widget/session", (&handlers.WidgetSession{Store: db, PublicOrigin: origin}).End, sessionsPerIP)
-	files := &handlers.WidgetAttachments{Store: db, PublicOrigin: origin, MaxSize: cmp.Or(cfg.AttachmentMaxSize, DefaultAttachmentMaxSize),
-		Quotas: store.AttachmentQuotas{PerUser: cmp.Or(cfg.AttachmentQuotas.PerUser, DefaultAttachmentsPerUser),
-			PerApp: cmp.Or(cfg.AttachmentQuotas.PerApp, DefaultAttachmentsPerApp)}}
+	files := &handlers.WidgetAttachments{Store: db, PublicOrigin: origin, Uploads: uploads}
 	// Uploads share the budget of starting sessions: each is a write.
 	e.POST("/api/widget/attachments", files.Upload, sessionsPerIP)
 	e.GET("/api/widget/attachments/:id", files.Download)
@@ -231,6 +232,7 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	api.PATCH("/conversations/:id", convs.Update)
 	api.GET("/conversations/:id/messages", convs.Messages)
 	api.POST("/conversations/:id/messages", convs.Reply)
+	api.POST("/conversations/:id/attachments", convs.Attach)
 	api.POST("/conversations/:id/typing", convs.Typing)
 	hooks := &handlers.Webhooks{Store: db, Guard: cfg.WebhookGuard, Resolver: net.DefaultResolver}
 	api.GET("/webhooks", hooks.List)
@@ -241,7 +243,7 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	api.GET("/webhooks/:id/deliveries", hooks.Deliveries)
 	api.POST("/webhooks/:id/deliveries/:delivery_id/resend", hooks.Resend)
 
-	dashboard(e, cfg, origin, pages, db, hub, log)
+	dashboard(e, cfg, origin, pages, db, hub, uploads, log)
 	return e, nil
 }
 

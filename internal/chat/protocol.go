@@ -117,20 +117,9 @@ func validate(f *ClientFrame) *FrameError {
 		if f.ClientMsgID == "" || len(f.ClientMsgID) > maxClientIDBytes || !isIDText(f.ClientMsgID) {
 			return badFrame("send needs a client_msg_id of 1-%d letters, digits, '-' or '_'", maxClientIDBytes)
 		}
-		if len(f.AttachmentIDs) > maxAttachments {
-			return &FrameError{Code: "bad_frame", Message: fmt.Sprintf("a message carries at most %d attachments", maxAttachments), ClientMsgID: f.ClientMsgID}
-		}
-		for _, id := range f.AttachmentIDs {
-			if id == "" || len(id) > maxClientIDBytes || !isIDText(id) {
-				return &FrameError{Code: "bad_frame", Message: "attachment_ids are the ids uploads were given", ClientMsgID: f.ClientMsgID}
-			}
-		}
-		// A message may be files alone.
-		if len(f.AttachmentIDs) == 0 || f.Body != "" {
-			if err := checkBody(f.Body); err != nil {
-				err.ClientMsgID = f.ClientMsgID
-				return err
-			}
+		if err := checkMessage(f.Body, f.AttachmentIDs); err != nil {
+			err.ClientMsgID = f.ClientMsgID
+			return err
 		}
 	case TypeTyping:
 		if err := checkConvID(f.ConversationID, true); err != nil {
@@ -167,6 +156,30 @@ func CheckBody(body string) error {
 		return errors.New(err.Message)
 	}
 	return nil
+}
+
+// CheckMessage validates a message of body and attachmentIDs, which may
+// be files alone; agents' messages follow the same rule as users'.
+func CheckMessage(body string, attachmentIDs []string) error {
+	if err := checkMessage(body, attachmentIDs); err != nil {
+		return errors.New(err.Message)
+	}
+	return nil
+}
+
+func checkMessage(body string, attachmentIDs []string) *FrameError {
+	if len(attachmentIDs) > maxAttachments {
+		return &FrameError{Code: "bad_frame", Message: fmt.Sprintf("a message carries at most %d attachments", maxAttachments)}
+	}
+	for _, id := range attachmentIDs {
+		if id == "" || len(id) > maxClientIDBytes || !isIDText(id) {
+			return &FrameError{Code: "bad_frame", Message: "attachment_ids are the ids uploads were given"}
+		}
+	}
+	if len(attachmentIDs) > 0 && body == "" {
+		return nil
+	}
+	return checkBody(body)
 }
 
 func checkBody(body string) *FrameError {

@@ -210,9 +210,10 @@ func (db *DB) closedBeforeWrite(ctx context.Context, tx txn, subs []subscriber, 
 }
 
 // AddAgentMessage commits a reply from the site owner's side to one of the
-// app's conversations and marks it read for agents: whoever answered has
-// seen what they answered. A conversation of another app is ErrNotFound.
-func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string) (Posted, error) {
+// app's conversations, carrying the agents' uploads attachmentIDs, and
+// marks it read for agents: whoever answered has seen what they answered.
+// A conversation of another app is ErrNotFound.
+func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string, attachmentIDs ...string) (Posted, error) {
 	var p Posted
 	err := db.group(ctx, func(ctx context.Context, tx txn) error {
 		p = Posted{} // a failed attempt leaves nothing behind
@@ -231,6 +232,9 @@ func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, author
 		_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, seq, author, author_name, body, created_at)
 			VALUES (?, ?, ?, 'agent', ?, ?, ?)`, p.Message.ID, conversationID, c.LastSeq, authorName, body, now)
 		if err != nil {
+			return err
+		}
+		if err := attach(ctx, tx, appID, "", attachmentIDs, &p.Message); err != nil {
 			return err
 		}
 		p.Conversation = c.withLast(p.Message)
