@@ -57,7 +57,7 @@ func TestLoaderNamesTheHashedChatScript(t *testing.T) {
 	if got := res.Header.Get("Cache-Control"); !strings.Contains(got, "immutable") {
 		t.Errorf("GET %s: Cache-Control = %q, want immutable", m[1], got)
 	}
-	if !bytes.Contains(res.Body, []byte("Parley.h")) {
+	if !bytes.Contains(res.Body, []byte("parley-frame-wrap")) {
 		t.Errorf("GET %s does not look like the chat script: %.80s", m[1], res.Body)
 	}
 	// Both halves are compressed when the browser asks.
