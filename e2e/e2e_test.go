@@ -222,25 +222,30 @@ func TestUnsentMessageStaysWithItsAuthor(t *testing.T) {
 	}
 }
 
-// A page whose origin the app does not allowlist gets no chat: the browser
-// refuses to show the frame there (CSP frame-ancestors), so no Parley
-// document runs in it and no session is created.
+// A page whose origin the app does not allowlist gets no chat. The loader
+// shows no launcher and says in one console line which origin to add, and
+// the dashboard learns of the refusal. A page that frames the chat anyway
+// is refused by the browser (CSP frame-ancestors): no Parley document
+// runs in it and no session is created.
 func TestFrameRefusedOnOtherOrigins(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		origins []string            // the app's allowlist; nil means the host page's origin
 		page    func(e *env) string // the page URL, off the allowlist
+		origin  func(e *env) string // its origin
 	}{
 		{
 			// Same site as Parley (127.0.0.1), so the frame runs in the tab's process.
-			name: "page origin not allowlisted",
-			page: func(e *env) string { return e.pageURL("http://127.0.0.1:"+e.hostPort, "u_alice") },
+			name:   "page origin not allowlisted",
+			page:   func(e *env) string { return e.pageURL("http://127.0.0.1:"+e.hostPort, "u_alice") },
+			origin: func(e *env) string { return "http://127.0.0.1:" + e.hostPort },
 		},
 		{
 			// Another site, so the frame is a target of its own.
 			name:    "allowlist names another site",
 			origins: []string{"https://shop.example.com"},
 			page:    func(e *env) string { return e.pageURL(e.hostURL(), "u_alice") },
+			origin:  func(e *env) string { return e.hostURL() },
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -250,7 +255,31 @@ func TestFrameRefusedOnOtherOrigins(t *testing.T) {
 			defer cancel()
 			console := chromedp.Console(cctx) // subscribed before the page loads
 			navigate(t, tab, tc.page(e))
-			do(t, tab, chromedp.Click(chromedp.CSS(launcherSel))) // the frame is added when the chat opens
+			want := `Parley: the chat is not shown: this page's origin "` + tc.origin(e) + `" is not one of the app's allowed origins`
+			for m, err := range console {
+				if err != nil {
+					t.Fatalf("the loader logged no refusal: %v", err)
+				}
+				if strings.HasPrefix(m.Text, "Parley:") {
+					if !strings.HasPrefix(m.Text, want) {
+						t.Fatalf("the loader logged %q, want %q…", m.Text, want)
+					}
+					break
+				}
+			}
+			if n, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll('[id^="parley-"]').length`)); err != nil || n != 0 {
+				t.Errorf("%d Parley elements on the refused page (%v), want none", n, err)
+			}
+			if n := e.count(t, `SELECT count(*) FROM refused_origins WHERE app_id = ? AND origin = ?`, e.app.ID, tc.origin(e)); n != 1 {
+				t.Errorf("the refusal was not kept for the dashboard")
+			}
+
+			// A page that frames the chat itself.
+			do(t, tab, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
+	const f = document.createElement('iframe');
+	f.src = %q;
+	document.body.append(f);
+})()`, e.parleyURL+"/w/"+e.app.ID+"#origin="+url.QueryEscape(tc.origin(e)))))
 			for m, err := range console {
 				if err != nil {
 					t.Fatalf("no frame-ancestors violation was logged: %v", err)
@@ -259,7 +288,6 @@ func TestFrameRefusedOnOtherOrigins(t *testing.T) {
 					break
 				}
 			}
-
 			if docs := e.frameDocuments(t, tab); len(docs) == 0 || slices.ContainsFunc(docs, func(u string) bool {
 				return strings.HasPrefix(u, e.parleyURL)
 			}) {

@@ -38,6 +38,7 @@ type Inbox struct {
 	Delivery interface {
 		Delivery
 		ConversationChanged(c store.Conversation)
+		AgentsRead(c store.Conversation)
 	}
 	Uploads *Uploads
 }
@@ -398,6 +399,10 @@ func (h *Inbox) Read(c echo.Context) error {
 	if err := h.Store.MarkAgentRead(c.Request().Context(), conv.AppID, conv.ID, seq); err != nil {
 		return err
 	}
-	h.Delivery.ConversationChanged(conv)
+	// Read again: the user's widgets are told the new mark.
+	if conv, err = h.conversation(c); err != nil {
+		return err
+	}
+	h.Delivery.AgentsRead(conv)
 	return c.NoContent(http.StatusNoContent)
 }

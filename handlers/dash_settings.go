@@ -18,6 +18,9 @@ import (
 )
 
 type settingsStore interface {
+	SetAppearance(ctx context.Context, appID string, a store.Appearance) error
+	SetAvatar(ctx context.Context, appID, typ string, data []byte) error
+	RefusedOrigins(ctx context.Context, appID string, since time.Time) ([]store.RefusedOrigin, error)
 	UpdateApp(ctx context.Context, appID string, s store.AppSettings) (*store.App, error)
 	IdentityStats(ctx context.Context, appID string, since time.Time) (store.IdentityStats, error)
 	RotateIdentitySecret(ctx context.Context, appID string, previousValidFor time.Duration) (store.IdentitySecret, error)
@@ -76,13 +79,19 @@ var notices = map[string]string{
 	"email-alerts":     "Your e-mail choice is saved.",
 	"email-waits":      "The waits before e-mail are saved.",
 	"availability":     "Availability saved. Open chats show it within a minute.",
+	"appearance":       "Appearance saved. Your site shows it within a minute; chats opened after that show it too.",
+	"avatar":           "Team picture saved.",
+	"avatar-removed":   "Team picture removed.",
+	"origin-allowed":   "Origin allowed: pages there show the chat within a minute.",
 }
 
 type settingsExtras struct {
 	NewAPIKey, Notice, FormError, MemberError, EmailError string
 	// Availability is the availability form as typed, when saving failed.
 	Availability *templates.AvailabilitySettings
-	Form         *store.AppSettings // what the owner typed, when saving failed
+	// Appearance is the appearance form as typed, when saving failed.
+	Appearance *templates.AppearanceSettings
+	Form       *store.AppSettings // what the owner typed, when saving failed
 }
 
 // Show serves GET /dashboard/apps/:app_id/settings.
@@ -145,6 +154,17 @@ func (h *Settings) page(c echo.Context, status int, x settingsExtras) error {
 	v.Availability = availabilityForm(app.Availability)
 	if x.Availability != nil {
 		v.Availability = *x.Availability
+	}
+	v.Appearance = appearanceForm(app, app.Appearance)
+	if x.Appearance != nil {
+		v.Appearance = *x.Appearance
+	}
+	refused, err := h.Store.RefusedOrigins(ctx, app.ID, time.Now().Add(-refusedDays*24*time.Hour))
+	if err != nil {
+		return err
+	}
+	for _, r := range refused {
+		v.Refused = append(v.Refused, templates.RefusedOriginRow{Origin: r.Origin, Count: r.Count, LastAt: r.LastAt})
 	}
 	for _, m := range members {
 		v.Members = append(v.Members, templates.MemberRow{ID: m.ID, Name: m.Name, Email: m.Email, You: m.ID == me})

@@ -15,6 +15,50 @@
     history.replaceState(null, "", location.pathname);
   }
 
+  // The appearance settings' live preview follows the appearance form and
+  // the availability form's greeting and reply time as they are edited.
+  var preview = $("preview");
+  if (preview) livePreview(preview);
+  function livePreview(fig) {
+    var form = $("appearance-form"), avail = document.querySelector('[data-testid="availability-settings"] form');
+    var replies = { minutes: "Usually replies within a few minutes", hour: "Usually replies within an hour",
+      hours: "Usually replies within a few hours", day: "Usually replies within a day" };
+    function value(f, name) {
+      var el = f && f.querySelector('[name="' + name + '"]:checked') || f && f.querySelector('[name="' + name + '"]');
+      return el ? el.value : "";
+    }
+    function update() {
+      var color = value(form, "color"), text = textOn(color), team = value(form, "team_name").trim() || fig.dataset.appName;
+      [$("preview-head"), $("preview-me"), $("preview-launcher")].forEach(function (el) {
+        el.style.background = color;
+        el.style.color = text;
+      });
+      $("preview-team").textContent = team;
+      if ($("preview-initial")) $("preview-initial").textContent = team.charAt(0).toUpperCase();
+      $("preview-label").textContent = value(form, "launcher_label").trim();
+      $("preview-launcher-row").classList.toggle("left", value(form, "position") === "left");
+      var g = $("preview-greeting"), r = $("preview-reply");
+      g.textContent = value(avail, "greeting").trim();
+      g.hidden = !g.textContent;
+      r.textContent = replies[value(avail, "reply_time")] || "";
+      r.hidden = !r.textContent;
+    }
+    form.addEventListener("input", update);
+    if (avail) avail.addEventListener("input", update);
+    update();
+  }
+
+  // textOn is black or white, whichever reads better on hex (WCAG 2
+  // contrast; the server's package theme picks the same for the widget).
+  function textOn(hex) {
+    var l = [1, 3, 5].map(function (i) {
+      var c = parseInt(hex.substr(i, 2), 16) / 255;
+      return c <= 0.04045 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    });
+    var lum = 0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2];
+    return 1.05 / (lum + 0.05) >= (lum + 0.05) / 0.05 ? "#ffffff" : "#000000";
+  }
+
   function post(url, data) {
     return fetch(url, {
       method: "POST", credentials: "same-origin",

@@ -8,7 +8,26 @@
   var ALLOWED = JSON.parse(body.getAttribute("data-origins") || "[]");
   var $ = function (id) { return document.getElementById(id); };
   var thread = $("thread"), list = $("list"), form = $("form"), composer = $("composer");
-  var typingEl = $("typing"), notice = $("notice"), newBtn = $("new"), listBtn = $("list-btn");
+  var typingEl = $("typing"), notice = $("notice"), newBtn = $("new"), listBtn = $("list-btn"), announcer = $("announce");
+  var greeting = $("greeting");
+
+  // Words come from the language's catalog (internal/locales), chosen by
+  // the server from the browser's and the app's languages; the page may
+  // name another one (Parley('update', {locale})).
+  var STR = JSON.parse(body.getAttribute("data-strings") || "{}");
+  var LOCALES = JSON.parse(body.getAttribute("data-locales") || "{}");
+  var lang = document.documentElement.lang || "en";
+  function t(key, vars) {
+    var s = STR[key] || key;
+    for (var k in vars) s = s.split("{" + k + "}").join(vars[k]);
+    return s;
+  }
+  // The owner's colour, and the text colour the server picked for it.
+  var look = JSON.parse(body.getAttribute("data-look") || "{}");
+  if (look.color) {
+    document.documentElement.style.setProperty("--accent", look.color);
+    document.documentElement.style.setProperty("--on-accent", look.text_color);
+  }
 
   var hint = "";
   var m = /^#origin=([^&]*)$/.exec(location.hash);
@@ -39,6 +58,8 @@
     return Array.prototype.map.call(b, function (x) { return (x < 16 ? "0" : "") + x.toString(16); }).join("");
   }
 
+  // fail says why the chat cannot go on, under the header. What was shown
+  // stays; what cannot work now (writing, the conversation buttons) goes.
   function fail(text) {
     stopped = true;
     var e = $("widget-error");
@@ -48,10 +69,11 @@
       e.className = "error";
       e.setAttribute("role", "alert");
       e.setAttribute("data-testid", "widget-error");
-      body.insertBefore(e, body.firstChild);
+      $("error-slot").appendChild(e);
     }
     e.textContent = text;
-    form.hidden = true;
+    form.hidden = newBtn.hidden = listBtn.hidden = true;
+    body.setAttribute("data-state", "error");
   }
 
   // unfail undoes fail once a session works again, e.g. after the host page
@@ -60,6 +82,8 @@
     var e = $("widget-error");
     if (e) e.remove();
     form.hidden = !list.hidden;
+    newBtn.hidden = listBtn.hidden = false;
+    body.removeAttribute("data-state");
   }
 
   function say(text) {
@@ -70,13 +94,13 @@
   // Handshake. The hint is only trusted after it matches the allowlist,
   // and then only as the single origin we talk to.
   if (window.parent === window || ALLOWED.indexOf(hint) < 0) {
-    fail("This chat can't be shown on this page.");
+    fail(t("not_here"));
     return;
   }
   window.addEventListener("message", onConnect);
   window.parent.postMessage({ parley: 1, type: "ready", nonce: nonce }, hint);
   var handshakeTimer = setTimeout(function () {
-    if (!identity) fail("Could not connect to this page's chat settings.");
+    if (!identity) fail(t("no_settings"));
   }, 10000);
 
   // onConnect takes the loader's end of a MessageChannel, once. After that
@@ -115,6 +139,7 @@
     if (shut || !d || typeof d !== "object" || d.parley !== 1) return;
     if (d.type === "identity" && validIdentity(d.settings) && (d.page === undefined || typeof d.page === "string")) {
       clearTimeout(handshakeTimer);
+      if (typeof d.locale === "string") setLocale(d.locale);
       // The same identity JWT again (Parley('update') on a page change):
       // the session it made stands, and a token with a jti would be
       // refused as a replay if sent twice.
@@ -140,7 +165,45 @@
       if (visible) { markRead(); composer.focus(); }
     } else if (d.type === "shutdown") {
       shutdown();
+    } else if (d.type === "token" && d.jwt === null && askedForToken) {
+      // The page has no new identity token for us.
+      askedForToken = 0;
+      fail(t("unverified"));
     }
+  }
+
+  // setLocale switches to the language the page names ("" keeps the one
+  // the server chose from the browser's and the app's), at once.
+  function setLocale(want) {
+    var tag = pickLocale(want);
+    if (!tag || tag === lang) return;
+    fetch(LOCALES[tag]).then(function (r) { return r.json(); }).then(function (strings) {
+      STR = strings;
+      lang = tag;
+      var root = document.documentElement;
+      root.lang = tag;
+      root.dir = strings._dir === "rtl" ? "rtl" : "ltr";
+      Array.prototype.forEach.call(document.querySelectorAll("[data-label]"), function (el) {
+        el.setAttribute("aria-label", t(el.getAttribute("data-label")));
+        if (el.title) el.title = t(el.getAttribute("data-label"));
+      });
+      Array.prototype.forEach.call(document.querySelectorAll("[data-text]"), function (el) { el.textContent = t(el.getAttribute("data-text")); });
+      composer.placeholder = t("placeholder");
+      if (list.hidden === false) listBtn.setAttribute("aria-label", t("back"));
+      showPresence(presence);
+      restamp();
+      refreshStatuses();
+      if (lastList) renderList(lastList);
+    }, function () { /* keep the language we have */ });
+  }
+
+  // pickLocale is the catalog for a BCP 47 tag: exact (pt-BR), else its
+  // language (pt).
+  function pickLocale(want) {
+    if (!want) return "";
+    if (LOCALES[want]) return want;
+    var base = want.split("-")[0].toLowerCase();
+    return LOCALES[base] ? base : "";
   }
 
   // shutdown is a logout on the host page: the session ends on the server
@@ -187,6 +250,7 @@
     lastSeq = {};
     shown = {};
     thread.textContent = "";
+    thread.appendChild(greeting);
     showGreeting();
   }
 
@@ -209,6 +273,8 @@
       if (res.status === 400 && req.page_url) return startSession(true);
       if (res.status !== 201) return refused(res);
       token = res.json.token;
+      askedForToken = 0;
+      say("");
       unfail();
       if (res.json.visitor_token) identity.visitor_token = res.json.visitor_token;
       saveOutbox(); // under the owner's key, now that a new visitor has one
@@ -218,12 +284,16 @@
   }
 
   var REFUSALS = {
-    identity_hash_invalid: "We couldn't verify who you are, so this chat is unavailable.",
-    anonymous_not_allowed: "Please sign in to chat with us.",
-    app_disabled: "Chat is turned off on this site."
+    identity_hash_invalid: "unverified", identity_hash_missing: "unverified", identity_jwt_invalid: "unverified",
+    identity_jwt_replayed: "unverified", identity_jwt_required: "unverified",
+    anonymous_not_allowed: "sign_in", app_disabled: "turned_off"
   };
-  REFUSALS.identity_hash_missing = REFUSALS.identity_jwt_invalid = REFUSALS.identity_jwt_replayed =
-    REFUSALS.identity_jwt_required = REFUSALS.identity_hash_invalid;
+  // An identity JWT is single-use and short-lived: when it was spent (a
+  // reload of this frame, a session ended on the server) or ran out, the
+  // page is asked for a new one (Parley('onTokenNeeded', fn)), a few times
+  // in a row at most.
+  var TOKEN_SPENT = { identity_jwt_invalid: 1, identity_jwt_replayed: 1, identity_jwt_required: 1 };
+  var askedForToken = 0;
 
   // refused handles a session request the server said no to.
   function refused(res) {
@@ -232,21 +302,29 @@
       // The server says when: its hint beats our own backoff.
       var ms = err.retry_after_ms > 0 ? err.retry_after_ms : Number(res.retryAfter) * 1000 || 5000;
       clearTimeout(reconnectTimer);
-      reconnectTimer = countdown(ms, "Too many chats are starting from your network. Trying again in", startSession);
+      reconnectTimer = countdown(ms, "too_many_chats", startSession);
       return;
     }
     // 409: the site changed its settings mid-request; asking again gets
     // the answer that holds now.
     if (res.status >= 500 || res.status === 409) return retryLater();
-    fail(REFUSALS[err.code] || "Chat is unavailable: " + (err.message || "error " + res.status));
+    if (TOKEN_SPENT[err.code] && askedForToken < 3) {
+      askedForToken++;
+      say(t("connecting"));
+      toParent({ type: "token_needed" });
+      return;
+    }
+    askedForToken = 0;
+    fail(REFUSALS[err.code] ? t(REFUSALS[err.code]) : t("unavailable", { reason: err.message || "error " + res.status }));
   }
 
-  // countdown shows "text N s…" in the notice, counting down, and runs fn
+  // countdown shows the string text (with {s} seconds) in the notice,
+  // counting down, and runs fn
   // once the time is up. It returns the timer that runs fn.
   function countdown(ms, text, fn) {
     var end = Date.now() + ms;
     clearInterval(countdownTimer);
-    function tick() { say(text + " " + Math.max(1, Math.ceil((end - Date.now()) / 1000)) + " s…"); }
+    function tick() { say(t(text, { s: Math.max(1, Math.ceil((end - Date.now()) / 1000)) })); }
     tick();
     countdownTimer = setInterval(tick, 250);
     return setTimeout(function () {
@@ -257,7 +335,7 @@
   }
 
   function retryLater() {
-    say("Connecting…");
+    say(t("connecting"));
     backoff = Math.min(backoff ? backoff * 2 : 1000, 30000);
     clearTimeout(reconnectTimer);
     reconnectTimer = setTimeout(function () { token ? connect() : startSession(); }, backoff * (0.5 + Math.random() / 2));
@@ -284,7 +362,7 @@
         var ms = socketRetryMs || 5000;
         socketRetryMs = 0;
         clearTimeout(reconnectTimer);
-        reconnectTimer = countdown(ms, "Too many connections. Trying again in", connect);
+        reconnectTimer = countdown(ms, "too_many_connections", connect);
         return;
       }
       if (e.code === 4001) { token = null; }
@@ -300,10 +378,16 @@
     token = null;
     endedByServer = false;
     if (renewed) {
-      fail("This chat was ended. Reload the page to start again.");
+      fail(t("ended"));
       return;
     }
     renewed = true;
+    // A spent identity JWT cannot start the new session: ask for another.
+    if (identity.user_jwt) {
+      askedForToken++;
+      toParent({ type: "token_needed" });
+      return;
+    }
     startSession();
   }
 
@@ -327,12 +411,34 @@
       case "message": onMessage(f.message); break;
       case "unread": postUnread(f.count); break;
       case "typing": onTyping(f); break;
-      case "presence": showPresence(f); break;
+      case "presence":
+        // An agent came online: what was waiting reached them; ask for
+        // the new marks.
+        if (f.agents_online && presence.agents_online === false) send({ type: "list" });
+        showPresence(f);
+        break;
+      case "receipt": onReceipt(f); break;
       case "error": onError(f); break;
     }
   }
 
+  // Receipts: how far the agents got in each conversation.
+  var receipts = {};
+  function onReceipt(r) {
+    var was = receipts[r.conversation_id] || {};
+    if (r.agent_delivered_seq < (was.agent_delivered_seq || 0) && r.agent_read_seq < (was.agent_read_seq || 0)) return;
+    receipts[r.conversation_id] = { agent_delivered_seq: Math.max(r.agent_delivered_seq, was.agent_delivered_seq || 0),
+      agent_read_seq: Math.max(r.agent_read_seq, was.agent_read_seq || 0) };
+    if (r.conversation_id === conv) refreshStatuses();
+  }
+
+  var lastList = null, readMarks = {};
   function onConversations(convs) {
+    lastList = convs;
+    convs.forEach(function (c) {
+      readMarks[c.id] = c.read_seq;
+      onReceipt({ conversation_id: c.id, agent_delivered_seq: c.agent_delivered_seq, agent_read_seq: c.agent_read_seq });
+    });
     renderList(convs);
     if (!conv && convs.length && !pendingNew()) conv = convs[0].id;
     if (conv) send({ type: "open", conversation_id: conv, after_seq: lastSeq[conv] || 0 });
@@ -341,7 +447,12 @@
 
   function onHistory(f) {
     if (f.conversation_id !== conv) return;
-    f.messages.forEach(render);
+    // Replies the user has not read yet start under a separator.
+    var readSeq = readMarks[conv];
+    f.messages.forEach(function (m) {
+      if (readSeq !== undefined && m.author === "agent" && m.seq > readSeq && !thread.querySelector(".unread-sep")) separator(m.seq);
+      render(m);
+    });
     if (f.has_more) send({ type: "open", conversation_id: conv, after_seq: lastSeq[conv] || 0 });
     else markRead();
   }
@@ -351,8 +462,16 @@
       if (!conv && msg.author === "user") conv = msg.conversation_id; // started in another tab
       else { send({ type: "list" }); return; }
     }
+    var fresh = !shown[msg.id];
     render(msg);
+    // A screen reader hears each new reply once.
+    if (fresh && msg.author === "agent") announce(t("said", { name: msg.author_name || t("agent"), text: msg.body || t("a_file") }));
     markRead();
+  }
+
+  function announce(text) {
+    announcer.textContent = "";
+    setTimeout(function () { announcer.textContent = text; }, 50);
   }
 
   function onAck(f) {
@@ -370,6 +489,7 @@
     saveOutbox();
     var pending = shown["pending:" + f.client_msg_id];
     if (pending) { delete shown["pending:" + f.client_msg_id]; pending.remove(); }
+    if (f.conversation) onReceipt({ conversation_id: cid, agent_delivered_seq: f.conversation.agent_delivered_seq, agent_read_seq: f.conversation.agent_read_seq });
     if (cid === conv) render(f.message);
     flushOutbox();
   }
@@ -387,7 +507,7 @@
       if (f.code === "rate_limited") {
         if (i >= 0) outbox[i].sent = false;
         clearTimeout(flushTimer);
-        flushTimer = countdown(f.retry_after_ms || 1000, "You're sending messages quickly. Sending again in", flushOutbox);
+        flushTimer = countdown(f.retry_after_ms || 1000, "too_quick", flushOutbox);
         return;
       }
       if (i >= 0) {
@@ -399,7 +519,7 @@
           delete shown["pending:" + f.client_msg_id];
           el.classList.add("failed");
           el.setAttribute("data-error", f.code);
-          el.title = "Not sent: " + f.message + " (click to edit)";
+          el.title = t("not_sent", { reason: f.message });
           el.onclick = function () { composer.value = item.body; el.remove(); composer.focus(); };
         }
       }
@@ -410,7 +530,7 @@
   function onTyping(f) {
     if (f.conversation_id !== conv) return;
     typingEl.hidden = !f.typing;
-    typingEl.textContent = (f.author_name || "Agent") + " is typing…";
+    typingEl.textContent = t("typing", { name: f.author_name || t("agent") });
     clearTimeout(typingHide);
     if (f.typing) typingHide = setTimeout(function () { typingEl.hidden = true; }, 6000);
   }
@@ -433,40 +553,98 @@
   // they usually reply, and, when nobody can answer now, the away message
   // or a word that nobody is online. Users can still write.
   var presence = {};
-  var replyTimes = { minutes: "Usually replies within a few minutes", hour: "Usually replies within an hour",
-    hours: "Usually replies within a few hours", day: "Usually replies within a day" };
   function showPresence(p) {
     presence = p || {};
     var rt = $("reply-time");
-    rt.textContent = replyTimes[presence.reply_time] || "";
+    rt.textContent = presence.reply_time ? t("reply_" + presence.reply_time) : "";
     rt.hidden = !rt.textContent;
     var away = $("presence");
     away.textContent = "";
     if (presence.open === false) {
-      away.textContent = presence.away_message || "We're away right now. Leave a message and we'll answer when we're back.";
+      away.textContent = presence.away_message || t("away");
       away.dataset.state = "away";
     } else if (presence.agents_online === false) {
-      away.textContent = "Nobody is online right now. Leave a message and we'll answer as soon as we can.";
+      away.textContent = t("offline");
       away.dataset.state = "offline";
     }
     away.hidden = !away.textContent;
     showGreeting();
   }
   function showGreeting() {
-    var g = $("greeting");
-    g.textContent = (presence && presence.greeting) || "";
-    g.hidden = !g.textContent || thread.children.length > 0;
+    greeting.textContent = (presence && presence.greeting) || "";
+    greeting.hidden = !greeting.textContent || !!thread.querySelector("[data-testid=message]");
   }
 
-  // Rendering. Text only: textContent, never innerHTML.
+  // Rendering. Text only: textContent, never innerHTML. Links are made
+  // from http(s) URLs alone, as elements whose text is the URL.
+  var URLS = /\bhttps?:\/\/[^\s<>"]+/g;
+  function appendText(el, text) {
+    var at = 0, m;
+    URLS.lastIndex = 0;
+    while ((m = URLS.exec(text))) {
+      var url = m[0].replace(/[.,;:!?)\]}'"]+$/, "");
+      var u = null;
+      try { u = new URL(url); } catch (e) { /* not a link */ }
+      if (!u || (u.protocol !== "http:" && u.protocol !== "https:")) continue;
+      el.appendChild(document.createTextNode(text.slice(at, m.index)));
+      var a = document.createElement("a");
+      a.href = u.href;
+      a.textContent = url;
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      el.appendChild(a);
+      at = m.index + url.length;
+      URLS.lastIndex = at;
+    }
+    el.appendChild(document.createTextNode(text.slice(at)));
+  }
+
+  var TICKS = { sending: "M12 7v5l3 2", sent: "M5 12l5 5L20 7", delivered: "M2 12l5 5L17 7M12 16l1 1L23 7", read: "M2 12l5 5L17 7M12 16l1 1L23 7" };
+  function statusOf(seq) {
+    var r = receipts[conv] || {};
+    if (seq <= (r.agent_read_seq || 0)) return "read";
+    if (seq <= (r.agent_delivered_seq || 0)) return "delivered";
+    return "sent";
+  }
+  // setStatus shows a message's state: sending, sent, delivered or read.
+  function setStatus(row, state) {
+    var st = row.querySelector(".status");
+    if (!st) {
+      st = document.createElement("span");
+      st.className = "status";
+      st.setAttribute("data-testid", "status");
+      var svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+      svg.setAttribute("viewBox", "0 0 24 24");
+      svg.setAttribute("aria-hidden", "true");
+      svg.appendChild(document.createElementNS("http://www.w3.org/2000/svg", "path"));
+      st.appendChild(svg);
+      var label = document.createElement("span");
+      label.className = "sr";
+      st.appendChild(label);
+      row.appendChild(st);
+    }
+    st.setAttribute("data-status", state);
+    st.querySelector("path").setAttribute("d", TICKS[state]);
+    st.querySelector(".sr").textContent = t("status_" + state);
+    st.title = t("status_" + state);
+  }
+  function refreshStatuses() {
+    Array.prototype.forEach.call(thread.querySelectorAll(".msg.me[data-seq]"), function (row) {
+      setStatus(row, statusOf(Number(row.getAttribute("data-seq"))));
+    });
+    Array.prototype.forEach.call(thread.querySelectorAll(".msg.me.pending"), function (row) { setStatus(row, "sending"); });
+  }
+
   function render(msg) {
     if (shown[msg.id]) return;
+    var mine = msg.author !== "agent";
     var row = document.createElement("div");
-    row.className = "msg " + (msg.author === "agent" ? "agent" : "me");
+    row.className = "msg " + (mine ? "me" : "agent");
     row.setAttribute("data-testid", "message");
-    row.setAttribute("data-author", msg.author === "agent" ? "agent" : "me");
+    row.setAttribute("data-author", mine ? "me" : "agent");
     row.setAttribute("data-seq", String(msg.seq));
-    if (msg.author === "agent" && msg.author_name) {
+    row.setAttribute("data-at", msg.created_at);
+    if (!mine && msg.author_name) {
       var who = document.createElement("div");
       who.className = "who";
       who.textContent = msg.author_name;
@@ -475,10 +653,11 @@
     if (msg.body) {
       var text = document.createElement("div");
       text.className = "text";
-      text.textContent = msg.body;
+      appendText(text, msg.body);
       row.appendChild(text);
     }
     renderAttachments(row, msg.attachments);
+    if (mine) setStatus(row, statusOf(msg.seq));
     shown[msg.id] = row;
     // Committed messages stay in seq order (a catch-up may arrive after a
     // live message); unacked ones stay at the end.
@@ -490,8 +669,56 @@
     thread.insertBefore(row, before);
     if (msg.seq > (lastSeq[msg.conversation_id] || 0)) lastSeq[msg.conversation_id] = msg.seq;
     if (msg.author === "agent") typingEl.hidden = true;
-    thread.scrollTop = thread.scrollHeight;
+    restamp();
+    scrollDown();
     showGreeting();
+  }
+
+  function scrollDown() { thread.scrollTop = thread.scrollHeight; }
+
+  // separator marks where the unread replies start.
+  function separator(seq) {
+    var sep = document.createElement("div");
+    sep.className = "unread-sep";
+    sep.setAttribute("data-testid", "unread-separator");
+    sep.setAttribute("data-before", String(seq));
+    sep.setAttribute("role", "separator");
+    var label = document.createElement("span");
+    label.textContent = t("new_messages");
+    label.setAttribute("data-text", "new_messages");
+    sep.appendChild(label);
+    thread.insertBefore(sep, thread.querySelector(".pending"));
+  }
+
+  // restamp puts the local time above each group of messages: the first
+  // of a day, and any after a pause of ten minutes or more.
+  function restamp() {
+    Array.prototype.forEach.call(thread.querySelectorAll(".stamp"), function (el) { el.remove(); });
+    var prev = null;
+    var timeFmt = new Intl.DateTimeFormat(lang, { hour: "numeric", minute: "2-digit" });
+    var dayFmt = new Intl.DateTimeFormat(lang, { weekday: "long", day: "numeric", month: "long" });
+    Array.prototype.forEach.call(thread.querySelectorAll(".msg[data-at]"), function (row) {
+      var at = new Date(row.getAttribute("data-at"));
+      if (isNaN(at)) return;
+      row.title = at.toLocaleString(lang);
+      var newDay = !prev || prev.toDateString() !== at.toDateString();
+      if (prev && !newDay && at - prev < 10 * 60 * 1000) { prev = at; return; }
+      var stamp = document.createElement("time");
+      stamp.className = "stamp";
+      stamp.setAttribute("data-testid", "timestamp");
+      stamp.dateTime = at.toISOString();
+      var day = "";
+      if (newDay) {
+        var today = new Date(), yesterday = new Date(today - 864e5);
+        day = at.toDateString() === today.toDateString() ? t("today") :
+          at.toDateString() === yesterday.toDateString() ? t("yesterday") : dayFmt.format(at);
+        day += " · ";
+      }
+      stamp.textContent = day + timeFmt.format(at);
+      var before = row.previousElementSibling && row.previousElementSibling.classList.contains("unread-sep") ? row.previousElementSibling : row;
+      thread.insertBefore(stamp, before);
+      prev = at;
+    });
   }
 
   function renderPending(item) {
@@ -504,26 +731,38 @@
     text.className = "text";
     text.textContent = item.body || (item.files || []).map(function (f) { return f.name; }).join(", ");
     row.appendChild(text);
+    setStatus(row, "sending");
     shown["pending:" + item.client_msg_id] = row;
     thread.appendChild(row);
-    thread.scrollTop = thread.scrollHeight;
+    scrollDown();
     showGreeting();
   }
 
   function renderList(convs) {
     list.textContent = "";
+    var h = document.createElement("h2");
+    h.textContent = t("conversations");
+    list.appendChild(h);
     if (!convs.length) {
       var empty = document.createElement("p");
       empty.className = "empty";
-      empty.textContent = "No conversations yet.";
+      empty.textContent = t("no_conversations");
       list.appendChild(empty);
     }
+    var when = new Intl.DateTimeFormat(lang, { day: "numeric", month: "short", hour: "numeric", minute: "2-digit" });
     convs.forEach(function (c) {
       var b = document.createElement("button");
       b.type = "button";
       b.className = "conv" + (c.unread ? " unread" : "");
       b.setAttribute("data-testid", "conversation");
-      b.textContent = c.last_message ? c.last_message.body.slice(0, 80) : "New conversation";
+      var what = document.createElement("span");
+      what.className = "what";
+      what.textContent = c.last_message ? (c.last_message.body || t("a_file")).slice(0, 80) : t("new_conversation");
+      var at = document.createElement("span");
+      at.className = "when";
+      at.textContent = when.format(new Date(c.last_message_at)) + (c.unread ? " · " + t("unread", { n: c.unread }) : "");
+      b.appendChild(what);
+      b.appendChild(at);
       b.onclick = function () { switchTo(c.id); };
       list.appendChild(b);
     });
@@ -532,6 +771,7 @@
   function switchTo(id) {
     conv = id;
     thread.textContent = "";
+    thread.appendChild(greeting);
     showGreeting();
     shown = {};
     lastSeq[id] = 0;
@@ -545,8 +785,11 @@
     list.hidden = !on;
     thread.hidden = on;
     form.hidden = on;
-    listBtn.textContent = on ? "Back" : "Conversations";
-    if (on) send({ type: "list" });
+    listBtn.setAttribute("aria-expanded", String(on));
+    listBtn.setAttribute("aria-label", on ? t("back") : t("conversations"));
+    listBtn.setAttribute("data-label", on ? "back" : "conversations");
+    listBtn.title = listBtn.getAttribute("aria-label");
+    if (on) { send({ type: "list" }); list.focus(); }
   }
 
   // Outbox: kept in this frame's sessionStorage so a reload loses nothing,
@@ -618,18 +861,17 @@
     attachInput.value = "";
     files.reduce(function (p, f) { return p.then(function () { return uploadAndSend(f); }); }, Promise.resolve());
   });
-  var uploadErrors = { attachment_too_large: "That file is too large.", attachment_type_not_allowed: "That kind of file can't be sent: send an image, a PDF, a text file or an office document.",
-    attachment_quota_exceeded: "There is no room for more files in this chat." };
+  var uploadErrors = { attachment_too_large: "file_too_large", attachment_type_not_allowed: "file_type", attachment_quota_exceeded: "file_quota" };
   function uploadAndSend(file) {
-    if (!token) { say("Not connected yet: try again in a moment."); return Promise.resolve(); }
+    if (!token) { say(t("not_connected")); return Promise.resolve(); }
     var fd = new FormData();
     fd.append("file", file, file.name);
-    say("Sending " + file.name + "…");
+    say(t("sending_file", { name: file.name }));
     return fetch("/api/widget/attachments", { method: "POST", headers: { Authorization: "Bearer " + token }, body: fd })
       .then(function (res) { return res.json().then(function (j) { return { status: res.status, json: j }; }); })
       .then(function (r) {
         if (r.status !== 201) {
-          say(uploadErrors[r.json.error && r.json.error.code] || "The file could not be sent.");
+          say(t(uploadErrors[r.json.error && r.json.error.code] || "file_failed"));
           return;
         }
         say("");
@@ -639,7 +881,7 @@
         saveOutbox();
         renderPending(item);
         flushOutbox();
-      }, function () { say("The file could not be sent: check your connection."); });
+      }, function () { say(t("file_offline")); });
   }
 
   // fetchFile downloads an attachment with the session token in a header
@@ -663,7 +905,7 @@
         var img = document.createElement("img");
         img.alt = a.name;
         box.appendChild(img);
-        fetchFile(a).then(function (u) { img.src = u; }, function () { img.alt = a.name + " (could not be loaded)"; });
+        fetchFile(a).then(function (u) { img.src = u; img.onload = scrollDown; }, function () { img.alt = t("file_unloaded", { name: a.name }); });
       } else {
         var link = document.createElement("a");
         link.href = "#";
@@ -675,7 +917,7 @@
             d.href = u;
             d.download = a.name;
             d.click();
-          }, function () { say("The file could not be downloaded."); });
+          }, function () { say(t("download_failed")); });
         });
         box.appendChild(link);
       }
@@ -687,7 +929,7 @@
     e.preventDefault();
     var text = composer.value;
     if (!text.trim()) return;
-    if (new TextEncoder().encode(text).length > 4000) { say("That message is too long (4,000 bytes at most)."); return; }
+    if (new TextEncoder().encode(text).length > 4000) { say(t("too_long")); return; }
     var item = { client_msg_id: randomHex(12), conversation_id: conv, body: text };
     outbox.push(item);
     saveOutbox();
@@ -720,4 +962,15 @@
   newBtn.addEventListener("click", function () { switchTo(null); });
   listBtn.addEventListener("click", function () { showList(list.hidden); });
   $("close").addEventListener("click", function () { toParent({ type: "close" }); });
+  // Escape closes the chat; the loader gives the keyboard back to the
+  // launcher.
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape") { e.preventDefault(); toParent({ type: "close" }); }
+  });
+  // The composer grows with what is written, up to a few lines.
+  composer.addEventListener("input", function () {
+    composer.style.height = "auto";
+    composer.style.height = Math.min(composer.scrollHeight, 120) + "px";
+  });
+  list.tabIndex = -1;
 })();

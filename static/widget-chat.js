@@ -11,7 +11,7 @@
   var P = w.Parley;
   if (!P || typeof P.h !== "function") return;
   var KEYS = ["user_id", "email", "name", "user_hash", "user_jwt", "visitor_token"];
-  var S = null, ORIGIN = "", frame = null, wrap = null, port = null;
+  var S = null, ORIGIN = "", frame = null, wrap = null, port = null, shown = false;
 
   function el(tag, id, css) {
     var e = d.createElement(tag);
@@ -26,9 +26,12 @@
     port.postMessage(msg);
   }
 
-  // Not location.href: a query or fragment can hold secrets.
+  // Not location.href: a query or fragment can hold secrets. The locale
+  // travels beside the identity: it is the page's choice, not the user's
+  // claim.
   function sendIdentity() {
-    post({ type: "identity", settings: identity(), page: location.origin + location.pathname });
+    var l = S.settings.locale;
+    post({ type: "identity", settings: identity(), page: location.origin + location.pathname, locale: typeof l === "string" ? l : "" });
   }
 
   function identity() {
@@ -67,25 +70,66 @@
       S.setUnread(m.count);
     } else if (m.type === "close") {
       S.setOpen(false);
+    } else if (m.type === "token_needed") {
+      newToken();
     }
+  }
+
+  // newToken asks the page for a fresh identity JWT (Parley('onTokenNeeded',
+  // fn)): the one the frame had was spent. Without an answer the frame is
+  // told to give up.
+  function newToken() {
+    var p = null;
+    try { if (typeof S.tokenFn === "function") p = S.tokenFn(); } catch (e) { p = null; }
+    Promise.resolve(p).then(function (jwt) {
+      if (typeof jwt === "string" && jwt) {
+        S.settings.user_jwt = jwt;
+        sendIdentity();
+      } else post({ type: "token", jwt: null });
+    }, function () { post({ type: "token", jwt: null }); });
   }
 
   // boot adds the frame for the loader's current settings, shown if the
   // chat is open already (the click that opened it loaded this script).
   function boot() {
-    wrap = el("div", "parley-frame-wrap", "position:fixed;right:20px;bottom:88px;width:370px;height:560px;" +
-      "max-width:calc(100vw - 40px);max-height:calc(100vh - 108px);z-index:2147483000;" +
-      "box-shadow:0 8px 30px rgba(0,0,0,.3);border-radius:12px;overflow:hidden;display:none");
-    frame = el("iframe", "parley-frame", "width:100%;height:100%;border:0");
-    frame.title = "Chat";
+    wrap = el("div", "parley-frame-wrap", "position:fixed;z-index:2147483000;overflow:hidden;display:none;" +
+      "box-shadow:0 8px 30px rgba(0,0,0,.3)");
+    frame = el("iframe", "parley-frame", "width:100%;height:100%;border:0;display:block");
+    frame.title = S.look.team_name;
     // The parent origin is a hint only; the frame checks it against the
     // app's allowlist and every message against event.origin.
     frame.src = ORIGIN + "/w/" + encodeURIComponent(S.settings.app_id) + "#origin=" + encodeURIComponent(location.origin);
     wrap.appendChild(frame);
-    show(S.open);
     d.body.appendChild(wrap);
+    d.getElementById("parley-launcher").setAttribute("aria-controls", "parley-frame-wrap");
+    show(S.open);
   }
 
+  // place lays the chat out: a panel above the launcher, or on a phone the
+  // whole screen, above the on-screen keyboard and inside the safe areas.
+  function place() {
+    var side = S.look.position === "left" ? "left" : "right", v = w.visualViewport, st = wrap.style;
+    st.left = st.right = st.top = "";
+    if (S.phone) {
+      st.left = st.top = "0";
+      st.width = "100%";
+      st.height = (v ? v.height : w.innerHeight) + "px";
+      st.transform = v ? "translateY(" + v.offsetTop + "px)" : "";
+      st.borderRadius = "0";
+      st.padding = "env(safe-area-inset-top) env(safe-area-inset-right) env(safe-area-inset-bottom) env(safe-area-inset-left)";
+      st.bottom = "auto";
+      st.boxSizing = "border-box";
+    } else {
+      st[side] = "20px";
+      st.bottom = "88px";
+      st.width = "380px";
+      st.height = "600px";
+      st.maxWidth = "calc(100vw - 40px)";
+      st.maxHeight = "calc(100vh - 108px)";
+      st.transform = st.padding = "";
+      st.borderRadius = "14px";
+    }
+  }
   // shutdown hides the chat at once. Unless keep (a boot replacing this
   // one), the frame ends the session on the server first (we wait 1 s at
   // most); the loader deletes the visitor token.
@@ -104,18 +148,45 @@
       setTimeout(remove, 1000);
     } else remove();
     frame = wrap = port = null;
+    shown = false;
   }
 
   function show(on) {
     if (!wrap) return;
+    place();
     wrap.style.display = on ? "block" : "none";
+    if (on && !w.matchMedia("(prefers-reduced-motion: reduce)").matches && wrap.animate) {
+      wrap.animate([{ opacity: 0, transform: wrap.style.transform + " translateY(12px)" }, { opacity: 1, transform: wrap.style.transform }], 160);
+    }
+    // The keyboard follows the chat: into the frame when it opens (the
+    // frame then focuses its composer); the loader moves it back to the
+    // launcher when it closes.
+    if (on && !shown) frame.focus();
+    shown = on;
     post({ type: "visibility", open: on });
   }
 
+  // The open chat takes a phone's whole screen (the launcher hides under
+  // it); Escape on the host page closes it, as it does in the frame.
+  var narrow = w.matchMedia("(max-width: 639px)");
+  narrow.addEventListener("change", function () {
+    S.phone = narrow.matches;
+    S.label();
+    show(S.open);
+  });
+  d.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && S.open) S.setOpen(false);
+  });
+  if (w.visualViewport) {
+    w.visualViewport.addEventListener("resize", function () { if (wrap && S.phone) place(); });
+    w.visualViewport.addEventListener("scroll", function () { if (wrap && S.phone) place(); });
+  }
   w.addEventListener("message", onReady);
   P.h(function (shared) {
     S = shared;
     ORIGIN = S.origin;
+    S.phone = narrow.matches;
+    S.label();
     return { boot: boot, update: sendIdentity, shutdown: shutdown, show: show };
   });
 })(window, document);

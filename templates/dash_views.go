@@ -180,6 +180,27 @@ type AvailabilitySettings struct {
 	Error                            string
 }
 
+// AppearanceSettings is the appearance form, and what its live preview
+// starts from.
+type AppearanceSettings struct {
+	Color, TextColor, Position       string
+	LauncherLabel, TeamName, AppName string
+	Locale                           string
+	Locales                          []LocaleOption
+	AvatarURL                        string
+	Error                            string
+}
+
+// LocaleOption is a language the widget speaks.
+type LocaleOption struct{ Tag, Name string }
+
+// RefusedOriginRow is an origin whose pages were refused the widget.
+type RefusedOriginRow struct {
+	Origin string
+	Count  int64
+	LastAt time.Time
+}
+
 // DayHours is one day's row in the hours form.
 type DayHours struct {
 	Key, Label string // mon, Monday
@@ -199,6 +220,8 @@ type SettingsView struct {
 	Invites                     []InviteRow
 	Email                       EmailSettings
 	Availability                AvailabilitySettings
+	Appearance                  AppearanceSettings
+	Refused                     []RefusedOriginRow
 	AppID                       string
 	Name, Origins, IdentityMode string
 	RequireJWT, RefuseAnonymous bool
@@ -407,4 +430,20 @@ func fileSize(n int64) string {
 		return fmt.Sprintf("%d KB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// initial is the first letter of name, for a picture-less avatar.
+func initial(name string) string {
+	for _, r := range name {
+		return strings.ToUpper(string(r))
+	}
+	return "?"
+}
+
+// teamName is the name the chat shows: the team's, else the app's.
+func teamName(a AppearanceSettings) string {
+	if a.TeamName != "" {
+		return a.TeamName
+	}
+	return a.AppName
 }

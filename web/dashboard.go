@@ -98,6 +98,7 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	// Uploads are larger than the 64K every other form gets.
 	uploadMW := []echo.MiddlewareFunc{handlers.DashboardHeaders, echo.WrapMiddleware(csrf.Handler), auth.Require, handlers.RequireMember(db)}
 	e.POST("/dashboard/apps/:app_id/conversations/:id/attachments", inbox.Attach, uploadMW...)
+	e.POST("/dashboard/apps/:app_id/settings/avatar", settings.UploadAvatar, uploadMW...)
 
 	o := e.Group("/dashboard", append(mw, auth.Require)...)
 	o.GET("", apps.List)
@@ -125,6 +126,9 @@ func dashboard(e *echo.Echo, cfg Config, origin string, pages handlers.Pages, db
 	a.POST("/settings/email-alerts", settings.SetEmailAlerts)
 	a.POST("/settings/email-waits", settings.SetEmailWaits)
 	a.POST("/settings/availability", settings.SaveAvailability)
+	a.POST("/settings/appearance", settings.SaveAppearance)
+	a.POST("/settings/avatar/remove", settings.RemoveAvatar)
+	a.POST("/settings/origins/allow", settings.AllowOrigin)
 	a.POST("/settings/invites/cancel", settings.CancelInvite)
 	a.GET("/webhooks", hooks.Show)
 	a.POST("/webhooks", hooks.Add)

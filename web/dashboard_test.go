@@ -123,8 +123,8 @@ func convPath(app testApp, convID string, rest ...string) string {
 
 // state is what a refused request must not have changed.
 type state struct {
-	Messages, Apps, Members, Secrets, Sessions, Owners                int
-	Statuses, AppNames, Origins, Modes, Webhooks, Email, Availability string
+	Messages, Apps, Members, Secrets, Sessions, Owners                            int
+	Statuses, AppNames, Origins, Modes, Webhooks, Email, Availability, Appearance string
 }
 
 func (ts *testServer) state(t *testing.T) state {
@@ -156,6 +156,8 @@ func (ts *testServer) state(t *testing.T) state {
 			FROM (SELECT * FROM apps ORDER BY id)`),
 		Webhooks: one(`SELECT coalesce(group_concat(id || '=' || secret || '/' || coalesce(disabled_at, 'on'), ','), '') || ':' ||
 			(SELECT count(*) FROM webhook_deliveries) FROM (SELECT * FROM webhook_endpoints ORDER BY id)`),
+		Appearance: one(`SELECT coalesce(group_concat(color || '/' || position || '/' || launcher_label || '/' || team_name || '/' || locale || '/' || avatar_hash, ','), '') || ':' ||
+			(SELECT count(*) FROM attachments) FROM (SELECT * FROM apps ORDER BY id)`),
 	}
 }
 
@@ -196,6 +198,11 @@ func mutations(app testApp, convID, otherOwnerEmail string) []struct {
 		{s + "/email-waits", url.Values{"agent_minutes": {"30"}, "user_minutes": {"30"}}},
 		{s + "/invites/cancel", url.Values{"email": {"nobody@example.com"}}},
 		{s + "/availability", url.Values{"time_zone": {"Europe/Paris"}, "hours": {"always"}, "greeting": {"Changed"}}},
+		{s + "/appearance", url.Values{"color": {"#000000"}, "position": {"left"}, "locale": {"de"}}},
+		{s + "/avatar", nil}, // multipart in real use: refused before it is read
+		{s + "/avatar/remove", nil},
+		{s + "/origins/allow", url.Values{"origin": {"https://allowed.example.com"}}},
+		{convPath(app, convID, "attachments"), nil}, // multipart too
 		{w, url.Values{"url": {"https://93.184.216.34/hook"}, "event": {"message.created"}}},
 		{w + "/whe_whatever/rotate", url.Values{"overlap": {"0s"}}},
 		{w + "/whe_whatever/enable", nil},
@@ -1134,6 +1141,10 @@ func TestDashboardInboxList(t *testing.T) {
 
 	// Reading clears the marker, for every agent, until the user writes again.
 	b.post(t, convPath(app, eve.ID, "read"), url.Values{"seq": {"1"}}).wantStatus(t, http.StatusNoContent)
+	// The user's widget is told: the widget shows the message read.
+	if r := eve.Widget.expect("receipt"); r.ConversationID != eve.ID || r.AgentReadSeq != 1 || r.AgentDeliveredSeq != 1 {
+		t.Fatalf("receipt %s, want read and delivered up to 1", r.raw)
+	}
 	rows = convRows(ts.signIn(t, ann).get(t, inbox).Body)
 	if strings.Contains(rows[2].HTML, "unread-marker") || !strings.Contains(rows[1].HTML, "unread-marker") {
 		t.Fatalf("after reading %s: rows %+v, want only %s unread", eve.ID, rows, anon.ID)
@@ -1145,6 +1156,9 @@ func TestDashboardInboxList(t *testing.T) {
 	}
 	// A read mark past the last message does not hide later messages.
 	b.post(t, convPath(app, anon.ID, "read"), url.Values{"seq": {"1000"}}).wantStatus(t, http.StatusNoContent)
+	if r := anon.Widget.expect("receipt"); r.AgentReadSeq != 1 {
+		t.Fatalf("receipt %s, want read up to 1, the last message", r.raw)
+	}
 	anon.Widget.sendMessage(anon.ID, "anon-2", "hello?")
 	if rows = convRows(b.get(t, inbox).Body); rows[0].ID != anon.ID || !strings.Contains(rows[0].HTML, "unread-marker") {
 		t.Fatalf("read mark ran ahead of the last message: %+v", rows[0])

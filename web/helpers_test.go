@@ -491,7 +491,10 @@ type serverFrame struct {
 	Presence       chat.PresenceJSON       `json:"presence"`      // welcome frames
 	AgentsOnline   bool                    `json:"agents_online"` // presence frames
 	Open           bool                    `json:"open"`          // presence frames
-	raw            string
+	// receipt frames
+	AgentDeliveredSeq int64 `json:"agent_delivered_seq"`
+	AgentReadSeq      int64 `json:"agent_read_seq"`
+	raw               string
 }
 
 // msg returns the message object of an ack or message frame.

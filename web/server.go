@@ -214,6 +214,10 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 		return assets.serve(c.Param("name"), "public, max-age=31536000, immutable")(c)
 	})
 	e.GET("/w/:app_id", frame.Show)
+	config := &handlers.WidgetConfig{Store: db, Log: log}
+	e.GET("/api/widget/config.js", config.Show)
+	e.GET("/api/widget/avatar/:app_id", config.Avatar)
+	e.GET("/api/widget/locales/:tag", handlers.Locale)
 	// Starting and ending sessions share one budget per address: each is a
 	// write, and ending one takes nothing but a guessable-looking token.
 	sessionsPerIP := perIP(limits.SessionsPerIP.Keyed(limitKeys), "too many chats are starting from your network; try again shortly")

@@ -24,7 +24,7 @@ import (
 const (
 	KindMessage      = "message"      // ConversationID, Seq committed
 	KindTyping       = "typing"       // Author (AuthorName) typing or not in ConversationID
-	KindConversation = "conversation" // ConversationID's status or agent read mark changed
+	KindConversation = "conversation" // ConversationID's status (or, with SubjectID, agent read mark) changed
 	KindUnread       = "unread"       // SubjectID's unread count changed
 )
 

@@ -153,7 +153,7 @@ func (h *Hub) HandleEvent(e broker.Event) {
 			h.userTypingHere(c, e.Typing)
 		}
 	case broker.KindConversation:
-		if !h.interested(e.AppID, "") {
+		if !h.interested(e.AppID, e.SubjectID) {
 			return
 		}
 		c, err := cl.store.ConversationByID(ctx, e.ConversationID)
@@ -161,7 +161,7 @@ func (h *Hub) HandleEvent(e broker.Event) {
 			h.logFollow(e.ConversationID, err)
 			return
 		}
-		h.conversationChangedHere(c)
+		h.conversationChangedHere(c, e.SubjectID != "")
 	case broker.KindUnread:
 		if h.Connections(e.SubjectID) > 0 {
 			h.pushUnread(ctx, e.SubjectID)

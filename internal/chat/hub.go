@@ -131,6 +131,8 @@ func typingKey(conversationID, author, authorName string) string {
 }
 
 // conversationKey: a conversation's status (agent sockets).
+func receiptKey(conversationID string) string { return "receipt:" + conversationID }
+
 func conversationKey(conversationID string) string {
 	return "conversation\x00" + conversationID
 }
@@ -171,14 +173,25 @@ func (h *Hub) AgentMessage(ctx context.Context, p store.Posted) {
 }
 
 // ConversationChanged tells the app's agents, on every node, a
-// conversation's status (or read mark) changed.
+// conversation's status changed.
 func (h *Hub) ConversationChanged(c store.Conversation) {
-	h.conversationChangedHere(c)
+	h.conversationChangedHere(c, false)
 	h.publish(context.Background(), h.cluster.Load(), broker.Event{Kind: broker.KindConversation, AppID: c.AppID, ConversationID: c.ID})
 }
 
-func (h *Hub) conversationChangedHere(c store.Conversation) {
+// AgentsRead tells the app's agents, on every node, that a conversation's
+// agent read mark moved, and the user's widgets how far the agents read.
+// Its event names the subject; a status change's does not.
+func (h *Hub) AgentsRead(c store.Conversation) {
+	h.conversationChangedHere(c, true)
+	h.publish(context.Background(), h.cluster.Load(), broker.Event{Kind: broker.KindConversation, AppID: c.AppID, SubjectID: c.SubjectID, ConversationID: c.ID})
+}
+
+func (h *Hub) conversationChangedHere(c store.Conversation, read bool) {
 	h.sendToApp(c.AppID, conversationKey(c.ID), encode(conversationFrame{Type: "conversation", ConversationID: c.ID, Status: c.Status}))
+	if read {
+		h.sendToSubject(c.SubjectID, receiptKey(c.ID), encode(newReceipt(c)), nil)
+	}
 }
 
 // AgentTyping tells the subject's open widgets, on every node, that an

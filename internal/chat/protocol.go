@@ -267,11 +267,17 @@ type ConversationJSON struct {
 	ReadSeq       int64        `json:"read_seq"`
 	Unread        int64        `json:"unread"`
 	LastMessage   *MessageJSON `json:"last_message,omitempty"`
+	// AgentDeliveredSeq and AgentReadSeq are how far the user's messages
+	// reached an agent's open inbox, and were read there: the widget's
+	// delivered and read marks.
+	AgentDeliveredSeq int64 `json:"agent_delivered_seq"`
+	AgentReadSeq      int64 `json:"agent_read_seq"`
 }
 
 func newConversationJSON(c store.Conversation) ConversationJSON {
+	r := newReceipt(c)
 	out := ConversationJSON{ID: c.ID, Status: c.Status, CreatedAt: c.CreatedAt, LastMessageAt: c.LastMessageAt,
-		LastSeq: c.LastSeq, ReadSeq: c.UserReadSeq, Unread: c.Unread}
+		LastSeq: c.LastSeq, ReadSeq: c.UserReadSeq, Unread: c.Unread, AgentDeliveredSeq: r.AgentDeliveredSeq, AgentReadSeq: r.AgentReadSeq}
 	if c.LastMessage != nil {
 		m := NewMessageJSON(*c.LastMessage)
 		out.LastMessage = &m
@@ -337,6 +343,19 @@ type conversationFrame struct {
 	Type           string `json:"type"`
 	ConversationID string `json:"conversation_id"`
 	Status         string `json:"status"`
+}
+
+// receiptFrame tells the user's widgets how far the agents got.
+type receiptFrame struct {
+	Type              string `json:"type"`
+	ConversationID    string `json:"conversation_id"`
+	AgentDeliveredSeq int64  `json:"agent_delivered_seq"`
+	AgentReadSeq      int64  `json:"agent_read_seq"`
+}
+
+// newReceipt is c's marks; what was read was delivered.
+func newReceipt(c store.Conversation) receiptFrame {
+	return receiptFrame{Type: "receipt", ConversationID: c.ID, AgentDeliveredSeq: max(c.AgentDeliveredSeq, c.AgentReadSeq), AgentReadSeq: c.AgentReadSeq}
 }
 
 type unreadFrame struct {

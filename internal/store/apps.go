@@ -46,7 +46,9 @@ type App struct {
 	// Availability is when the team is usually there, and what the
 	// widget says about it.
 	Availability Availability
-	CreatedAt    time.Time
+	// Appearance is how its widget looks.
+	Appearance Appearance
+	CreatedAt  time.Time
 }
 
 // Disabled reports whether the app's widget is turned off.
@@ -324,10 +326,12 @@ func (db *DB) appWhere(ctx context.Context, where string, args ...any) (*App, er
 	var disabled, agentAfter, userAfter sql.NullInt64
 	var week string
 	err := db.readRow(ctx, `SELECT id, name, identity_mode, require_jwt, refuse_anonymous, disabled_at, created_at, agent_email_after, user_email_after,
-			time_zone, business_hours, greeting, away_message, reply_time
+			time_zone, business_hours, greeting, away_message, reply_time,
+			color, position, launcher_label, team_name, locale, avatar_hash
 		FROM apps WHERE `+where, args...).
 		Scan(&a.ID, &a.Name, &a.IdentityMode, &a.RequireJWT, &a.RefuseAnonymous, &disabled, &created, &agentAfter, &userAfter,
-			&a.Availability.TimeZone, &week, &a.Availability.Greeting, &a.Availability.AwayMessage, &a.Availability.ReplyTime)
+			&a.Availability.TimeZone, &week, &a.Availability.Greeting, &a.Availability.AwayMessage, &a.Availability.ReplyTime,
+			&a.Appearance.Color, &a.Appearance.Position, &a.Appearance.LauncherLabel, &a.Appearance.TeamName, &a.Appearance.Locale, &a.Appearance.AvatarHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

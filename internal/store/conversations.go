@@ -26,11 +26,14 @@ type Conversation struct {
 	LastMessageAt time.Time
 	LastSeq       int64
 	UserReadSeq   int64
-	Unread        int64    // agent messages the user has not read
-	AgentReadSeq  int64    // how far the app's agents have read, shared by all of them
-	AgentUnread   bool     // a user message after AgentReadSeq
-	LastMessage   *Message // nil for a conversation without messages
-	Subject       *Subject // filled in by the app-wide listing
+	Unread        int64 // agent messages the user has not read
+	AgentReadSeq  int64 // how far the app's agents have read, shared by all of them
+	AgentUnread   bool  // a user message after AgentReadSeq
+	// AgentDeliveredSeq is how far the messages reached an agent's open
+	// inbox (AgentReadSeq may be further: what was read was delivered).
+	AgentDeliveredSeq int64
+	LastMessage       *Message // nil for a conversation without messages
+	Subject           *Subject // filled in by the app-wide listing
 }
 
 // Unread marks need no look at the messages. A user's message sets the
@@ -48,7 +51,7 @@ const agentUnread = `(c.last_seq > c.agent_read_seq)`
 
 const conversationColumns = `c.id, c.app_id, c.subject_id, c.status, c.created_at, c.last_message_at, c.last_seq, c.user_read_seq,
 	c.last_seq - c.user_read_seq,
-	c.agent_read_seq, ` + agentUnread + `,
+	c.agent_read_seq, ` + agentUnread + `, c.agent_delivered_seq,
 	lm.id, lm.seq, lm.author, lm.author_name, lm.body, lm.created_at`
 
 const conversationJoins = `FROM conversations c
@@ -60,7 +63,7 @@ func scanConversation(sc interface{ Scan(...any) error }, extra ...any) (Convers
 	var lmID, lmAuthor, lmName, lmBody sql.NullString
 	var lmSeq, lmCreated sql.NullInt64
 	dest := append([]any{&c.ID, &c.AppID, &c.SubjectID, &c.Status, &created, &last, &c.LastSeq, &c.UserReadSeq, &c.Unread,
-		&c.AgentReadSeq, &c.AgentUnread, &lmID, &lmSeq, &lmAuthor, &lmName, &lmBody, &lmCreated}, extra...)
+		&c.AgentReadSeq, &c.AgentUnread, &c.AgentDeliveredSeq, &lmID, &lmSeq, &lmAuthor, &lmName, &lmBody, &lmCreated}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return c, err
 	}

@@ -110,7 +110,7 @@ func (db *DB) addUserMessageAtOnce(ctx context.Context, in UserMessage) (Posted,
 			SELECT ?, id, last_seq, 'user', ?, ?, ?, ? FROM c
 		)
 		SELECT * FROM c`,
-		now, now, in.ConversationID, in.SubjectID, in.AppID, in.SubjectID, in.ClientMsgID,
+		now, now, now, in.ConversationID, in.SubjectID, in.AppID, in.SubjectID, in.ClientMsgID,
 		id, in.SubjectID, in.ClientMsgID, in.Body, now))
 	if errors.Is(err, sql.ErrNoRows) || retryablePG(err) {
 		return Posted{}, false, nil
@@ -162,7 +162,7 @@ func (db *DB) addUserMessage(ctx context.Context, tx txn, in UserMessage) (Poste
 	}
 	// Writing reopens a closed conversation, as users expect.
 	c, err := scanPosted(tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, user_read_seq = last_seq + 1, last_message_at = ?, status = 'open',
-		`+userWrote+` WHERE id = ? AND subject_id = ? AND app_id = ? RETURNING `+postedColumns, now, now, convID, in.SubjectID, in.AppID))
+		`+userWrote+` WHERE id = ? AND subject_id = ? AND app_id = ? RETURNING `+postedColumns, now, now, now, convID, in.SubjectID, in.AppID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, ErrNotFound
 	}
@@ -253,20 +253,25 @@ func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, author
 
 // userWrote is what a user's message does to the e-mail clocks
 // (email_alerts.go): the agents have a message to see, since now unless
-// one was already waiting; the user has seen everything.
-const userWrote = `agent_unseen_since = coalesce(agent_unseen_since, ?), user_unseen_since = NULL`
+// one was already waiting; the user has seen everything. And when an
+// agent has the inbox open (its presence has not expired at now), the
+// message reached them: it is delivered.
+const userWrote = `agent_unseen_since = coalesce(agent_unseen_since, ?), user_unseen_since = NULL,
+	agent_delivered_seq = CASE WHEN EXISTS (SELECT 1 FROM agent_presence p WHERE p.app_id = conversations.app_id AND p.expires_at > ?)
+		THEN last_seq + 1 ELSE agent_delivered_seq END`
 
 // postedColumns are the conversation's columns as the UPDATE that posts a
 // message returns them: what scanConversation reads, less the last
 // message, which is the one being posted. Reading them back this way saves
 // a SELECT with a join per message in the group commit.
 const postedColumns = `id, app_id, subject_id, status, created_at, last_message_at, last_seq, user_read_seq,
-	last_seq - user_read_seq, agent_read_seq, last_seq > agent_read_seq`
+	last_seq - user_read_seq, agent_read_seq, last_seq > agent_read_seq, agent_delivered_seq`
 
 func scanPosted(row *sql.Row) (Conversation, error) {
 	var c Conversation
 	var created, last int64
-	err := row.Scan(&c.ID, &c.AppID, &c.SubjectID, &c.Status, &created, &last, &c.LastSeq, &c.UserReadSeq, &c.Unread, &c.AgentReadSeq, &c.AgentUnread)
+	err := row.Scan(&c.ID, &c.AppID, &c.SubjectID, &c.Status, &created, &last, &c.LastSeq, &c.UserReadSeq, &c.Unread, &c.AgentReadSeq, &c.AgentUnread,
+		&c.AgentDeliveredSeq)
 	c.CreatedAt, c.LastMessageAt = fromMillis(created), fromMillis(last)
 	return c, err
 }
