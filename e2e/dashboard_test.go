@@ -497,6 +497,7 @@ func screenshot(t *testing.T, tab context.Context, name string, width, height in
 		// The page scrolls the newest message into view and focuses the
 		// reply box; show it from the top, at rest.
 		chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)`))
+	time.Sleep(300 * time.Millisecond) // the chat's short fade-ins end: a picture, not a timing
 	buf, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)

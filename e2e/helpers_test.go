@@ -119,8 +119,11 @@ type env struct {
 	app       store.App
 	apiKey    string
 	parleyURL string // Parley's origin, http://127.0.0.1:Q
-	hostPort  string
-	logs      *logBuffer
+	// tokensMade counts the identity JWTs the host's backend made for its
+	// page's onTokenNeeded.
+	tokensMade atomic.Int64
+	hostPort   string
+	logs       *logBuffer
 
 	socketsCut atomic.Bool // refuse widget sockets
 	socketsMu  sync.Mutex
@@ -219,6 +222,11 @@ func newEnvLimits(t *testing.T, change func(*web.Limits), origins ...string) *en
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", e.serveHostPage)
+	// The site's backend, asked for a fresh identity JWT by its page.
+	mux.HandleFunc("GET /jwt", func(w http.ResponseWriter, r *http.Request) {
+		e.tokensMade.Add(1)
+		w.Write([]byte(e.userJWT(r.URL.Query().Get("user"))))
+	})
 	serve(t, hostLn, mux, nil)
 	return e
 }
@@ -281,11 +289,15 @@ func (e *env) forgedPageURL(userID string) string {
 
 var hostPage = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <html lang="en">
-<head><meta charset="utf-8"><title>E2E shop</title><link rel="icon" href="data:,"></head>
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>E2E shop</title><link rel="icon" href="data:,"></head>
 <body>
 <h1>E2E shop</h1>
 <!-- The snippet a site owner pastes, with the settings their backend rendered. -->
 <script>window.parleySettings = {{.Settings}};</script>
+{{if .TokenURL}}<!-- A fresh identity JWT from the backend whenever the widget's was spent. -->
+<script>window.tokensAsked = 0;
+window.Parley = window.Parley || function () { (Parley.q = Parley.q || []).push(arguments); };
+Parley('onTokenNeeded', function () { tokensAsked++; return fetch({{.TokenURL}}).then(function (r) { return r.text(); }); });</script>{{end}}
 <script async src="{{.WidgetURL}}"></script>
 </body>
 </html>
@@ -301,8 +313,12 @@ func (e *env) useIdentitySecret(secret string) { e.hostSecret.Store(&secret) }
 // single-use identity JWT (a fresh jti for every page) instead.
 func (e *env) serveHostPage(w http.ResponseWriter, r *http.Request) {
 	settings := map[string]string{"app_id": e.app.ID}
+	tokenURL := ""
 	if id := r.URL.Query().Get("user"); id != "" && r.URL.Query().Has("jwt") {
 		settings["user_jwt"] = e.userJWT(id)
+		if r.URL.Query().Has("tokens") {
+			tokenURL = "/jwt?user=" + url.QueryEscape(id)
+		}
 	} else if id != "" {
 		secret := e.app.IdentitySecret
 		if s := e.hostSecret.Load(); s != nil {
@@ -321,7 +337,10 @@ func (e *env) serveHostPage(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	err := hostPage.Execute(w, map[string]any{"Settings": settings, "WidgetURL": e.parleyURL + "/widget.js"})
+	if l := r.URL.Query().Get("locale"); l != "" {
+		settings["locale"] = l
+	}
+	err := hostPage.Execute(w, map[string]any{"Settings": settings, "WidgetURL": e.parleyURL + "/widget.js", "TokenURL": tokenURL})
 	if err != nil {
 		fmt.Fprintln(e.logs, "host page:", err)
 	}

@@ -463,6 +463,10 @@
       else { send({ type: "list" }); return; }
     }
     var fresh = !shown[msg.id];
+    // An agent who answers has read what came before.
+    if (msg.author === "agent") onReceipt({ conversation_id: conv, agent_delivered_seq: msg.seq, agent_read_seq: msg.seq });
+    // Replies that come while the chat is closed start under a separator.
+    if (fresh && !visible && msg.author === "agent" && !thread.querySelector(".unread-sep")) separator(msg.seq);
     render(msg);
     // A screen reader hears each new reply once.
     if (fresh && msg.author === "agent") announce(t("said", { name: msg.author_name || t("agent"), text: msg.body || t("a_file") }));
@@ -931,9 +935,13 @@
     if (!text.trim()) return;
     if (new TextEncoder().encode(text).length > 4000) { say(t("too_long")); return; }
     var item = { client_msg_id: randomHex(12), conversation_id: conv, body: text };
+    // Writing is reading: whatever the separator marked is seen.
+    var sep = thread.querySelector(".unread-sep");
+    if (sep) sep.remove();
     outbox.push(item);
     saveOutbox();
     composer.value = "";
+    composer.style.height = "";
     renderPending(item);
     flushOutbox();
     stopTyping();

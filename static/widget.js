@@ -12,7 +12,7 @@
   // open chat takes the whole screen.
   var S = { origin: new URL(script.src).origin, settings: null, open: false, look: null, phone: false,
     setOpen: setOpen, setUnread: setUnread, onSession: onSession, store: store, tokenFn: null, label: label };
-  var launcher = null, badge = null, icon = null, chat = null, loading = null, booting = 0;
+  var launcher = null, badge = null, icon = null, text = null, chat = null, loading = null, booting = 0;
   var ready = false, unread = 0, readyFns = [], unreadFns = [];
   // Chat bubble, and the close cross the launcher becomes.
   var ICONS = ["M4 5h16v11H9l-5 4z", "M6 6l12 12M18 6L6 18"], SVG = "http://www.w3.org/2000/svg";
@@ -59,6 +59,7 @@
     attr(launcher, "aria-label", (S.open ? t.close : t.open) + (unread ? " (" + t.unread.replace("{n}", unread) + ")" : ""));
     attr(launcher, "aria-expanded", S.open);
     attr(icon, "d", ICONS[S.open ? 1 : 0]);
+    if (text) text.style.display = S.open ? "none" : "";
     // On a phone the open chat has its own close button, and covers this.
     launcher.style.display = S.open && S.phone ? "none" : "flex";
   }
@@ -118,8 +119,9 @@
     launcher.appendChild(svg);
     // The button's aria-label names it (with the unread count); what it
     // shows is for the eye.
+    text = null;
     if (look.launcher_label) {
-      var text = d.createElement("span");
+      text = d.createElement("span");
       text.textContent = look.launcher_label;
       launcher.appendChild(text);
     }
