@@ -39,8 +39,8 @@ fuzz: ## run each fuzzer for a while (seeds alone run in make test)
 	$(GO) test ./internal/identity -run '^$$' -fuzz FuzzParseUserJWT -fuzztime 30s
 	$(GO) test ./handlers -run '^$$' -fuzz FuzzSessionRequest -fuzztime 30s
 
-screenshots: ## retake the dashboard screenshots in docs/screenshots (headless Chromium)
-	PARLEY_SCREENSHOTS=1 $(GO) test ./e2e -run Dashboard -count=1
+screenshots: ## retake the widget and dashboard screenshots in docs/screenshots (headless Chromium)
+	PARLEY_SCREENSHOTS=1 $(GO) test ./e2e -run 'Dashboard|Widget' -count=1
 
 bench: build ## load generator, short profile (under 3 minutes on 2 cores): runs bin/parley serve, writes BENCHMARKS.md
 	$(GO) run ./cmd/parley-bench -profile short -bin bin/parley -out BENCHMARKS.md

@@ -489,14 +489,25 @@ const maxScreenshot = 150 << 10
 // docs/screenshots/name, for the README (`make screenshots`).
 func screenshot(t *testing.T, tab context.Context, name string, width, height int64, mobile bool) {
 	t.Helper()
+	screenshotAt(t, tab, name, width, height, mobile, "")
+}
+
+// screenshotAt is screenshot with the element of selector scrolled to the
+// top ("" for the page's top).
+func screenshotAt(t *testing.T, tab context.Context, name string, width, height int64, mobile bool, selector string) {
+	t.Helper()
 	var opts []chromedp.EmulateViewportOption
 	if mobile {
 		opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch)
 	}
+	scroll := `window.scrollTo(0, 0)`
+	if selector != "" {
+		scroll = fmt.Sprintf(`document.querySelector(%q).scrollIntoView()`, selector)
+	}
 	do(t, tab, chromedp.EmulateViewport(width, height, opts...),
 		// The page scrolls the newest message into view and focuses the
 		// reply box; show it from the top, at rest.
-		chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)`))
+		chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur(); `+scroll))
 	time.Sleep(300 * time.Millisecond) // the chat's short fade-ins end: a picture, not a timing
 	buf, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
 	if err != nil {

@@ -57,7 +57,8 @@ func TestWidgetLookAndMessages(t *testing.T) {
 	tab := e.newTab(t, "user")
 	navigate(t, tab, e.pageURL(e.hostURL(), "u_ann")+"&name=Ann+Lee")
 	closed := eventually(t, tab, "the launcher", launcherState, func(l map[string]string) bool { return l != nil })
-	if closed["label"] != "Open chat" || closed["expanded"] != "false" || closed["icon"] != "M4 5h16v11H9l-5 4z" ||
+	checkA11y(t, tab, "the closed launcher", "#parley-launcher")
+	if closed["label"] != "Chat with us" || closed["expanded"] != "false" || closed["icon"] != "M4 5h16v11H9l-5 4z" ||
 		closed["text"] != "Chat with us" || closed["background"] != "rgb(11, 110, 79)" || closed["color"] != "rgb(255, 255, 255)" {
 		t.Errorf("the closed launcher: %v", closed)
 	}
@@ -78,6 +79,8 @@ func TestWidgetLookAndMessages(t *testing.T) {
 		head["reply"] != "Usually replies within an hour" || head["greeting"] != "Hi! Ask us anything about your teapot." {
 		t.Errorf("the empty chat: %v", head)
 	}
+	checkA11y(t, frame, "the empty chat")
+	checkA11y(t, tab, "the open launcher and frame", "[id^=parley-]")
 	screenshot(t, tab, "widget-empty.png", 1280, 800, false)
 
 	// Sent; an agent opens the inbox: delivered; then the conversation:
@@ -114,19 +117,25 @@ func TestWidgetLookAndMessages(t *testing.T) {
 	if len(stamps) != 1 || !strings.HasPrefix(stamps[0], "Today · ") {
 		t.Errorf("timestamps %q, want one, today's", stamps)
 	}
+	checkA11y(t, frame, "a conversation")
+	do(t, frame, chromedp.Click(chromedp.ID("list-btn")))
+	eventually(t, frame, "the list of conversations", js[int](`document.querySelectorAll('[data-testid="conversation"]').length`), func(n int) bool { return n == 1 })
+	checkA11y(t, frame, "the list of conversations")
+	do(t, frame, chromedp.Click(chromedp.CSS(`[data-testid="conversation"]`)))
+	eventually(t, frame, "the conversation again", frameMessages, func(m []chatMessage) bool { return len(m) == 2 })
 	screenshot(t, tab, "widget-conversation.png", 1280, 800, false)
 
 	// Escape in the chat closes it, and the keyboard is back on the launcher.
 	do(t, frame, chromedp.KeyEvent(kb.Escape))
 	eventually(t, tab, "the chat closed by Escape", launcherState, func(l map[string]string) bool {
-		return l["expanded"] == "false" && l["focused"] == "true" && l["label"] == "Open chat"
+		return l["expanded"] == "false" && l["focused"] == "true" && l["label"] == "Chat with us"
 	})
 	// Replies while it is closed: the label counts them, and they start
 	// under a separator.
 	e.apiReply(t, conv, "Found it: it ships today.")
 	e.apiReply(t, conv, "You'll get an e-mail.")
 	eventually(t, tab, "the launcher to count the unread replies", launcherState, func(l map[string]string) bool {
-		return l["label"] == "Open chat (2 unread)"
+		return l["label"] == "Chat with us (2 unread)"
 	})
 	sep := js[[]string](`[...document.getElementById('thread').children].filter(c => c.matches('.unread-sep, [data-testid=message]')).map(c => c.matches('.unread-sep') ? '--' : c.querySelector('.text').textContent)`)
 	eventually(t, frame, "the separator above the unread replies", sep, func(s []string) bool {
@@ -175,6 +184,7 @@ func TestWidgetLanguages(t *testing.T) {
 	waitMessages(t, frame, chatMessage{Author: "me", Text: "مرحبا، أين طلبي؟"})
 	e.apiReply(t, e.conversations(t)[0].ID, "سيصل غدًا.")
 	eventually(t, frame, "the reply", frameMessages, func(m []chatMessage) bool { return len(m) == 2 })
+	checkA11y(t, frame, "the chat in Arabic")
 	screenshot(t, tab, "widget-arabic.png", 1280, 800, false)
 
 	do(t, tab, chromedp.Evaluate[chromedp.Void](`Parley('update', {locale: 'de-AT'})`))
@@ -213,6 +223,7 @@ func TestWidgetOnAPhone(t *testing.T) {
 	}
 	send(t, frame, "Hello from my phone")
 	waitMessages(t, frame, chatMessage{Author: "me", Text: "Hello from my phone"})
+	checkA11y(t, frame, "the chat on a phone")
 	screenshot(t, tab, "widget-phone.png", 390, 844, true)
 	do(t, frame, chromedp.Click(chromedp.ID("close")))
 	eventually(t, tab, "the launcher back", launcherState, func(l map[string]string) bool { return l["display"] == "flex" && l["expanded"] == "false" })
@@ -241,6 +252,7 @@ func TestWidgetDarkMode(t *testing.T) {
 	eventually(t, frame, "the reply", frameMessages, func(m []chatMessage) bool { return len(m) == 2 })
 	eventually(t, frame, "the dark scheme", js[string](`getComputedStyle(document.body).backgroundColor`),
 		func(s string) bool { return s == "rgb(20, 23, 29)" })
+	checkA11y(t, frame, "the chat in dark mode")
 	screenshot(t, tab, "widget-dark.png", 1280, 800, false)
 }
 
@@ -271,6 +283,7 @@ func TestWidgetTurnedOff(t *testing.T) {
 			t.Errorf("%s = %q, want %q (%v)", k, got[k], v, got)
 		}
 	}
+	checkA11y(t, frame, "the turned-off chat")
 	screenshot(t, tab, "widget-error.png", 1280, 800, false)
 }
 

@@ -27,7 +27,7 @@ type Apps struct {
 
 // List serves GET /dashboard.
 func (h *Apps) List(c echo.Context) error {
-	return h.page(c, http.StatusOK, templates.NewAppForm{IdentityMode: store.ModeMonitor})
+	return h.page(c, http.StatusOK, templates.NewAppForm{IdentityMode: store.ModeEnforced}) // as `parley apps create`
 }
 
 func (h *Apps) page(c echo.Context, status int, form templates.NewAppForm) error {

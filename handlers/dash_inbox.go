@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -80,7 +81,7 @@ func (h *Inbox) Show(c echo.Context) error {
 	}
 	switch c.QueryParam("fragment") {
 	case "list":
-		list, err := h.list(ctx, app.ID, filter, after, open)
+		list, err := h.list(ctx, app.ID, filter, after, open, ownerFrom(c).Owner.Name)
 		if err != nil {
 			return err
 		}
@@ -91,7 +92,7 @@ func (h *Inbox) Show(c echo.Context) error {
 		}
 		return h.messagesFragment(c, *open)
 	}
-	list, err := h.list(ctx, app.ID, filter, after, open)
+	list, err := h.list(ctx, app.ID, filter, after, open, ownerFrom(c).Owner.Name)
 	if err != nil {
 		return err
 	}
@@ -134,7 +135,7 @@ func (h *Inbox) Show(c echo.Context) error {
 
 // list is one page of the inbox: the conversations after the cursor
 // (from the newest when it is nil), with links to the next page and back.
-func (h *Inbox) list(ctx context.Context, appID, filter string, after *store.ConversationCursor, open *store.Conversation) (templates.ListView, error) {
+func (h *Inbox) list(ctx context.Context, appID, filter string, after *store.ConversationCursor, open *store.Conversation, me string) (templates.ListView, error) {
 	f := store.ConversationFilter{Limit: inboxListSize + 1, After: after}
 	if filter != "all" {
 		f.Status = filter
@@ -160,7 +161,13 @@ func (h *Inbox) list(ctx context.Context, appID, filter string, after *store.Con
 			Person: person(*cv.Subject), Status: cv.Status, LastActivity: cv.LastMessageAt, Unread: cv.AgentUnread,
 			Active: open != nil && open.ID == cv.ID}
 		if m := cv.LastMessage; m != nil {
-			r.Preview, r.PreviewByAgent = preview(m.Body), m.Author == store.AuthorAgent
+			r.Preview = preview(m.Body)
+			if m.Author == store.AuthorAgent {
+				r.PreviewBy = cmp.Or(m.AuthorName, "Agent")
+				if m.AuthorName == me {
+					r.PreviewBy = "You"
+				}
+			}
 		}
 		v.Rows = append(v.Rows, r)
 	}

@@ -75,8 +75,22 @@
   function fragment(html) {
     var t = document.createElement("template");
     t.innerHTML = html;
+    localTimes(t.content);
     return t.content;
   }
+
+  // Times arrive in UTC; they are shown in the owner's own time zone and
+  // language: data-local in the text, data-local-title in the tooltip.
+  var timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  function localTimes(root) {
+    Array.prototype.forEach.call(root.querySelectorAll("time[data-local], time[data-local-title]"), function (el) {
+      var d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d)) return;
+      if (el.hasAttribute("data-local")) el.textContent = timeFormat.format(d);
+      el.title = timeFormat.format(d);
+    });
+  }
+  localTimes(document);
 
   // A sign-in that has ended answers with a redirect to the sign-in page;
   // that page must not end up inside the inbox.
@@ -295,6 +309,7 @@
       if (!label || label.textContent === s) return;
       label.textContent = s;
       label.className = "status " + s;
+      label.hidden = s !== "closed";
       var form = label.parentNode;
       form.querySelector("input[name=status]").value = s === "closed" ? "open" : "closed";
       form.querySelector("button").textContent = s === "closed" ? "Reopen" : "Close";

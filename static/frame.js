@@ -980,5 +980,4 @@
     composer.style.height = "auto";
     composer.style.height = Math.min(composer.scrollHeight, 120) + "px";
   });
-  list.tabIndex = -1;
 })();

@@ -56,7 +56,8 @@
   function label() {
     if (!launcher) return;
     var t = S.look.strings;
-    attr(launcher, "aria-label", (S.open ? t.close : t.open) + (unread ? " (" + t.unread.replace("{n}", unread) + ")" : ""));
+    // The visible label is part of the name (WCAG 2.5.3).
+    attr(launcher, "aria-label", (S.open ? t.close : S.look.launcher_label || t.open) + (unread ? " (" + t.unread.replace("{n}", unread) + ")" : ""));
     attr(launcher, "aria-expanded", S.open);
     attr(icon, "d", ICONS[S.open ? 1 : 0]);
     if (text) text.style.display = S.open ? "none" : "";

@@ -119,14 +119,16 @@ func (p Person) Label() string {
 
 // ConversationRow is one line of the inbox.
 type ConversationRow struct {
-	ID, URL        string
-	Person         Person
-	Status         string
-	Preview        string
-	PreviewByAgent bool
-	LastActivity   time.Time
-	Unread         bool
-	Active         bool
+	ID, URL string
+	Person  Person
+	Status  string
+	Preview string
+	// PreviewBy names the last message's agent: "You" for the owner
+	// looking, else their name ("" for the user's own message).
+	PreviewBy    string
+	LastActivity time.Time
+	Unread       bool
+	Active       bool
 }
 
 // ThreadView is one open conversation.
@@ -447,3 +449,6 @@ func teamName(a AppearanceSettings) string {
 	}
 	return a.AppName
 }
+
+// isoStamp is t as a <time datetime>: RFC 3339, in UTC.
+func isoStamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
