@@ -31,6 +31,16 @@ func TestDashboardAccessibility(t *testing.T) {
 	olivia := e.createOwner(t, "Olivia Park", e.app.ID)
 	dash := e.signIn(t, olivia, "dashboard")
 	base := "/dashboard/apps/" + e.app.ID
+	// Searching the inbox, as an agent does.
+	navigate(t, dash, e.parleyURL+base)
+	do(t, dash, chromedp.SendKeys(chromedp.CSS(`[data-testid="search"]`), "teapot\r"))
+	eventually(t, dash, "the search's result", inboxRows, func(r []inboxRow) bool {
+		return len(r) == 1 && r[0].ID == conv
+	})
+	checkA11y(t, dash, "the inbox searched")
+	navigate(t, dash, e.parleyURL+base+"?q=nowhere")
+	eventually(t, dash, "no result", js[string](`(document.querySelector('[data-testid="no-conversations"]') || {}).textContent || ''`),
+		func(s string) bool { return s == "No conversation matches." })
 	pages := []string{"/dashboard", base, base + "?status=all", base + "/conversations/" + conv, base + "/settings", base + "/webhooks"}
 	for _, phone := range []bool{false, true} {
 		if phone {

@@ -67,7 +67,8 @@ func newConversationJSON(c store.Conversation, s store.Subject) conversationJSON
 	return out
 }
 
-// List serves GET /api/v1/conversations?status=open|closed|all&limit=N.
+// List serves GET /api/v1/conversations?status=open|closed|all&limit=N&q=…
+// (q: a search of the user's name, e-mail and user_id and the messages).
 func (h *Conversations) List(c echo.Context) error {
 	f := store.ConversationFilter{}
 	switch s := c.QueryParam("status"); s {
@@ -82,6 +83,9 @@ func (h *Conversations) List(c echo.Context) error {
 		return err
 	}
 	f.Limit = int(limit)
+	if f.Query = c.QueryParam("q"); len(f.Query) > 200 {
+		return apiError(http.StatusBadRequest, "invalid_request", "q is at most 200 bytes")
+	}
 	convs, err := h.Store.AppConversations(c.Request().Context(), appFrom(c).ID, f)
 	if err != nil {
 		return err

@@ -79,9 +79,14 @@ func (h *Inbox) Show(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// A search (?q=) narrows the list and stays with it through its pages.
+	q := strings.TrimSpace(c.QueryParam("q"))
+	if len(q) > 200 {
+		return echo.NewHTTPError(http.StatusBadRequest, "A search is at most 200 characters.")
+	}
 	switch c.QueryParam("fragment") {
 	case "list":
-		list, err := h.list(ctx, app.ID, filter, after, open, ownerFrom(c).Owner.Name)
+		list, err := h.list(ctx, app.ID, filter, q, after, open, ownerFrom(c).Owner.Name)
 		if err != nil {
 			return err
 		}
@@ -92,16 +97,16 @@ func (h *Inbox) Show(c echo.Context) error {
 		}
 		return h.messagesFragment(c, *open)
 	}
-	list, err := h.list(ctx, app.ID, filter, after, open, ownerFrom(c).Owner.Name)
+	list, err := h.list(ctx, app.ID, filter, q, after, open, ownerFrom(c).Owner.Name)
 	if err != nil {
 		return err
 	}
 	base := appPath(app.ID)
-	listURL := c.Request().URL.Path + "?status=" + filter + "&fragment=list"
+	listURL := c.Request().URL.Path + "?status=" + filter + searchParam(q) + "&fragment=list"
 	if after != nil {
 		listURL += "&after=" + url.QueryEscape(c.QueryParam("after"))
 	}
-	v := templates.InboxView{Shell: h.shell(c, "Inbox", "inbox"), Filter: filter, List: list, ListURL: listURL, WSURL: base + "/ws"}
+	v := templates.InboxView{Shell: h.shell(c, "Inbox", "inbox"), Filter: filter, Query: q, List: list, ListURL: listURL, WSURL: base + "/ws"}
 	// Who else has the inbox open; this page's own socket is not yet.
 	online, err := h.Store.OnlineAgents(ctx, app.ID, time.Now())
 	if err != nil {
@@ -135,8 +140,8 @@ func (h *Inbox) Show(c echo.Context) error {
 
 // list is one page of the inbox: the conversations after the cursor
 // (from the newest when it is nil), with links to the next page and back.
-func (h *Inbox) list(ctx context.Context, appID, filter string, after *store.ConversationCursor, open *store.Conversation, me string) (templates.ListView, error) {
-	f := store.ConversationFilter{Limit: inboxListSize + 1, After: after}
+func (h *Inbox) list(ctx context.Context, appID, filter, q string, after *store.ConversationCursor, open *store.Conversation, me string) (templates.ListView, error) {
+	f := store.ConversationFilter{Limit: inboxListSize + 1, After: after, Query: q}
 	if filter != "all" {
 		f.Status = filter
 	}
@@ -144,8 +149,8 @@ func (h *Inbox) list(ctx context.Context, appID, filter string, after *store.Con
 	if err != nil {
 		return templates.ListView{}, err
 	}
-	var v templates.ListView
-	inbox, here := appPath(appID)+"?status="+filter, "?status="+filter
+	v := templates.ListView{Searched: q != ""}
+	inbox, here := appPath(appID)+"?status="+filter+searchParam(q), "?status="+filter+searchParam(q)
 	if after != nil {
 		v.NewestURL = inbox
 		here += "&after=" + formatCursor(after.LastMessageAt, after.ID)
@@ -172,6 +177,14 @@ func (h *Inbox) list(ctx context.Context, appID, filter string, after *store.Con
 		v.Rows = append(v.Rows, r)
 	}
 	return v, nil
+}
+
+// searchParam is &q=… for a search, "" for none.
+func searchParam(q string) string {
+	if q == "" {
+		return ""
+	}
+	return "&q=" + url.QueryEscape(q)
 }
 
 // A cursor in a URL is "<last activity in unix ms>.<conversation id>".

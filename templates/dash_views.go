@@ -3,6 +3,7 @@ package templates
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -62,6 +63,7 @@ type NewAppForm struct {
 type InboxView struct {
 	Shell
 	Filter  string // open, closed or all
+	Query   string // the search, "" for none
 	List    ListView
 	Thread  *ThreadView
 	ListURL string // the list fragment, for live refreshes
@@ -79,6 +81,7 @@ type ListView struct {
 	Rows      []ConversationRow
 	OlderURL  string // the next page, when there is one
 	NewestURL string // back to the first page, when this is not it
+	Searched  bool   // the rows are a search's
 }
 
 // Person is a widget user as the inbox shows them.
@@ -452,3 +455,11 @@ func teamName(a AppearanceSettings) string {
 
 // isoStamp is t as a <time datetime>: RFC 3339, in UTC.
 func isoStamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// searchQuery is &q=… to keep a search in a link, "" for none.
+func searchQuery(q string) string {
+	if q == "" {
+		return ""
+	}
+	return "&q=" + url.QueryEscape(q)
+}

@@ -126,6 +126,7 @@ func TestOpenAPIDescribesTheServerAPI(t *testing.T) {
 		return got
 	}
 	check("GET", "/api/v1/conversations?status=open&limit=10", "", 200)
+	check("GET", "/api/v1/conversations?q=hello", "", 200)
 	check("GET", "/api/v1/conversations/"+conv, "", 200)
 	check("POST", "/api/v1/conversations/"+conv+"/messages", `{"body":"hi","author_name":"Ann"}`, 201)
 	check("GET", "/api/v1/conversations/"+conv+"/messages?after_seq=0&limit=5", "", 200)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley/internal/webhooks"
@@ -99,6 +100,9 @@ type ConversationFilter struct {
 	Status string // "", "open" or "closed"
 	Limit  int
 	After  *ConversationCursor // for the next page: only what is listed after this
+	// Query keeps the conversations whose user (name, e-mail, user_id) or
+	// messages have every word of it, from the full-text indexes.
+	Query string
 }
 
 // ConversationCursor is a place in the app-wide listing: the last
@@ -111,20 +115,10 @@ type ConversationCursor struct {
 // AppConversations lists an app's conversations with their subjects,
 // newest activity first.
 func (db *DB) AppConversations(ctx context.Context, appID string, f ConversationFilter) ([]Conversation, error) {
-	q := `SELECT ` + conversationColumns + `, s.kind, s.user_id, s.email, s.name, s.last_seen_at, s.last_page_url, s.email_signed, s.name_signed ` + conversationJoins + `
-		JOIN subjects s ON s.id = c.subject_id
-		WHERE c.app_id = ?`
-	args := []any{appID}
-	if f.Status != "" {
-		q += ` AND c.status = ?`
-		args = append(args, f.Status)
+	q, args, ok := db.appConversationsQuery(appID, f)
+	if !ok {
+		return nil, nil // a search of punctuation alone: nothing has no words
 	}
-	if a := f.After; a != nil {
-		q += ` AND (c.last_message_at < ? OR (c.last_message_at = ? AND c.id > ?))`
-		args = append(args, a.LastMessageAt.UnixMilli(), a.LastMessageAt.UnixMilli(), a.ID)
-	}
-	q += ` ORDER BY c.last_message_at DESC, c.id LIMIT ?`
-	args = append(args, clampLimit(f.Limit))
 	rows, err := db.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: app conversations: %w", err)
@@ -143,6 +137,32 @@ func (db *DB) AppConversations(ctx context.Context, appID string, f Conversation
 		out = append(out, c)
 	}
 	return out, rowsErr(rows)
+}
+
+// appConversationsQuery is AppConversations' SQL; ok is false for a
+// search with no words in it.
+func (db *DB) appConversationsQuery(appID string, f ConversationFilter) (q string, args []any, ok bool) {
+	q = `SELECT ` + conversationColumns + `, s.kind, s.user_id, s.email, s.name, s.last_seen_at, s.last_page_url, s.email_signed, s.name_signed ` + conversationJoins + `
+		JOIN subjects s ON s.id = c.subject_id
+		WHERE c.app_id = ?`
+	args = []any{appID}
+	if f.Status != "" {
+		q += ` AND c.status = ?`
+		args = append(args, f.Status)
+	}
+	if a := f.After; a != nil {
+		q += ` AND (c.last_message_at < ? OR (c.last_message_at = ? AND c.id > ?))`
+		args = append(args, a.LastMessageAt.UnixMilli(), a.LastMessageAt.UnixMilli(), a.ID)
+	}
+	if words := searchWords(f.Query); len(words) > 0 {
+		cond, more := db.searchFilter(appID, words)
+		q += cond
+		args = append(args, more...)
+	} else if strings.TrimSpace(f.Query) != "" {
+		return "", nil, false
+	}
+	q += ` ORDER BY c.last_message_at DESC, c.id LIMIT ?`
+	return q, append(args, clampLimit(f.Limit)), true
 }
 
 // SubjectConversation returns one of the subject's conversations.
