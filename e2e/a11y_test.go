@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/parley-chat/parley/internal/store"
 )
 
 // Every dashboard page passes axe-core's WCAG 2.0/2.1/2.2 A and AA rules,
@@ -41,7 +43,11 @@ func TestDashboardAccessibility(t *testing.T) {
 	navigate(t, dash, e.parleyURL+base+"?q=nowhere")
 	eventually(t, dash, "no result", js[string](`(document.querySelector('[data-testid="no-conversations"]') || {}).textContent || ''`),
 		func(s string) bool { return s == "No conversation matches." })
-	pages := []string{"/dashboard", base, base + "?status=all", base + "/conversations/" + conv, base + "/settings", base + "/webhooks"}
+	hook, err := e.db.AddWebhookEndpoint(t.Context(), store.NewWebhookEndpoint{AppID: e.app.ID, URL: "https://hooks.example.com/parley", Events: []string{"message.created"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := []string{"/dashboard", base, base + "?status=all", base + "/conversations/" + conv, base + "/settings", base + "/webhooks", base + "/webhooks/" + hook.ID}
 	for _, phone := range []bool{false, true} {
 		if phone {
 			do(t, dash, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateTouch))

@@ -57,6 +57,22 @@ func TestWidgetSendsAttachments(t *testing.T) {
 	if n := e.count(t, `SELECT count(*) FROM attachments WHERE message_id IS NOT NULL`); n != 2 {
 		t.Errorf("%d attachments sent, want 2", n)
 	}
+	checkA11y(t, frame, "a chat with files")
+	screenshot(t, tab, "widget-attachment.png", 1280, 800, false)
+
+	// An HTML page named .png is refused, and the user is told why;
+	// nothing is sent.
+	page := filepath.Join(dir, "invoice.png")
+	if err := os.WriteFile(page, []byte("<!DOCTYPE html><html><script>alert(document.domain)</script></html>"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	do(t, frame, chromedp.SetUploadFiles(chromedp.CSS(`[data-testid="attach"]`), []string{page}))
+	eventually(t, frame, "the refusal", js[string](`document.querySelector('[data-testid="notice"]').textContent`), func(s string) bool {
+		return s == "That kind of file can't be sent: send an image, a PDF, a text file or an office document."
+	})
+	if n := e.count(t, `SELECT count(*) FROM attachments`); n != 2 {
+		t.Errorf("%d attachments kept after the refusal, want 2", n)
+	}
 
 	// The agent sees the photo in the thread (fetched with the cookie) and
 	// answers with a file of their own, which reaches the widget live.
