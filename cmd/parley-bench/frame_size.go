@@ -32,6 +32,10 @@ type frameResult struct {
 	// SecondScript says whether the loader names a second script it
 	// loads when the chat opens (the loader split) and which.
 	SecondScript string
+	// Config is the look the loader asks for on every page view
+	// (/api/widget/config.js), before the chat opens: reported beside the
+	// loader, not part of Gz.
+	Config assetSize
 }
 
 var (
@@ -86,6 +90,14 @@ func frameSize(ctx context.Context, c *client) (*frameResult, error) {
 	seen["/widget.js"] = true
 	for _, m := range jsPath.FindAllStringSubmatch(string(data), -1) {
 		if strings.HasPrefix(m[1], "/w/") || m[1] == "/widget.js" {
+			continue
+		}
+		if strings.HasPrefix(m[1], "/api/widget/config.js") {
+			cfg := assetSize{Path: "/api/widget/config.js?app_id=" + url.QueryEscape(c.srv.appID) + "&origin=" + url.QueryEscape(parentOrigin) + "&locale=",
+				Why: "the look, asked by /widget.js on every page view"}
+			if r.Config, _, err = fetchAsset(ctx, c, cfg, "script"); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if r.SecondScript == "" {
@@ -230,8 +242,8 @@ func (x *frameResult) details(p func(string, ...any)) {
 	if x.SecondScript == "" {
 		second = "The loader names no second script (no quoted `/…js` path in `/widget.js`), so none is counted."
 	}
-	p("**The frame's first-open bytes.** The frame page as the loader opens it (`/w/<app_id>#origin=%s`; the fragment stays in the browser), fetched with a browser's headers, then every subresource its HTML references (`src`/`href` of scripts, stylesheets, images, icons), whatever those reference (`url()` and `@import` in stylesheets, quoted `/…js` or `/…css` paths in scripts), and the script the loader adds when the chat opens. %s Each file is measured as served (decompressed) and compressed with gzip -9 (`gzip.BestCompression`); the total is %d bytes gzip -9 (%d raw). The loader itself (`/widget.js`, %d bytes gzip -9) runs on the host page before the chat opens and has its own target above; it is not in the total. API calls and the websocket are not counted.",
-		parentOrigin, second, x.Gz, x.Raw, x.Loader.Gz)
+	p("**The frame's first-open bytes.** The frame page as the loader opens it (`/w/<app_id>#origin=%s`; the fragment stays in the browser), fetched with a browser's headers, then every subresource its HTML references (`src`/`href` of scripts, stylesheets, images, icons), whatever those reference (`url()` and `@import` in stylesheets, quoted `/…js` or `/…css` paths in scripts), and the script the loader adds when the chat opens. %s Each file is measured as served (decompressed) and compressed with gzip -9 (`gzip.BestCompression`); the total is %d bytes gzip -9 (%d raw). The loader itself (`/widget.js`, %d bytes gzip -9) runs on the host page before the chat opens and has its own target above; it is not in the total, and neither is the look it asks for on every page view (`/api/widget/config.js`, %d bytes gzip -9, %d raw, cached a minute). API calls and the websocket are not counted.",
+		parentOrigin, second, x.Gz, x.Raw, x.Loader.Gz, x.Config.Gz, x.Config.Raw)
 	p("")
 	p("| file | why | raw | gzip -9 | served with |")
 	p("|---|---|---|---|---|")
