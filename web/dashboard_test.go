@@ -987,6 +987,10 @@ func TestDashboardCreateApp(t *testing.T) {
 	ts := newTestServer(t)
 	ann := ts.newOwner(t, "Ann")
 	b := ts.signIn(t, ann)
+	// The form starts where `parley apps create` does: enforced.
+	if page := string(b.get(t, "/dashboard").Body); !strings.Contains(page, `value="enforced" checked`) || strings.Contains(page, `value="monitor" checked`) {
+		t.Errorf("the new-app form does not start enforced")
+	}
 
 	before := ts.state(t)
 	res := b.post(t, "/dashboard/apps", url.Values{"name": {"Shop"}, "identity_mode": {"enforced"},
@@ -1137,6 +1141,12 @@ func TestDashboardInboxList(t *testing.T) {
 	}
 	if !regexp.MustCompile(`You: </span>\s*On its way`).MatchString(rows[0].HTML) || strings.Contains(rows[0].HTML, "unread-marker") {
 		t.Fatalf("replied row: %s, want the reply previewed as yours and no unread marker", rows[0].HTML)
+	}
+	// A reply through the server API under another name is previewed
+	// with that name, not as the owner's.
+	ts.api(t, app.APIKey, http.MethodPost, "/conversations/"+ada.ID+"/messages", map[string]any{"body": "Tracking number sent", "author_name": "Shop bot"}).wantStatus(t, http.StatusCreated)
+	if rows = convRows(b.get(t, inbox).Body); !regexp.MustCompile(`Shop bot: </span>\s*Tracking number sent`).MatchString(rows[0].HTML) {
+		t.Fatalf("API reply row: %s, want it previewed as the bot's", rows[0].HTML)
 	}
 
 	// Reading clears the marker, for every agent, until the user writes again.
