@@ -81,7 +81,7 @@ func stripQuery(p string) string {
 
 // The appearance settings preview the widget as the owner edits them,
 // before saving; what is saved is what the loader then shows.
-func TestAppearancePreview(t *testing.T) {
+func TestDashboardAppearancePreview(t *testing.T) {
 	e := newEnv(t)
 	olivia := e.createOwner(t, "Olivia Park", e.app.ID)
 	dash := e.signIn(t, olivia, "dashboard")

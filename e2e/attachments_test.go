@@ -24,9 +24,17 @@ var attachmentsShown = js[[]map[string]any](`[...document.querySelectorAll('[dat
 func TestWidgetSendsAttachments(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
-	img := image.NewRGBA(image.Rect(0, 0, 40, 30))
-	for x := range 40 {
-		img.Set(x, 10, color.RGBA{200, 30, 30, 255})
+	// A picture of a teapot's chipped lid, as far as a test can draw one:
+	// a warm gradient with a darker disc.
+	img := image.NewRGBA(image.Rect(0, 0, 240, 160))
+	for y := range 160 {
+		for x := range 240 {
+			c := color.RGBA{uint8(200 - y/2), uint8(120 + x/6), uint8(90 + y/3), 255}
+			if dx, dy := x-120, y-80; dx*dx+dy*dy < 50*50 {
+				c = color.RGBA{60, 90, 140, 255}
+			}
+			img.Set(x, y, c)
+		}
 	}
 	var buf bytes.Buffer
 	png.Encode(&buf, img)
@@ -45,7 +53,7 @@ func TestWidgetSendsAttachments(t *testing.T) {
 	waitConnected(t, frame)
 	do(t, frame, chromedp.SetUploadFiles(chromedp.CSS(`[data-testid="attach"]`), []string{photo}))
 	shown := eventually(t, frame, "the photo shown", attachmentsShown, func(a []map[string]any) bool {
-		return len(a) == 1 && a[0]["loaded"] == float64(40)
+		return len(a) == 1 && a[0]["loaded"] == float64(240)
 	})
 	if shown[0]["type"] != "image/png" {
 		t.Errorf("shown %v", shown)
@@ -84,7 +92,7 @@ func TestWidgetSendsAttachments(t *testing.T) {
 	navigate(t, dash, e.parleyURL+"/dashboard/apps/"+e.app.ID+"/conversations/"+conv)
 	waitLive(t, dash)
 	eventually(t, dash, "the user's photo in the thread", attachmentsShown, func(a []map[string]any) bool {
-		return len(a) == 2 && a[0]["loaded"] == float64(40) && a[1]["type"] == "application/pdf"
+		return len(a) == 2 && a[0]["loaded"] == float64(240) && a[1]["type"] == "application/pdf"
 	})
 	notes := filepath.Join(dir, "instructions.txt")
 	if err := os.WriteFile(notes, []byte("Glue the lid with food-safe epoxy."), 0o600); err != nil {
