@@ -36,9 +36,11 @@ func TestDashboardAccessibility(t *testing.T) {
 	// Searching the inbox, as an agent does.
 	navigate(t, dash, e.parleyURL+base)
 	do(t, dash, chromedp.SendKeys(chromedp.CSS(`[data-testid="search"]`), "teapot\r"))
-	eventually(t, dash, "the search's result", inboxRows, func(r []inboxRow) bool {
-		return len(r) == 1 && r[0].ID == conv
-	})
+	eventually(t, dash, "the search's page", js[bool](`document.readyState === 'complete' && location.search.includes('q=teapot') && !!document.querySelector('[data-testid="search-note"]')`),
+		func(ok bool) bool { return ok })
+	if r, err := inboxRows(dash); err != nil || len(r) != 1 || r[0].ID != conv {
+		t.Errorf("the search's rows: %+v, %v", r, err)
+	}
 	checkA11y(t, dash, "the inbox searched")
 	navigate(t, dash, e.parleyURL+base+"?q=nowhere")
 	eventually(t, dash, "no result", js[string](`(document.querySelector('[data-testid="no-conversations"]') || {}).textContent || ''`),

@@ -160,6 +160,9 @@
       }
       startSession();
     } else if (d.type === "visibility" && typeof d.open === "boolean") {
+      // Closing what was seen: its separator has done its work.
+      var sep = thread.querySelector(".unread-sep");
+      if (visible && !d.open && sep) sep.remove();
       visible = d.open;
       body.setAttribute("data-open", String(visible));
       if (visible) { markRead(); composer.focus(); }
@@ -382,12 +385,8 @@
       return;
     }
     renewed = true;
-    // A spent identity JWT cannot start the new session: ask for another.
-    if (identity.user_jwt) {
-      askedForToken++;
-      toParent({ type: "token_needed" });
-      return;
-    }
+    // With a spent single-use JWT the server refuses this, and refused()
+    // asks the page for a fresh one.
     startSession();
   }
 
@@ -603,7 +602,8 @@
     el.appendChild(document.createTextNode(text.slice(at)));
   }
 
-  var TICKS = { sending: "M12 7v5l3 2", sent: "M5 12l5 5L20 7", delivered: "M2 12l5 5L17 7M12 16l1 1L23 7", read: "M2 12l5 5L17 7M12 16l1 1L23 7" };
+  var TICKS = { sending: "M12 7v5l3 2", sent: "M5 12l5 5L20 7", delivered: "M2 12l5 5L17 7M12 16l1 1L23 7",
+    read: "M2 12l5 5L17 7M12 16l1 1L23 7M1 21h22" };
   function statusOf(seq) {
     var r = receipts[conv] || {};
     if (seq <= (r.agent_read_seq || 0)) return "read";
@@ -805,7 +805,9 @@
     } catch (e) { return null; }
   }
   function saveOutbox() {
-    var keep = outbox.map(function (o) { return { client_msg_id: o.client_msg_id, conversation_id: o.conversation_id, body: o.body }; });
+    var keep = outbox.map(function (o) {
+      return { client_msg_id: o.client_msg_id, conversation_id: o.conversation_id, body: o.body, attachment_ids: o.attachment_ids, files: o.files };
+    });
     var v = { owner: identity ? outboxOwner() : "", items: keep };
     try { sessionStorage.setItem("parley:outbox:" + APP_ID, JSON.stringify(v)); } catch (e) { /* memory only */ }
   }
@@ -973,7 +975,7 @@
   // Escape closes the chat; the loader gives the keyboard back to the
   // launcher.
   document.addEventListener("keydown", function (e) {
-    if (e.key === "Escape") { e.preventDefault(); toParent({ type: "close" }); }
+    if (e.key === "Escape" && !e.isComposing) { e.preventDefault(); toParent({ type: "close" }); }
   });
   // The composer grows with what is written, up to a few lines.
   composer.addEventListener("input", function () {

@@ -79,14 +79,16 @@
   // fn)): the one the frame had was spent. Without an answer the frame is
   // told to give up.
   function newToken() {
-    var p = null;
+    var p = null, asked = S.settings;
     try { if (typeof S.tokenFn === "function") p = S.tokenFn(); } catch (e) { p = null; }
     Promise.resolve(p).then(function (jwt) {
+      // A shutdown or another boot meanwhile: this token is not theirs.
+      if (S.settings !== asked) return;
       if (typeof jwt === "string" && jwt) {
         S.settings.user_jwt = jwt;
         sendIdentity();
       } else post({ type: "token", jwt: null });
-    }, function () { post({ type: "token", jwt: null }); });
+    }, function () { if (S.settings === asked) post({ type: "token", jwt: null }); });
   }
 
   // boot adds the frame for the loader's current settings, shown if the
@@ -119,6 +121,7 @@
       st.padding = "env(safe-area-inset-top) env(safe-area-inset-right) env(safe-area-inset-bottom) env(safe-area-inset-left)";
       st.bottom = "auto";
       st.boxSizing = "border-box";
+      st.maxWidth = st.maxHeight = "";
     } else {
       st[side] = "20px";
       st.bottom = "88px";
@@ -167,7 +170,8 @@
   }
 
   // The open chat takes a phone's whole screen (the launcher hides under
-  // it); Escape on the host page closes it, as it does in the frame.
+  // it). Escape on the launcher closes it, as it does in the frame; the
+  // host page's own Escape (its dialogs) is left alone.
   var narrow = w.matchMedia("(max-width: 639px)");
   narrow.addEventListener("change", function () {
     S.phone = narrow.matches;
@@ -175,7 +179,7 @@
     show(S.open);
   });
   d.addEventListener("keydown", function (e) {
-    if (e.key === "Escape" && S.open) S.setOpen(false);
+    if (e.key === "Escape" && S.open && d.activeElement && d.activeElement.id === "parley-launcher") S.setOpen(false);
   });
   if (w.visualViewport) {
     w.visualViewport.addEventListener("resize", function () { if (wrap && S.phone) place(); });

@@ -92,16 +92,22 @@
   // settings name, if any) and hands it to then, unless a boot or a
   // shutdown came meanwhile. It is a script calling Parley.c: a host page
   // whose CSP allows Parley's scripts needs nothing more for it.
-  var pending = null;
+  // A script's load event comes right after it ran, so the answer
+  // Parley.c keeps is this request's; a newer boot or config wins.
+  var answer = null;
   function config(then) {
     var mine = ++booting, l = S.settings.locale || "", sc = d.createElement("script");
-    pending = function (j) {
-      if (mine !== booting || !S.settings) return;
-      if (j.error) warn("the chat is not shown: " + j.error.message); else then(j);
-    };
     sc.src = S.origin + "/api/widget/config.js?app_id=" + S.settings.app_id + "&origin=" + encodeURIComponent(location.origin) +
       "&locale=" + encodeURIComponent(l);
-    sc.onload = sc.onerror = function () { sc.remove(); };
+    sc.onload = sc.onerror = function () {
+      var j = answer;
+      answer = null;
+      sc.remove();
+      if (mine !== booting || !S.settings) return;
+      if (!j) warn("the chat is not shown: " + S.origin + " could not be reached");
+      else if (j.error) warn("the chat is not shown: " + j.error.message);
+      else then(j);
+    };
     d.head.appendChild(sc);
   }
 
@@ -140,7 +146,9 @@
     if (!S.settings) return boot(s);
     var was = S.settings.locale;
     for (var k in s) S.settings[k] = s[k];
-    if (S.look && S.settings.locale !== was) config(function (look) { S.look.strings = look.strings; label(); });
+    // A new language: the launcher's words again (the whole look, if the
+    // first answer has not come yet).
+    if (S.settings.locale !== was) config(S.look ? function (look) { S.look.strings = look.strings; label(); } : show);
     if (chat) chat.update();
   }
 
@@ -181,7 +189,7 @@
     warn("unknown command " + cmd);
   }
   Parley.parley = 1;
-  Parley.c = function (j) { var f = pending; pending = null; if (f) f(j); };
+  Parley.c = function (j) { answer = j; };
   Parley.h = function (make) {
     if (chat) return;
     chat = make(S);

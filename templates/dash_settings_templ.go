@@ -175,7 +175,7 @@ func SettingsPage(v SettingsView) templ.Component {
 				return templ_7745c5c3_Err
 			}
 			if len(v.Refused) > 0 {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, "<div class=\"refused\" data-testid=\"refused-origins\"><p class=\"small\"><strong>Recently refused.</strong> Pages on these origins asked for the chat and were not shown it:</p><ul class=\"small\">")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, "<div class=\"refused\" data-testid=\"refused-origins\"><p class=\"small\"><strong>Recently refused.</strong> Pages on these origins asked for the chat and were not shown it. A page can claim any origin: allow only those you know are yours.</p><ul class=\"small\">")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

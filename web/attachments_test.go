@@ -272,3 +272,30 @@ func TestAgentAttachments(t *testing.T) {
 		t.Errorf("another user's download of the agent's photo = %d, want 404", res.Status)
 	}
 }
+
+// At the default limit (10 MB) a 2 MB file goes through every upload
+// route, and one byte more than 10 MB is refused with the contract's code,
+// not the server-wide backstop for bodies.
+func TestAttachmentDefaultLimit(t *testing.T) {
+	ts := newTestServer(t)
+	ann := ts.newOwner(t, "Ann")
+	app := ts.ownerApp(t, ann, store.ModeMonitor)
+	user := ts.session(t, fields(app, "user_id", "u1"))
+	conv := ts.connect(t, user.Token).startConversation("here is the scan")
+	pdf := func(n int) []byte { return append([]byte("%PDF-1.7\n"), bytes.Repeat([]byte("0"), n-9)...) }
+
+	if res := ts.upload(t, user.Token, "scan.pdf", "application/pdf", pdf(2<<20)); res.Status != http.StatusCreated {
+		t.Errorf("a 2 MB file from the widget = %d %s", res.Status, res.Body)
+	}
+	body, ct := multipartFile("scan.pdf", "application/pdf", pdf(2<<20))
+	if res := ts.do(t, http.MethodPost, "/api/v1/conversations/"+conv+"/attachments", http.Header{"Content-Type": {ct}, "Authorization": {"Bearer " + app.APIKey}}, body); res.Status != http.StatusCreated {
+		t.Errorf("a 2 MB file through the API = %d %s", res.Status, res.Body)
+	}
+	body, ct = multipartFile("scan.pdf", "application/pdf", pdf(2<<20))
+	if res := ts.signIn(t, ann).do(t, http.MethodPost, "/dashboard/apps/"+app.ID+"/conversations/"+conv+"/attachments", http.Header{
+		"Content-Type": {ct}, "Origin": {ts.Origin}, "Sec-Fetch-Site": {"same-origin"}}, body); res.Status != http.StatusCreated {
+		t.Errorf("a 2 MB file from the dashboard = %d %s", res.Status, res.Body)
+	}
+	res := ts.upload(t, user.Token, "big.pdf", "application/pdf", pdf(10<<20+1))
+	res.wantError(t, http.StatusRequestEntityTooLarge, "attachment_too_large")
+}

@@ -63,6 +63,15 @@ const limitKeys = 100_000
 // set their own, smaller limit too.
 const bodyLimit = "1M"
 
+// uploadRoutes take files, and bound their bodies themselves: by the
+// operator's attachment size, or the team picture's 1 MB and its framing.
+var uploadRoutes = map[string]bool{
+	"/api/widget/attachments":                               true,
+	"/api/v1/conversations/:id/attachments":                 true,
+	"/dashboard/apps/:app_id/conversations/:id/attachments": true,
+	"/dashboard/apps/:app_id/settings/avatar":               true,
+}
+
 // perIP refuses, with a 429, a client address that is over its budget.
 // The address is the connection's peer, or what a trusted proxy says.
 func perIP(k *ratelimit.Keyed, message string) echo.MiddlewareFunc {

@@ -180,8 +180,10 @@ func New(cfg Config, db *store.DB, hub *chat.Hub, log *slog.Logger) (*echo.Echo,
 	e.Use(middleware.Recover())
 	e.Use(requestLog(log))
 	e.Use(securityHeaders)
-	// A backstop: a route that forgets its own limit still reads at most this.
-	e.Use(middleware.BodyLimit(bodyLimit))
+	// A backstop: a route that forgets its own limit still reads at most
+	// this. Uploads set theirs from the operator's --attachment-max-size.
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: bodyLimit,
+		Skipper: func(c echo.Context) bool { return uploadRoutes[c.Path()] }}))
 	e.Use(middleware.GzipWithConfig(middleware.GzipConfig{
 		// Static files and the chat frame's page, which carries no secret
 		// (so compressing it leaks nothing à la BREACH). Pages with tokens

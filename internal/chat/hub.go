@@ -130,9 +130,10 @@ func typingKey(conversationID, author, authorName string) string {
 	return "typing\x00" + conversationID + "\x00" + author + "\x00" + authorName
 }
 
-// conversationKey: a conversation's status (agent sockets).
-func receiptKey(conversationID string) string { return "receipt:" + conversationID }
+// receiptKey: how far the agents read a conversation (widget sockets).
+func receiptKey(conversationID string) string { return "receipt\x00" + conversationID }
 
+// conversationKey: a conversation's status (agent sockets).
 func conversationKey(conversationID string) string {
 	return "conversation\x00" + conversationID
 }

@@ -45,7 +45,6 @@ var (
 	catalogs = map[string]*Catalog{}
 	tags     []string
 	english  *Catalog
-	matcher  language.Matcher
 )
 
 func init() {
@@ -59,7 +58,6 @@ func load() error {
 	if err != nil {
 		return err
 	}
-	var supported []language.Tag
 	for _, e := range entries {
 		tag := strings.TrimSuffix(e.Name(), ".json")
 		b, err := files.ReadFile(e.Name())
@@ -82,14 +80,6 @@ func load() error {
 	if english == nil {
 		return fmt.Errorf("locales: en.json is missing")
 	}
-	// English first: the matcher's answer when nothing matches.
-	supported = append(supported, language.English)
-	for _, t := range tags {
-		if t != "en" {
-			supported = append(supported, language.MustParse(t))
-		}
-	}
-	matcher = language.NewMatcher(supported)
 	return nil
 }
 
@@ -103,42 +93,31 @@ func Get(tag string) (*Catalog, bool) {
 }
 
 // Match picks the catalog for what the user asked (a locale setting, or
-// the browser's Accept-Language, or both, in order of preference), else
-// the app's default, else English.
+// the browser's Accept-Language, or both, in order of preference): the
+// first language asked for that there is a file of, by its language
+// (pt-BR is served pt.json), else the app's default, else English. A
+// related language is not enough: Galician is not served Spanish.
 func Match(fallback string, wants ...string) *Catalog {
 	for _, want := range wants {
 		if want == "" {
 			continue
 		}
 		prefs, _, err := language.ParseAcceptLanguage(want)
-		if err != nil || len(prefs) == 0 {
+		if err != nil {
 			continue
 		}
-		_, i, conf := matcher.Match(prefs...)
-		if conf != language.No {
-			return catalogs[supportedTag(i)]
+		for _, p := range prefs {
+			if c, ok := catalogs[p.String()]; ok { // a file of its own, pt-BR.json
+				return c
+			}
+			base, _ := p.Base()
+			if c, ok := catalogs[base.String()]; ok {
+				return c
+			}
 		}
 	}
 	if c, ok := catalogs[fallback]; ok {
 		return c
 	}
 	return english
-}
-
-// supportedTag is the tag of the matcher's i-th language.
-func supportedTag(i int) string {
-	if i == 0 {
-		return "en"
-	}
-	n := 0
-	for _, t := range tags {
-		if t == "en" {
-			continue
-		}
-		n++
-		if n == i {
-			return t
-		}
-	}
-	return "en"
 }

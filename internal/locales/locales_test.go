@@ -60,6 +60,7 @@ func TestMatch(t *testing.T) {
 		{"en", []string{"ja", "de"}, "ja"},           // the setting before the browser
 		{"xx", []string{"not a language"}, "en"},
 		{"en", []string{"ar-EG"}, "ar"},
+		{"fr", []string{"gl"}, "fr"}, // Galician is not Spanish enough: the app's
 	} {
 		if got := Match(c.fallback, c.wants...).Tag; got != c.want {
 			t.Errorf("Match(%q, %q) = %s, want %s", c.fallback, c.wants, got, c.want)

@@ -101,17 +101,16 @@ func (db *DB) PresenceAt(ctx context.Context, appID string, now time.Time) (Pres
 // until until (the node refreshes it while the inbox stays open). What
 // the app's users wrote meanwhile has now reached an agent: delivered.
 func (db *DB) AgentPresent(ctx context.Context, appID, ownerID, node string, until time.Time) error {
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO agent_presence (app_id, owner_id, node, expires_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (app_id, owner_id, node) DO UPDATE SET expires_at = excluded.expires_at`, appID, ownerID, node, until.UnixMilli())
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE conversations SET agent_delivered_seq = last_seq WHERE app_id = ? AND agent_delivered_seq < last_seq`, appID)
-		return err
-	})
+	_, err := db.write.ExecContext(ctx, `INSERT INTO agent_presence (app_id, owner_id, node, expires_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (app_id, owner_id, node) DO UPDATE SET expires_at = excluded.expires_at`, appID, ownerID, node, until.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("store: agent presence: %w", err)
+	}
+	// Apart, so that presence stands even if this fails; an index holds
+	// just the conversations it changes.
+	_, err = db.write.ExecContext(ctx, `UPDATE conversations SET agent_delivered_seq = last_seq WHERE app_id = ? AND agent_delivered_seq < last_seq`, appID)
+	if err != nil {
+		return fmt.Errorf("store: delivered marks: %w", err)
 	}
 	return nil
 }

@@ -218,7 +218,7 @@ func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, author
 	err := db.group(ctx, func(ctx context.Context, tx txn) error {
 		p = Posted{} // a failed attempt leaves nothing behind
 		now := db.now().UnixMilli()
-		c, err := scanPosted(tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, agent_read_seq = last_seq + 1, last_message_at = ?,
+		c, err := scanPosted(tx.QueryRowContext(ctx, `UPDATE conversations SET last_seq = last_seq + 1, agent_read_seq = last_seq + 1, agent_delivered_seq = last_seq + 1, last_message_at = ?,
 			agent_unseen_since = NULL, user_unseen_since = coalesce(user_unseen_since, ?)
 			WHERE id = ? AND app_id = ? RETURNING `+postedColumns, now, now, conversationID, appID))
 		if errors.Is(err, sql.ErrNoRows) {

@@ -21,3 +21,7 @@ CREATE TABLE refused_origins (
 -- How far a conversation's messages reached an agent's open inbox, for
 -- the widget's "delivered".
 ALTER TABLE conversations ADD COLUMN agent_delivered_seq bigint NOT NULL DEFAULT 0;
+-- The conversations with user messages no agent's inbox has had yet:
+-- what an agent's arrival marks delivered (AgentPresent), found without
+-- visiting the app's others.
+CREATE INDEX conversations_undelivered ON conversations (app_id) WHERE agent_delivered_seq < last_seq;
