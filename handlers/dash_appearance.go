@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"slices"
 
 	"github.com/labstack/echo/v4"
 
@@ -100,12 +99,7 @@ func (h *Settings) AllowOrigin(c echo.Context) error {
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "That is not an origin: "+err.Error())
 	}
-	in := store.AppSettings{Name: app.Name, Origins: app.Origins, IdentityMode: app.IdentityMode, RequireJWT: app.RequireJWT,
-		RefuseAnonymous: app.RefuseAnonymous}
-	if !slices.Contains(in.Origins, origin) {
-		in.Origins = append(slices.Clone(in.Origins), origin)
-	}
-	updated, err := h.Store.UpdateApp(c.Request().Context(), app.ID, in)
+	updated, err := h.Store.AllowOrigin(c.Request().Context(), app.ID, origin)
 	if ie := new(store.InputError); errors.As(err, &ie) {
 		return h.page(c, http.StatusBadRequest, settingsExtras{FormError: ie.Msg})
 	}

@@ -23,7 +23,7 @@ type inboxStore interface {
 	AppConversation(ctx context.Context, appID, id string) (store.Conversation, error)
 	Subject(ctx context.Context, appID, id string) (store.Subject, error)
 	Messages(ctx context.Context, c store.Conversation, afterSeq int64, limit int) (store.MessagePage, error)
-	AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string, attachmentIDs ...string) (store.Posted, error)
+	AddOwnerReply(ctx context.Context, appID, conversationID, ownerID, authorName, body string, attachmentIDs ...string) (store.Posted, error)
 	AppAttachment(ctx context.Context, appID, id string) (store.Attachment, []byte, error)
 	SetConversationStatus(ctx context.Context, appID, id, status string) (store.Conversation, error)
 	MarkAgentRead(ctx context.Context, appID, id string, seq int64) error
@@ -86,7 +86,7 @@ func (h *Inbox) Show(c echo.Context) error {
 	}
 	switch c.QueryParam("fragment") {
 	case "list":
-		list, err := h.list(ctx, app.ID, filter, q, after, open, ownerFrom(c).Owner.Name)
+		list, err := h.list(ctx, app.ID, filter, q, after, open, ownerFrom(c).OwnerID)
 		if err != nil {
 			return err
 		}
@@ -97,7 +97,7 @@ func (h *Inbox) Show(c echo.Context) error {
 		}
 		return h.messagesFragment(c, *open)
 	}
-	list, err := h.list(ctx, app.ID, filter, q, after, open, ownerFrom(c).Owner.Name)
+	list, err := h.list(ctx, app.ID, filter, q, after, open, ownerFrom(c).OwnerID)
 	if err != nil {
 		return err
 	}
@@ -140,6 +140,7 @@ func (h *Inbox) Show(c echo.Context) error {
 
 // list is one page of the inbox: the conversations after the cursor
 // (from the newest when it is nil), with links to the next page and back.
+// me is the owner looking: their own replies are previewed as "You".
 func (h *Inbox) list(ctx context.Context, appID, filter, q string, after *store.ConversationCursor, open *store.Conversation, me string) (templates.ListView, error) {
 	f := store.ConversationFilter{Limit: inboxListSize + 1, After: after, Query: q}
 	if filter != "all" {
@@ -169,7 +170,7 @@ func (h *Inbox) list(ctx context.Context, appID, filter, q string, after *store.
 			r.Preview = preview(m.Body)
 			if m.Author == store.AuthorAgent {
 				r.PreviewBy = cmp.Or(m.AuthorName, "Agent")
-				if m.AuthorName == me {
+				if m.AuthorOwnerID == me {
 					r.PreviewBy = "You"
 				}
 			}
@@ -323,7 +324,7 @@ func (h *Inbox) Reply(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, "Reply not sent: "+err.Error()+".")
 	}
 	app, owner := dashAppFrom(c), ownerFrom(c)
-	p, err := h.Store.AddAgentMessage(c.Request().Context(), app.ID, c.Param("id"), owner.Owner.Name, body, files...)
+	p, err := h.Store.AddOwnerReply(c.Request().Context(), app.ID, c.Param("id"), owner.OwnerID, owner.Owner.Name, body, files...)
 	if errors.Is(err, store.ErrNotFound) {
 		return errNoDashConversation
 	}

@@ -21,6 +21,7 @@ type settingsStore interface {
 	SetAppearance(ctx context.Context, appID string, a store.Appearance) error
 	SetAvatar(ctx context.Context, appID, typ string, data []byte) error
 	RefusedOrigins(ctx context.Context, appID string, since time.Time) ([]store.RefusedOrigin, error)
+	AllowOrigin(ctx context.Context, appID, origin string) (*store.App, error)
 	UpdateApp(ctx context.Context, appID string, s store.AppSettings) (*store.App, error)
 	IdentityStats(ctx context.Context, appID string, since time.Time) (store.IdentityStats, error)
 	RotateIdentitySecret(ctx context.Context, appID string, previousValidFor time.Duration) (store.IdentitySecret, error)

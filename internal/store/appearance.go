@@ -184,3 +184,27 @@ func (db *DB) RefusedOrigins(ctx context.Context, appID string, since time.Time)
 	}
 	return out, rowsErr(rows)
 }
+
+// AllowOrigin adds one origin to the app's allowlist (a refused one the
+// owner recognised), leaving the rest as they are, even if someone saves
+// the settings meanwhile.
+func (db *DB) AllowOrigin(ctx context.Context, appID, origin string) (*App, error) {
+	origins, err := CanonicalOrigins([]string{origin})
+	if err != nil {
+		return nil, err
+	}
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockApp(ctx, tx, appID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO app_origins (app_id, origin) SELECT id, ? FROM apps WHERE id = ? ON CONFLICT DO NOTHING`, origins[0], appID)
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("store: allow origin: %w", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return db.App(ctx, appID)
+}

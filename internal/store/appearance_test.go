@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -150,5 +151,26 @@ func TestDeliveredMarks(t *testing.T) {
 	third, _ := db.AddUserMessage(ctx, store.UserMessage{AppID: app.ID, SubjectID: s.SubjectID, ConversationID: c.ID, ClientMsgID: "m3", Body: "gone?"})
 	if third.Conversation.AgentDeliveredSeq != 2 {
 		t.Errorf("a message once the agent left: delivered up to %d, want 2", third.Conversation.AgentDeliveredSeq)
+	}
+}
+
+// Allowing a refused origin adds it alone, once; what is not an origin is
+// refused.
+func TestAllowOrigin(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	app := mustApp(t, db, store.ModeMonitor).App
+	for range 2 {
+		got, err := db.AllowOrigin(ctx, app.ID, "https://www.shop.example")
+		if err != nil || !slices.Equal(got.Origins, []string{"https://shop.example", "https://www.shop.example"}) {
+			t.Fatalf("AllowOrigin = %v, %v", got, err)
+		}
+	}
+	var ie *store.InputError
+	if _, err := db.AllowOrigin(ctx, app.ID, "https://*.shop.example"); !errors.As(err, &ie) {
+		t.Errorf("a wildcard: %v, want an input error", err)
+	}
+	if _, err := db.AllowOrigin(ctx, "app_nope", "https://x.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("another app: %v", err)
 	}
 }

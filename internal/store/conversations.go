@@ -53,7 +53,7 @@ const agentUnread = `(c.last_seq > c.agent_read_seq)`
 const conversationColumns = `c.id, c.app_id, c.subject_id, c.status, c.created_at, c.last_message_at, c.last_seq, c.user_read_seq,
 	c.last_seq - c.user_read_seq,
 	c.agent_read_seq, ` + agentUnread + `, c.agent_delivered_seq,
-	lm.id, lm.seq, lm.author, lm.author_name, lm.body, lm.created_at`
+	lm.id, lm.seq, lm.author, lm.author_name, coalesce(lm.author_owner_id, ''), lm.body, lm.created_at`
 
 const conversationJoins = `FROM conversations c
 	LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq`
@@ -61,17 +61,17 @@ const conversationJoins = `FROM conversations c
 func scanConversation(sc interface{ Scan(...any) error }, extra ...any) (Conversation, error) {
 	var c Conversation
 	var created, last int64
-	var lmID, lmAuthor, lmName, lmBody sql.NullString
+	var lmID, lmAuthor, lmName, lmOwner, lmBody sql.NullString
 	var lmSeq, lmCreated sql.NullInt64
 	dest := append([]any{&c.ID, &c.AppID, &c.SubjectID, &c.Status, &created, &last, &c.LastSeq, &c.UserReadSeq, &c.Unread,
-		&c.AgentReadSeq, &c.AgentUnread, &c.AgentDeliveredSeq, &lmID, &lmSeq, &lmAuthor, &lmName, &lmBody, &lmCreated}, extra...)
+		&c.AgentReadSeq, &c.AgentUnread, &c.AgentDeliveredSeq, &lmID, &lmSeq, &lmAuthor, &lmName, &lmOwner, &lmBody, &lmCreated}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return c, err
 	}
 	c.CreatedAt, c.LastMessageAt = fromMillis(created), fromMillis(last)
 	if lmID.Valid {
 		c.LastMessage = &Message{ID: lmID.String, ConversationID: c.ID, Seq: lmSeq.Int64, Author: lmAuthor.String,
-			AuthorName: lmName.String, Body: lmBody.String, CreatedAt: fromMillis(lmCreated.Int64)}
+			AuthorName: lmName.String, AuthorOwnerID: lmOwner.String, Body: lmBody.String, CreatedAt: fromMillis(lmCreated.Int64)}
 	}
 	return c, nil
 }

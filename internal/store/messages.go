@@ -24,9 +24,12 @@ type Message struct {
 	Seq            int64
 	Author         string
 	AuthorName     string
-	ClientMsgID    string
-	Body           string
-	CreatedAt      time.Time
+	// AuthorOwnerID is the owner who wrote an agent message in the
+	// dashboard; "" for the server API's replies and users' messages.
+	AuthorOwnerID string
+	ClientMsgID   string
+	Body          string
+	CreatedAt     time.Time
 	// Attachments are the files the message carries.
 	Attachments []Attachment
 }
@@ -214,6 +217,20 @@ func (db *DB) closedBeforeWrite(ctx context.Context, tx txn, subs []subscriber, 
 // marks it read for agents: whoever answered has seen what they answered.
 // A conversation of another app is ErrNotFound.
 func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, authorName, body string, attachmentIDs ...string) (Posted, error) {
+	return db.addAgentMessage(ctx, appID, conversationID, "", authorName, body, attachmentIDs)
+}
+
+// AddOwnerReply is AddAgentMessage for a reply an owner wrote in the
+// dashboard, which the message records.
+func (db *DB) AddOwnerReply(ctx context.Context, appID, conversationID, ownerID, authorName, body string, attachmentIDs ...string) (Posted, error) {
+	return db.addAgentMessage(ctx, appID, conversationID, ownerID, authorName, body, attachmentIDs)
+}
+
+func (db *DB) addAgentMessage(ctx context.Context, appID, conversationID, ownerID, authorName, body string, attachmentIDs []string) (Posted, error) {
+	var owner any
+	if ownerID != "" {
+		owner = ownerID
+	}
 	var p Posted
 	err := db.group(ctx, func(ctx context.Context, tx txn) error {
 		p = Posted{} // a failed attempt leaves nothing behind
@@ -228,9 +245,9 @@ func (db *DB) AddAgentMessage(ctx context.Context, appID, conversationID, author
 			return err
 		}
 		p.Message = Message{ID: identity.NewID("msg_"), ConversationID: conversationID, Seq: c.LastSeq, Author: AuthorAgent,
-			AuthorName: authorName, Body: body, CreatedAt: fromMillis(now)}
-		_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, seq, author, author_name, body, created_at)
-			VALUES (?, ?, ?, 'agent', ?, ?, ?)`, p.Message.ID, conversationID, c.LastSeq, authorName, body, now)
+			AuthorName: authorName, AuthorOwnerID: ownerID, Body: body, CreatedAt: fromMillis(now)}
+		_, err = tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, seq, author, author_name, author_owner_id, body, created_at)
+			VALUES (?, ?, ?, 'agent', ?, ?, ?, ?)`, p.Message.ID, conversationID, c.LastSeq, authorName, owner, body, now)
 		if err != nil {
 			return err
 		}

@@ -37,8 +37,8 @@ func TestMigrationsRunOnce(t *testing.T) {
 	}
 	db.Close()
 	first := versions()
-	if n := len(queryStringsOf(t, path, `SELECT version FROM schema_migrations WHERE version > 0`)); n != 16 {
-		t.Fatalf("%d migrations recorded, want 16: %s", n, first)
+	if n := len(queryStringsOf(t, path, `SELECT version FROM schema_migrations WHERE version > 0`)); n != 17 {
+		t.Fatalf("%d migrations recorded, want 17: %s", n, first)
 	}
 	db, err = store.Open(ctx, path, testKey)
 	if err != nil {
@@ -148,8 +148,8 @@ func TestSQLiteMigrationsWhenProcessesStartTogether(t *testing.T) {
 				t.Errorf("round %d, process %d: %v", round, i, err)
 			}
 		}
-		if n := len(queryStringsOf(t, path, `SELECT version FROM schema_migrations WHERE version > 0`)); n != 16 {
-			t.Fatalf("round %d: %d migrations recorded, want 16", round, n)
+		if n := len(queryStringsOf(t, path, `SELECT version FROM schema_migrations WHERE version > 0`)); n != 17 {
+			t.Fatalf("round %d: %d migrations recorded, want 17", round, n)
 		}
 	}
 }
