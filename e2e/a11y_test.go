@@ -73,11 +73,7 @@ func TestDashboardAccessibility(t *testing.T) {
 }
 
 func stripQuery(p string) string {
-	for i := range p {
-		if p[i] == '?' {
-			return p[:i]
-		}
-	}
+	p, _, _ = strings.Cut(p, "?")
 	return p
 }
 

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -146,18 +145,7 @@ func TestWidgetLookAndMessages(t *testing.T) {
 // apiReply posts an agent reply through the server API, as Ann.
 func (e *env) apiReply(t *testing.T, conv, body string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.parleyURL+"/api/v1/conversations/"+conv+"/messages",
-		strings.NewReader(`{"body":`+string(must(json.Marshal(body)))+`,"author_name":"Ann"}`))
-	req.Header.Set("Authorization", "Bearer "+e.apiKey)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusCreated {
-		t.Fatalf("API reply = %d", res.StatusCode)
-	}
+	e.api(t, http.MethodPost, "/api/v1/conversations/"+conv+"/messages", map[string]string{"body": body, "author_name": "Ann"}, nil)
 }
 
 // The widget speaks the page's language, right to left for Arabic, and
@@ -322,11 +310,4 @@ func TestOnTokenNeeded(t *testing.T) {
 	if convs := e.conversations(t); len(convs) != 1 || !convs[0].User.Verified || convs[0].User.UserID != "u_jay" {
 		t.Errorf("conversations %+v, want one of verified u_jay", convs)
 	}
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
 }

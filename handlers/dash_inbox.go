@@ -102,7 +102,7 @@ func (h *Inbox) Show(c echo.Context) error {
 		return err
 	}
 	base := appPath(app.ID)
-	listURL := c.Request().URL.Path + "?status=" + filter + searchParam(q) + "&fragment=list"
+	listURL := c.Request().URL.Path + "?status=" + filter + templates.SearchParam(q) + "&fragment=list"
 	if after != nil {
 		listURL += "&after=" + url.QueryEscape(c.QueryParam("after"))
 	}
@@ -151,7 +151,7 @@ func (h *Inbox) list(ctx context.Context, appID, filter, q string, after *store.
 		return templates.ListView{}, err
 	}
 	v := templates.ListView{Searched: q != ""}
-	inbox, here := appPath(appID)+"?status="+filter+searchParam(q), "?status="+filter+searchParam(q)
+	inbox, here := appPath(appID)+"?status="+filter+templates.SearchParam(q), "?status="+filter+templates.SearchParam(q)
 	if after != nil {
 		v.NewestURL = inbox
 		here += "&after=" + formatCursor(after.LastMessageAt, after.ID)
@@ -178,14 +178,6 @@ func (h *Inbox) list(ctx context.Context, appID, filter, q string, after *store.
 		v.Rows = append(v.Rows, r)
 	}
 	return v, nil
-}
-
-// searchParam is &q=… for a search, "" for none.
-func searchParam(q string) string {
-	if q == "" {
-		return ""
-	}
-	return "&q=" + url.QueryEscape(q)
 }
 
 // A cursor in a URL is "<last activity in unix ms>.<conversation id>".

@@ -456,8 +456,8 @@ func teamName(a AppearanceSettings) string {
 // isoStamp is t as a <time datetime>: RFC 3339, in UTC.
 func isoStamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-// searchQuery is &q=… to keep a search in a link, "" for none.
-func searchQuery(q string) string {
+// SearchParam is &q=… to keep a search in a link, "" for none.
+func SearchParam(q string) string {
 	if q == "" {
 		return ""
 	}

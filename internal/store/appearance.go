@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"regexp"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -51,7 +50,7 @@ func checkAppearance(a Appearance) error {
 		name, v string
 		max     int
 	}{{"the launcher's label", a.LauncherLabel, 40}, {"the team's name", a.TeamName, 60}} {
-		if !utf8.ValidString(f.v) || utf8.RuneCountInString(f.v) > f.max || hasControl(f.v) {
+		if !printable(f.v) || utf8.RuneCountInString(f.v) > f.max {
 			return &InputError{fmt.Sprintf("%s is at most %d characters on one line", f.name, f.max)}
 		}
 	}
@@ -59,15 +58,6 @@ func checkAppearance(a Appearance) error {
 		return &InputError{fmt.Sprintf("%q is not a language tag like en or pt-BR", a.Locale)}
 	}
 	return nil
-}
-
-func hasControl(s string) bool {
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return true
-		}
-	}
-	return false
 }
 
 // SetAppearance saves how the app's widget looks (its picture apart:
